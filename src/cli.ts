@@ -1,0 +1,186 @@
+#!/usr/bin/env node
+/**
+ * The `dcache-probe` command. Exit codes: 0 success; 1 the work failed (database, collector);
+ * 2 invalid configuration or usage.
+ */
+import { Command, Option } from 'commander';
+import { ConfigError, SETTINGS, loadConfig, redactUrl, type Config } from './config';
+import { describeDatabaseError } from './db';
+import { createLogger } from './logger';
+import { grantRuntimeRole, migrate, uninstall } from './migrations';
+import { Probe } from './probe';
+import { readStatus, formatStatus } from './status';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_CONFIG = 2;
+
+type Section = keyof Config;
+
+/** Adds --config and the flags of the given config sections to a command. */
+function withConfigOptions(command: Command, sections: readonly Section[]): Command {
+  command.option('-c, --config <file>', 'YAML or JSON config file (also DCACHE_PROBE_CONFIG)');
+  for (const s of SETTINGS) {
+    if (!sections.includes(s.key.split('.')[0] as Section)) continue;
+    command.addOption(new Option(`--${s.flag} <value>`, `${s.description} [${s.env}]`));
+  }
+  return command;
+}
+
+/** Command-line flags -> dotted config keys. */
+function flagValues(options: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const s of SETTINGS) {
+    const attribute = s.flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    if (options[attribute] !== undefined) out[s.key] = options[attribute];
+  }
+  return out;
+}
+
+function configFrom(options: Record<string, unknown>, sections: readonly Section[], commandDefaults?: Record<string, unknown>): Config {
+  return loadConfig(
+    {
+      file: (options.config as string | undefined) ?? process.env.DCACHE_PROBE_CONFIG,
+      env: process.env,
+      flags: flagValues(options),
+      commandDefaults,
+    },
+    sections,
+  );
+}
+
+/** Runs a command body and turns errors into a message and an exit code. */
+async function guarded(body: () => Promise<number | void>): Promise<void> {
+  try {
+    process.exitCode = (await body()) ?? EXIT_OK;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`dcache-probe: ${err.message}\n`);
+      process.exitCode = EXIT_CONFIG;
+    } else {
+      process.stderr.write(`dcache-probe: ${describeDatabaseError(err)}\n`);
+      process.exitCode = EXIT_FAILURE;
+    }
+  }
+}
+
+const ALL: Section[] = ['database', 'collector', 'probe', 'pipeline', 'log'];
+
+export function buildProgram(): Command {
+  const program = new Command('dcache-probe')
+    .description('Reports every dCache transfer to a Gratia/GRACC collector, once, seconds after it is committed.')
+    .showHelpAfterError()
+    .exitOverride((err) => {
+      // Usage errors (unknown option, missing argument) exit 2; --help and --version exit 0.
+      process.exit(err.exitCode === 0 ? EXIT_OK : EXIT_CONFIG);
+    });
+
+  withConfigOptions(program.command('run').description('run the probe: listen for new transfers, deliver them, poll as a fallback'), ALL)
+    .option('--stop-deadline <seconds>', 'on SIGTERM/SIGINT, seconds to finish the bundle in flight', '10')
+    .action((options) =>
+      guarded(async () => {
+        const config = configFrom(options, ALL);
+        const log = createLogger(config.log);
+        const probe = new Probe(config, log);
+        await probe.start();
+        await new Promise<void>((resolve) => {
+          const onSignal = (signal: string) => {
+            log.info('stopping', { signal });
+            process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
+            resolve();
+          };
+          process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
+        });
+        await probe.stop(Number(options.stopDeadline) * 1000);
+        log.info('stopped', { ...probe.counters });
+      }),
+    );
+
+  withConfigOptions(program.command('poll').description('deliver everything that is ready, then exit (for cron)'), ALL)
+    .requiredOption('--once', 'drain the queue once and exit (the only mode)')
+    .action((options) =>
+      guarded(async () => {
+        const config = configFrom(options, ALL);
+        const log = createLogger(config.log);
+        const probe = new Probe(config, log);
+        try {
+          await probe.prepare();
+          const result = await probe.drain();
+          log.info('poll finished', { delivered: result.delivered, duplicates: result.duplicates, skipped: result.skipped, quarantined: result.quarantined });
+          if (result.unavailable) {
+            process.stderr.write(`dcache-probe: collector unavailable, records stay queued: ${result.unavailable}\n`);
+            return EXIT_FAILURE;
+          }
+        } finally {
+          await probe.stop();
+        }
+      }),
+    );
+
+  withConfigOptions(program.command('migrate').description('install or upgrade the capture triggers and the probe schema'), ['database', 'log'])
+    .option('--grant-to <role>', 'grant this (existing) role the least privileges the running probe needs')
+    .action((options) =>
+      guarded(async () => {
+        const config = configFrom(options, ['database', 'log']);
+        const result = await migrate(config.database.url, config.database.billingSchema);
+        process.stdout.write(
+          result.applied.length
+            ? `applied ${result.applied.map((m) => `${m.version} (${m.name})`).join(', ')}; schema version ${result.version}\n`
+            : `already at schema version ${result.version}\n`,
+        );
+        if (options.grantTo) {
+          await grantRuntimeRole(config.database.url, options.grantTo);
+          process.stdout.write(`granted the probe's runtime privileges to ${options.grantTo}\n`);
+        }
+      }),
+    );
+
+  withConfigOptions(program.command('uninstall').description("remove the probe's triggers and schema (dCache's tables are left untouched)"), ['database', 'log'])
+    .option('--force', 'also when captured rows are still waiting for delivery (they are lost)')
+    .action((options) =>
+      guarded(async () => {
+        const config = configFrom(options, ['database', 'log']);
+        const result = await uninstall(config.database.url, Boolean(options.force));
+        process.stdout.write(`uninstalled from ${redactUrl(config.database.url)}${result.discardedRows ? `; discarded ${result.discardedRows} undelivered rows` : ''}\n`);
+      }),
+    );
+
+  withConfigOptions(program.command('status').description('queue depth, oldest pending row, quarantine, capture health'), ['database', 'log'])
+    .option('--json', 'print JSON')
+    .action((options) =>
+      guarded(async () => {
+        const config = configFrom(options, ['database', 'log']);
+        const status = await readStatus(config.database);
+        process.stdout.write(options.json ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
+        return status.problems.length ? EXIT_FAILURE : EXIT_OK;
+      }),
+    );
+
+  program
+    .command('demo')
+    .description('no configuration needed: embedded PostgreSQL + dCache traffic simulator + probe + built-in collector')
+    .option('--rate <rows/s>', 'simulated transfers per second', '200')
+    .option('--duration <seconds>', 'stop after this many seconds (default: until Ctrl-C)')
+    .option('--writers <n>', 'concurrent dCache writer connections', '10')
+    .option('--db-url <url>', 'use this PostgreSQL (a scratch database is created in it) instead of an embedded one')
+    .action((options) =>
+      guarded(async () => {
+        const { runDemo } = await import('./demo/demo');
+        return runDemo({
+          rate: Number(options.rate),
+          durationSeconds: options.duration === undefined ? undefined : Number(options.duration),
+          writers: Number(options.writers),
+          dbUrl: options.dbUrl,
+        });
+      }),
+    );
+
+  return program;
+}
+
+if (require.main === module) {
+  buildProgram().parseAsync(process.argv).catch((err) => {
+    process.stderr.write(`dcache-probe: ${(err as Error).message}\n`);
+    process.exit(EXIT_FAILURE);
+  });
+}

@@ -1,0 +1,224 @@
+/**
+ * Configuration: one typed object, validated once at start-up.
+ *
+ * Sources, later ones winning: built-in defaults < config file (YAML or JSON) < environment
+ * variables (DCACHE_PROBE_*) < command-line flags. Every setting has one dotted key
+ * ("collector.url") used in the file, and one environment variable; an error always names the
+ * key and where the bad value came from (the file's path, the variable or the flag).
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/** The measured best bundle size (see docs/PERFORMANCE.md); always kept under maxBundleBytes. */
+export const DEFAULT_BUNDLE_SIZE = 500;
+/** The old Gratia library kept bundles under ~1.8 MB; the old Java collector refused ~2 MB. */
+export const MAX_BUNDLE_BYTES_LIMIT = 1_800_000;
+
+const positiveInt = z.coerce.number().int().positive();
+const nonNegativeNumber = z.coerce.number().nonnegative();
+const flag = z.preprocess((v) => (typeof v === 'string' ? /^(1|true|yes|on)$/i.test(v.trim()) : v), z.boolean());
+
+export const configSchema = z.object({
+  database: z.object({
+    url: z.string().min(1, 'is required (a postgres:// URL of the dCache billing database)'),
+    billingSchema: z.string().min(1).default('public'),
+    /** Zone of legacy `timestamp without time zone` columns; default: the database's TimeZone. */
+    timeZone: z.string().min(1).optional(),
+  }),
+  collector: z.object({
+    url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }),
+    timeoutSeconds: z.coerce.number().positive().default(30),
+    caFile: z.string().min(1).optional(),
+    certFile: z.string().min(1).optional(),
+    keyFile: z.string().min(1).optional(),
+    retryBaseMs: positiveInt.default(500),
+    retryMaxMs: positiveInt.default(60_000),
+    /** How long one bundle is retried before its claim is released and the queue backs off. */
+    retryBudgetSeconds: z.coerce.number().positive().default(60),
+  }),
+  probe: z.object({
+    name: z.string().min(1).default(`dcache-transfer:${hostname()}`),
+    siteName: z.string().min(1, 'is required (the Gratia SiteName)'),
+    grid: z.string().min(1).default('OSG'),
+    dcacheServerHost: z.string().min(1).default(hostname()),
+  }),
+  pipeline: z.object({
+    bundleSize: positiveInt.max(5000).default(DEFAULT_BUNDLE_SIZE),
+    maxBundleBytes: positiveInt.max(MAX_BUNDLE_BYTES_LIMIT).default(MAX_BUNDLE_BYTES_LIMIT),
+    doorGraceSeconds: nonNegativeNumber.default(120),
+    pollIntervalSeconds: z.coerce.number().positive().default(30),
+    workers: positiveInt.max(16).default(2),
+    dedupWindowHours: z.coerce.number().positive().default(48),
+    reportTape: flag.default(true),
+  }),
+  log: z.object({
+    level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+    format: z.enum(['text', 'json']).default('text'),
+  }),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+/** One setting: its dotted key, environment variable and command-line flag. */
+export interface Setting {
+  key: string;
+  env: string;
+  flag: string;
+  description: string;
+}
+
+function setting(key: string, flagName: string, description: string): Setting {
+  const env = 'DCACHE_PROBE_' + key.split('.').pop()!.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+  return { key, env, flag: flagName, description };
+}
+
+/** Every setting; the table the CLI, the environment reader and the README are built from. */
+export const SETTINGS: readonly Setting[] = [
+  { ...setting('database.url', 'db-url', 'postgres:// URL of the dCache billing database'), env: 'DCACHE_PROBE_DB_URL' },
+  setting('database.billingSchema', 'billing-schema', 'schema of the billing tables'),
+  { ...setting('database.timeZone', 'db-time-zone', 'zone of legacy timestamp-without-time-zone columns'), env: 'DCACHE_PROBE_DB_TIME_ZONE' },
+  { ...setting('collector.url', 'collector-url', 'collector URL, e.g. https://gratia.example:443 (path defaults to /gratia-servlets/rmi)'), env: 'DCACHE_PROBE_COLLECTOR_URL' },
+  { ...setting('collector.timeoutSeconds', 'collector-timeout', 'seconds before one collector request is abandoned'), env: 'DCACHE_PROBE_COLLECTOR_TIMEOUT' },
+  { ...setting('collector.caFile', 'ca-file', 'CA bundle that signs the collector certificate'), env: 'DCACHE_PROBE_CA_FILE' },
+  { ...setting('collector.certFile', 'cert-file', 'client certificate (PEM) for HTTPS collectors'), env: 'DCACHE_PROBE_CERT_FILE' },
+  { ...setting('collector.keyFile', 'key-file', 'client key (PEM) for HTTPS collectors'), env: 'DCACHE_PROBE_KEY_FILE' },
+  setting('collector.retryBaseMs', 'retry-base-ms', 'first retry delay (doubles, with jitter)'),
+  setting('collector.retryMaxMs', 'retry-max-ms', 'longest retry delay'),
+  setting('collector.retryBudgetSeconds', 'retry-budget', 'seconds one bundle is retried before it is released'),
+  setting('probe.name', 'probe-name', 'Gratia ProbeName (default dcache-transfer:<host>)'),
+  setting('probe.siteName', 'site-name', 'Gratia SiteName'),
+  setting('probe.grid', 'grid', 'Gratia Grid for non-DCap transfers'),
+  setting('probe.dcacheServerHost', 'dcache-server-host', 'host name appended to pool names in Source/Destination'),
+  setting('pipeline.bundleSize', 'bundle-size', 'records per collector request'),
+  setting('pipeline.maxBundleBytes', 'max-bundle-bytes', 'upper bound of one request body'),
+  setting('pipeline.doorGraceSeconds', 'door-grace', 'seconds a mover waits for its door row'),
+  setting('pipeline.pollIntervalSeconds', 'poll-interval', 'seconds between fallback polls'),
+  setting('pipeline.workers', 'workers', 'bundles delivered in parallel'),
+  setting('pipeline.dedupWindowHours', 'dedup-window', 'hours a delivered transaction is remembered'),
+  setting('pipeline.reportTape', 'report-tape', 'report storageinfo tape store/restore rows (true/false)'),
+  setting('log.level', 'log-level', 'error, warn, info or debug'),
+  setting('log.format', 'log-format', 'text or json'),
+];
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Where each provided value came from, to name it in errors. */
+type Origin = string;
+interface Provided {
+  value: unknown;
+  origin: Origin;
+}
+
+function setPath(target: Record<string, unknown>, key: string, value: unknown): void {
+  const parts = key.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    node = (node[part] ??= {}) as Record<string, unknown>;
+  }
+  node[parts[parts.length - 1]!] = value;
+}
+
+/** Flattens a parsed config file into dotted keys, rejecting keys we do not know. */
+export function flattenFile(content: unknown, file: string): Map<string, Provided> {
+  const known = new Set(SETTINGS.map((s) => s.key));
+  const out = new Map<string, Provided>();
+  const walk = (node: unknown, prefix: string): void => {
+    if (node === null || typeof node !== 'object' || Array.isArray(node)) {
+      throw new ConfigError(`${file}: ${prefix || '(top level)'}: expected a mapping of settings`);
+    }
+    for (const [name, value] of Object.entries(node)) {
+      const key = prefix ? `${prefix}.${name}` : name;
+      if (known.has(key)) out.set(key, { value, origin: file });
+      else if (value !== null && typeof value === 'object' && !Array.isArray(value)) walk(value, key);
+      else throw new ConfigError(`${file}: ${key}: unknown setting (known: ${[...known].join(', ')})`);
+    }
+  };
+  walk(content, '');
+  return out;
+}
+
+export function readConfigFile(file: string): Map<string, Provided> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${file}: cannot read the config file: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(text) ?? {};
+  } catch (err) {
+    throw new ConfigError(`${file}: not valid YAML/JSON: ${(err as Error).message}`);
+  }
+  return flattenFile(parsed, file);
+}
+
+export interface ConfigSources {
+  /** Path of a YAML/JSON config file, if any. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Values from command-line flags, by dotted key. */
+  flags?: Record<string, unknown>;
+  /** Defaults supplied by the command (e.g. the demo's site name), below every other source. */
+  commandDefaults?: Record<string, unknown>;
+}
+
+/**
+ * Builds and validates the configuration. Throws ConfigError naming the key and its origin.
+ * `sections` limits validation to what a command needs (e.g. `migrate` needs no collector).
+ */
+export function loadConfig(sources: ConfigSources, sections: readonly (keyof Config)[] = ['database', 'collector', 'probe', 'pipeline', 'log']): Config {
+  const provided = new Map<string, Provided>();
+  for (const [key, value] of Object.entries(sources.commandDefaults ?? {})) provided.set(key, { value, origin: 'default' });
+  if (sources.file) for (const [k, v] of readConfigFile(sources.file)) provided.set(k, v);
+  const env = sources.env ?? {};
+  for (const s of SETTINGS) {
+    const value = env[s.env];
+    if (value !== undefined && value !== '') provided.set(s.key, { value, origin: `environment variable ${s.env}` });
+  }
+  for (const [key, value] of Object.entries(sources.flags ?? {})) {
+    const s = SETTINGS.find((x) => x.key === key);
+    if (value !== undefined) provided.set(key, { value, origin: `flag --${s?.flag ?? key}` });
+  }
+
+  const raw: Record<string, unknown> = {};
+  for (const section of Object.keys(configSchema.shape)) raw[section] = {};
+  for (const [key, { value }] of provided) setPath(raw, key, value);
+
+  const schema = configSchema.pick(Object.fromEntries(sections.map((s) => [s, true])) as { [K in keyof Config]?: true });
+  const result = schema.safeParse(raw);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const key = issue.path.join('.');
+      const s = SETTINGS.find((x) => x.key === key);
+      const origin = provided.get(key)?.origin ?? (s ? `not set (config file key ${key}, environment variable ${s.env} or flag --${s.flag})` : 'not set');
+      return `${key}: ${issue.message} [${origin}]`;
+    });
+    throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  // Sections not asked for are filled with their defaults where they have them, so callers
+  // get one complete type; they are not used by the command that left them out.
+  return { ...(raw as unknown as Config), ...result.data } as Config;
+}
+
+/** A database URL with its password replaced, for logs and messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparsable URL)';
+  }
+}
+
+/** The collector endpoint: the path defaults to Gratia's servlet. */
+export function collectorEndpoint(url: string): URL {
+  const u = new URL(url);
+  if (u.pathname === '/' || u.pathname === '') u.pathname = '/gratia-servlets/rmi';
+  return u;
+}

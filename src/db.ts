@@ -1,0 +1,71 @@
+/**
+ * Database connections. Every connection of the probe reads legacy `timestamp without time
+ * zone` values in the configured zone (the session TimeZone), names itself in
+ * pg_stat_activity, and uses TCP keep-alive so a dead server is noticed.
+ */
+import pg from 'pg';
+
+export interface DatabaseOptions {
+  url: string;
+  timeZone?: string;
+  /** Connections in the pool (workers + listener housekeeping). */
+  max?: number;
+  applicationName?: string;
+}
+
+export function connectionConfig(options: DatabaseOptions): pg.ClientConfig {
+  return {
+    connectionString: options.url,
+    application_name: options.applicationName ?? 'dcache-probe',
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+    connectionTimeoutMillis: 10_000,
+    // The session setting is passed at connect time, so no query can run in another zone.
+    options: options.timeZone ? `-c TimeZone=${options.timeZone.replace(/[^A-Za-z0-9_+\-/:]/g, '')}` : undefined,
+  };
+}
+
+export function createPool(options: DatabaseOptions): pg.Pool {
+  const pool = new pg.Pool({ ...connectionConfig(options), max: options.max ?? 4, idleTimeoutMillis: 30_000 });
+  // An idle client's error (server restart) must not crash the process; the next checkout
+  // gets a fresh connection.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** Runs fn in a transaction on one pooled client; rolls back on error. */
+export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/** A PostgreSQL error as one line a person can act on. */
+export function describeDatabaseError(err: unknown): string {
+  const e = err as { code?: string; message?: string; errno?: string };
+  switch (e.code) {
+    case 'ECONNREFUSED':
+      return `cannot reach the database (connection refused): is PostgreSQL running and the URL's host/port right?`;
+    case 'ENOTFOUND':
+      return `cannot resolve the database host: ${e.message}`;
+    case '28P01':
+      return 'the database refused the password (wrong password for this user)';
+    case '28000':
+      return `the database refused the login: ${e.message}`;
+    case '3D000':
+      return `no such database: ${e.message}`;
+    case '42501':
+      return `permission denied: ${e.message} (grant the probe's role with "dcache-probe migrate --grant-to ROLE")`;
+    default:
+      return e.message ?? String(err);
+  }
+}

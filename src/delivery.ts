@@ -1,0 +1,179 @@
+/**
+ * Delivery: claim a batch from the queue, turn it into records, send them, and delete the
+ * rows in the same transaction only after the collector acknowledged them.
+ *
+ * Outcomes per claimed row, all decided inside one transaction:
+ *  - delivered:   acknowledged by the collector (200 "OK")
+ *  - duplicate:   its transaction was already delivered (two billing cells insert every row)
+ *  - skipped:     not reportable (pool-to-pool copies, tape rows when tape reporting is off)
+ *  - quarantined: could not be encoded, or the collector refused exactly this record
+ * If the collector is unavailable the transaction rolls back and the rows stay queued.
+ */
+import type pg from 'pg';
+import type { Logger } from './logger';
+import { EncodeError, mapRow, text, type CapturedRow, type MappingOptions } from './mapping';
+import { CaptureQueue, deliveryKey, type QuarantineEntry } from './queue';
+import { multiupdateForm, type CollectorSender } from './sender';
+import { usageRecordXml } from './xml';
+
+export interface DeliveryOptions {
+  bundleSize: number;
+  maxBundleBytes: number;
+  doorGraceSeconds: number;
+  mapping: MappingOptions;
+}
+
+export interface BatchResult {
+  claimed: number;
+  delivered: number;
+  duplicates: number;
+  skipped: number;
+  quarantined: number;
+  /** Collector requests made (after splitting). */
+  requests: number;
+  /** Set when the collector could not be reached; nothing of the batch was committed. */
+  unavailable?: string;
+  /** Commit-to-acknowledgement latencies (capture time to ack), ms, one per delivered row. */
+  latenciesMs: number[];
+}
+
+export function emptyResult(): BatchResult {
+  return { claimed: 0, delivered: 0, duplicates: 0, skipped: 0, quarantined: 0, requests: 0, latenciesMs: [] };
+}
+
+/** A row on its way: the encoded record and what it came from. */
+interface Encoded {
+  row: CapturedRow;
+  xml: string;
+}
+
+/** Cuts records into request bodies that stay under maxBytes (halving where one is too big). */
+export function planBodies(records: readonly string[], probeName: string, maxBytes: number, backlog: number): { start: number; end: number; form: string }[] {
+  const out: { start: number; end: number; form: string }[] = [];
+  const plan = (start: number, end: number): void => {
+    if (start >= end) return;
+    const form = multiupdateForm(records.slice(start, end), probeName, { backlog });
+    if (Buffer.byteLength(form) <= maxBytes || end - start === 1) {
+      out.push({ start, end, form });
+      return;
+    }
+    const mid = start + Math.ceil((end - start) / 2);
+    plan(start, mid);
+    plan(mid, end);
+  };
+  plan(0, records.length);
+  return out;
+}
+
+class CollectorUnavailable extends Error {}
+
+export class Delivery {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly queue: CaptureQueue,
+    private readonly sender: CollectorSender,
+    private readonly options: DeliveryOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** Claims and delivers one batch. */
+  async deliverBatch(signal?: AbortSignal): Promise<BatchResult> {
+    const result = emptyResult();
+    const client = await this.pool.connect();
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const rows = await this.queue.claim(client, this.options.bundleSize, this.options.doorGraceSeconds);
+      result.claimed = rows.length;
+      if (rows.length === 0) {
+        await client.query('COMMIT');
+        return result;
+      }
+
+      const quarantine: QuarantineEntry[] = [];
+      const encoded: Encoded[] = [];
+      const keys: string[] = [];
+      for (const row of rows) {
+        try {
+          const mapped = mapRow(row, this.options.mapping);
+          if (mapped.kind === 'skip') {
+            result.skipped++;
+            continue;
+          }
+          encoded.push({ row, xml: usageRecordXml(mapped.record) });
+          keys.push(deliveryKey(row.source, mapped.record.localJobId));
+        } catch (err) {
+          const reason = err instanceof EncodeError ? err.message : `cannot encode: ${(err as Error).message}`;
+          quarantine.push({ id: row.id, door: row.door, stage: 'encode', reason });
+        }
+      }
+
+      // Keep the first row of each transaction not yet delivered; drop the rest as duplicates.
+      const fresh = await this.queue.markDelivered(client, keys);
+      const toSend: Encoded[] = [];
+      encoded.forEach((e, i) => {
+        const key = keys[i]!;
+        if (fresh.delete(key)) toSend.push(e);
+        else result.duplicates++;
+      });
+
+      await this.sendAll(toSend, quarantine, result, signal);
+
+      await this.queue.quarantine(client, quarantine);
+      await this.queue.remove(client, rows.map((r) => r.id));
+      await client.query('COMMIT');
+      result.quarantined = quarantine.length;
+      const ackedAt = Date.now();
+      for (const e of toSend) {
+        if (!quarantine.some((q) => q.id === e.row.id)) result.latenciesMs.push(ackedAt - e.row.capturedAtMs);
+      }
+      result.delivered = result.latenciesMs.length;
+      for (const q of quarantine) this.log.warn('quarantined a billing row', { stage: q.stage, reason: q.reason, queueId: q.id });
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+      if (err instanceof CollectorUnavailable) {
+        return { ...emptyResult(), claimed: result.claimed, requests: result.requests, unavailable: err.message };
+      }
+      broken = true;
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /**
+   * Sends encoded records in bodies under the size limit. A refused body is split in halves
+   * until the refused records are found; those are quarantined with the collector's answer.
+   * Throws CollectorUnavailable when the collector cannot be reached within the retry budget.
+   */
+  private async sendAll(records: Encoded[], quarantine: QuarantineEntry[], result: BatchResult, signal?: AbortSignal): Promise<void> {
+    const send = async (part: Encoded[]): Promise<void> => {
+      if (part.length === 0) return;
+      for (const body of planBodies(part.map((e) => e.xml), this.options.mapping.probeName, this.options.maxBundleBytes, 0)) {
+        const slice = part.slice(body.start, body.end);
+        result.requests++;
+        const outcome = await this.sender.send(body.form, signal);
+        if (outcome.kind === 'accepted') continue;
+        if (outcome.kind === 'unavailable') throw new CollectorUnavailable(outcome.answer);
+        if (slice.length === 1) {
+          const only = slice[0]!;
+          quarantine.push({ id: only.row.id, door: only.row.door, stage: 'collector', reason: `collector refused the record: ${outcome.answer}` });
+          continue;
+        }
+        this.log.info('collector refused a bundle; splitting it to find the refused records', { records: slice.length, answer: outcome.answer });
+        const mid = Math.ceil(slice.length / 2);
+        await send(slice.slice(0, mid));
+        await send(slice.slice(mid));
+      }
+    };
+    await send(records);
+  }
+}
+
+/** For logs: which transaction a captured row is. */
+export function describeRow(row: CapturedRow): string {
+  return `${row.source} ${text(row.record.transaction) ?? '(no transaction)'}`;
+}

@@ -1,0 +1,327 @@
+/**
+ * The probe's lifecycle: start, drain, stop.
+ *
+ * A "drain cycle" runs whenever something may have arrived: a notification, a (re)connect of
+ * the listener, the fallback poll timer, the door-grace timer, or the end of a collector
+ * outage. Overlapping requests coalesce: a request during a cycle makes it go round once more.
+ * Each cycle delivers until nothing is ready, then arms the wake-up, waits out in-flight
+ * captures (the barrier) and looks once more before going idle (sql/migrations/001_capture.sql
+ * explains why nothing can be stranded).
+ */
+import pg from 'pg';
+import { collectorEndpoint, redactUrl, type Config } from './config';
+import { createPool, describeDatabaseError } from './db';
+import { Delivery, emptyResult, type BatchResult } from './delivery';
+import { WakeListener } from './listener';
+import type { Logger } from './logger';
+import { LATEST_VERSION, installedBillingSchema, installedVersion } from './migrations';
+import { CaptureQueue, armWakeUp, captureBarrier } from './queue';
+import { CollectorSender, backoffDelay } from './sender';
+
+export interface ProbeCounters {
+  batches: number;
+  delivered: number;
+  duplicates: number;
+  skipped: number;
+  quarantined: number;
+  requests: number;
+  collectorUnavailable: number;
+  lastDeliveryAt: number | null;
+}
+
+export interface ProbeHooks {
+  /** Called after every committed batch that claimed rows. */
+  onBatch?: (result: BatchResult) => void;
+}
+
+export function addResults(total: BatchResult, r: BatchResult): BatchResult {
+  total.claimed += r.claimed;
+  total.delivered += r.delivered;
+  total.duplicates += r.duplicates;
+  total.skipped += r.skipped;
+  total.quarantined += r.quarantined;
+  total.requests += r.requests;
+  for (const l of r.latenciesMs) total.latenciesMs.push(l);
+  if (r.unavailable) total.unavailable = r.unavailable;
+  return total;
+}
+
+/** Checks that the probe's schema is installed at the version this build expects. */
+export async function checkInstallation(pool: pg.Pool): Promise<{ billingSchema: string; captureFailures: number }> {
+  const client = await pool.connect();
+  try {
+    const version = await installedVersion(client);
+    if (version === 0) throw new Error('the probe is not installed in this database: run "dcache-probe migrate" first');
+    if (version < LATEST_VERSION) throw new Error(`the installed schema is version ${version}, this probe needs ${LATEST_VERSION}: run "dcache-probe migrate"`);
+    const billingSchema = (await installedBillingSchema(client))!;
+    const { rows } = await client.query<{ failures: string }>(
+      'SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS failures FROM dcache_probe.capture_failure',
+    );
+    return { billingSchema, captureFailures: Number(rows[0]?.failures ?? 0) };
+  } finally {
+    client.release();
+  }
+}
+
+export class Probe {
+  readonly counters: ProbeCounters = {
+    batches: 0,
+    delivered: 0,
+    duplicates: 0,
+    skipped: 0,
+    quarantined: 0,
+    requests: 0,
+    collectorUnavailable: 0,
+    lastDeliveryAt: null,
+  };
+  readonly pool: pg.Pool;
+  readonly sender: CollectorSender;
+  private listener: WakeListener | null = null;
+  private delivery: Delivery | null = null;
+  private running: Promise<void> | null = null;
+  private again = false;
+  private stopping = false;
+  private readonly abort = new AbortController();
+  private timers = new Set<NodeJS.Timeout>();
+  private outages = 0;
+  private pausedUntil = 0;
+  private dbFailures = 0;
+
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+    private readonly hooks: ProbeHooks = {},
+  ) {
+    this.pool = createPool({ url: config.database.url, timeZone: config.database.timeZone, max: config.pipeline.workers + 2 });
+    this.sender = new CollectorSender({
+      endpoint: collectorEndpoint(config.collector.url),
+      probeName: config.probe.name,
+      timeoutMs: config.collector.timeoutSeconds * 1000,
+      retryBaseMs: config.collector.retryBaseMs,
+      retryMaxMs: config.collector.retryMaxMs,
+      retryBudgetMs: config.collector.retryBudgetSeconds * 1000,
+      caFile: config.collector.caFile,
+      certFile: config.collector.certFile,
+      keyFile: config.collector.keyFile,
+      onRetry: (attempt, answer, delayMs) => this.log.warn('collector request failed; retrying', { attempt, answer, delayMs }),
+    });
+  }
+
+  get listenerConnected(): boolean {
+    return this.listener?.connected ?? false;
+  }
+
+  get lastNotificationAt(): number | null {
+    return this.listener?.lastNotificationAt ?? null;
+  }
+
+  /** Connects, checks the installation and prepares delivery; does not start listening. */
+  async prepare(): Promise<void> {
+    let installation;
+    try {
+      installation = await checkInstallation(this.pool);
+    } catch (err) {
+      throw new Error(`${redactUrl(this.config.database.url)}: ${describeDatabaseError(err)}`);
+    }
+    if (installation.billingSchema !== this.config.database.billingSchema) {
+      this.log.warn('triggers are installed on a different billing schema than configured; using the installed one', {
+        installed: installation.billingSchema,
+        configured: this.config.database.billingSchema,
+      });
+    }
+    if (installation.captureFailures > 0) {
+      this.log.error('capture triggers have failed: some billing rows were not captured (see "dcache-probe status")', {
+        failures: installation.captureFailures,
+      });
+    }
+    const client = await this.pool.connect();
+    const queue = new CaptureQueue(installation.billingSchema, (name) => client.escapeIdentifier(name));
+    client.release();
+    this.delivery = new Delivery(this.pool, queue, this.sender, {
+      bundleSize: this.config.pipeline.bundleSize,
+      maxBundleBytes: this.config.pipeline.maxBundleBytes,
+      doorGraceSeconds: this.config.pipeline.doorGraceSeconds,
+      mapping: {
+        probeName: this.config.probe.name,
+        siteName: this.config.probe.siteName,
+        grid: this.config.probe.grid,
+        dcacheServerHost: this.config.probe.dcacheServerHost,
+        reportTape: this.config.pipeline.reportTape,
+      },
+    }, this.log);
+  }
+
+  /** The daemon: listen, poll, deliver until stop(). */
+  async start(): Promise<void> {
+    await this.prepare();
+    this.listener = new WakeListener({
+      database: { url: this.config.database.url, timeZone: this.config.database.timeZone },
+      onWake: () => this.requestDrain(),
+      log: this.log,
+    });
+    await this.listener.start();
+    if (!(await this.listener.selfTest(this.pool))) {
+      this.log.warn('LISTEN/NOTIFY does not deliver on this connection (a transaction-mode pooler?); relying on the fallback poll', {
+        pollIntervalSeconds: this.config.pipeline.pollIntervalSeconds,
+      });
+    }
+    const poll = setInterval(() => this.requestDrain(), this.config.pipeline.pollIntervalSeconds * 1000);
+    this.timers.add(poll);
+    const prune = setInterval(() => void this.pruneDeliveredKeys(), 10 * 60_000);
+    this.timers.add(prune);
+    this.log.info('probe running', {
+      database: redactUrl(this.config.database.url),
+      collector: collectorEndpoint(this.config.collector.url).toString(),
+      probeName: this.config.probe.name,
+      siteName: this.config.probe.siteName,
+    });
+    this.requestDrain();
+  }
+
+  /** Asks for a drain cycle; coalesces with one already running. */
+  requestDrain(): void {
+    if (this.stopping) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.runCycles().finally(() => {
+      this.running = null;
+    });
+  }
+
+  /** Resolves when no drain cycle is running (tests, poll --once). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private later(ms: number): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      this.requestDrain();
+    }, ms);
+    this.timers.add(t);
+  }
+
+  private async runCycles(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        if (Date.now() < this.pausedUntil) return; // collector outage: a timer resumes
+        const first = await this.drain();
+        if (first.unavailable) return this.collectorDown(first.unavailable);
+        // Going idle: arm the wake-up, wait out in-flight captures, look once more.
+        await armWakeUp(this.pool);
+        const barrier = await this.pool.connect();
+        let clear: boolean;
+        try {
+          clear = await captureBarrier(barrier);
+        } finally {
+          barrier.release();
+        }
+        const second = await this.drain();
+        if (second.unavailable) return this.collectorDown(second.unavailable);
+        if (second.claimed > 0) this.again = true;
+        if (!clear && !this.again) {
+          // A long dCache transaction holds the capture lock; do not queue behind it again
+          // at once (that would pause dCache's other writers), look again shortly.
+          this.later(1000);
+        }
+      } while (this.again && !this.stopping);
+      this.dbFailures = 0;
+      await this.scheduleDoorGraceWake();
+    } catch (err) {
+      if (this.stopping) return;
+      this.dbFailures++;
+      const delay = backoffDelay(this.dbFailures, 500, 30_000);
+      this.log.error('drain failed; retrying', { error: describeDatabaseError(err), retryInMs: delay });
+      this.later(delay);
+    }
+  }
+
+  /** Delivers with `workers` parallel batches until no ready row is left. */
+  async drain(): Promise<BatchResult> {
+    const delivery = this.delivery;
+    if (!delivery) throw new Error('probe not prepared');
+    const total = emptyResult();
+    const worker = async (): Promise<void> => {
+      while (!this.stopping && !total.unavailable) {
+        const r = await delivery.deliverBatch(this.abort.signal);
+        addResults(total, r);
+        if (r.claimed > 0) this.account(r);
+        if (r.unavailable || r.claimed < this.config.pipeline.bundleSize) return;
+      }
+    };
+    await Promise.all(Array.from({ length: this.config.pipeline.workers }, worker));
+    return total;
+  }
+
+  private account(r: BatchResult): void {
+    const c = this.counters;
+    c.batches++;
+    c.delivered += r.delivered;
+    c.duplicates += r.duplicates;
+    c.skipped += r.skipped;
+    c.quarantined += r.quarantined;
+    c.requests += r.requests;
+    if (r.unavailable) c.collectorUnavailable++;
+    else {
+      this.outages = 0;
+      c.lastDeliveryAt = Date.now();
+    }
+    this.hooks.onBatch?.(r);
+  }
+
+  private collectorDown(answer: string): void {
+    this.outages++;
+    const delay = backoffDelay(this.outages, this.config.collector.retryBaseMs, this.config.collector.retryMaxMs);
+    this.pausedUntil = Date.now() + delay;
+    this.log.error('collector unavailable; records stay queued in the database', { answer, retryInMs: delay });
+    this.later(delay);
+  }
+
+  /** Movers waiting for their door row must go out when their grace period ends. */
+  private async scheduleDoorGraceWake(): Promise<void> {
+    const { rows } = await this.pool.query<{ ms: string | null }>(
+      `SELECT floor(extract(epoch FROM min(captured_at)) * 1000)::bigint AS ms FROM dcache_probe.capture_queue`,
+    );
+    const oldest = rows[0]?.ms ? Number(rows[0].ms) : null;
+    if (oldest === null) return;
+    const due = oldest + this.config.pipeline.doorGraceSeconds * 1000 - Date.now();
+    this.later(Math.max(1000, due + 50));
+  }
+
+  private async pruneDeliveredKeys(): Promise<void> {
+    try {
+      const client = await this.pool.connect();
+      try {
+        const queue = new CaptureQueue(this.config.database.billingSchema, (n) => client.escapeIdentifier(n));
+        const n = await queue.pruneDeliveredKeys(client, this.config.pipeline.dedupWindowHours);
+        if (n > 0) this.log.debug('forgot old delivered keys', { count: n });
+      } finally {
+        client.release();
+      }
+    } catch (err) {
+      this.log.warn('could not prune delivered keys', { error: describeDatabaseError(err) });
+    }
+  }
+
+  /**
+   * Stops claiming, lets the batch in flight finish for up to `deadlineMs`, then abandons it
+   * (its transaction rolls back, so its rows stay queued), and closes everything.
+   */
+  async stop(deadlineMs = 10_000): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    const abandon = setTimeout(() => this.abort.abort(), deadlineMs);
+    try {
+      await this.idle();
+    } finally {
+      clearTimeout(abandon);
+      await this.listener?.stop();
+      await this.sender.close().catch(() => undefined);
+      await this.pool.end().catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * The capture queue: every query the running probe makes against its own tables and the
+ * billing tables lives here.
+ *
+ * A batch is claimed with FOR UPDATE SKIP LOCKED inside a transaction that stays open until
+ * the collector has acknowledged the batch; only then are the rows deleted and the transaction
+ * committed. So concurrent probes never claim the same rows, and a probe that dies (SIGKILL,
+ * lost connection) simply rolls back: its rows are claimable again at once.
+ */
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import type { CapturedRow } from './mapping';
+
+/** A claimed row's fate, recorded in the delivery transaction. */
+export interface QuarantineEntry {
+  id: string;
+  door: Record<string, unknown> | null;
+  stage: 'encode' | 'collector';
+  reason: string;
+}
+
+/** The dedup key of a billing row: md5 of source and transaction, as a uuid. */
+export function deliveryKey(source: string, transaction: string): string {
+  const hex = createHash('md5').update(`${source}:${transaction}`).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+interface ClaimedRowSql {
+  id: string;
+  source: CapturedRow['source'];
+  captured_ms: string;
+  record: Record<string, unknown>;
+  datestamp_ms: string | null;
+  door: Record<string, unknown> | null;
+}
+
+export class CaptureQueue {
+  private readonly claimSql: string;
+
+  constructor(billingSchema: string, quoteIdentifier: (name: string) => string) {
+    const doorinfo = `${quoteIdentifier(billingSchema)}.doorinfo`;
+    // A mover is ready when it is not a billinginfo row, when it has no door to wait for
+    // (p2p destinations "pool:...", "<undefined>"), when its door row is there, or when it has
+    // waited the grace period.
+    this.claimSql = `
+      WITH claimed AS (
+        SELECT q.id, q.source, q.captured_at, q.record
+          FROM dcache_probe.capture_queue q
+         WHERE q.source <> 'billinginfo'
+            OR q.captured_at <= now() - make_interval(secs => $2)
+            OR coalesce(q.record ->> 'initiator', '') = ''
+            OR q.record ->> 'initiator' = '<undefined>'
+            OR q.record ->> 'initiator' LIKE 'pool:%'
+            OR EXISTS (SELECT 1 FROM ${doorinfo} d
+                        WHERE d.transaction = q.record ->> 'initiator' AND d.pnfsid = q.record ->> 'pnfsid')
+         ORDER BY q.id
+         LIMIT $1
+         FOR UPDATE OF q SKIP LOCKED
+      )
+      SELECT c.id, c.source, c.record,
+             floor(extract(epoch FROM c.captured_at) * 1000)::bigint AS captured_ms,
+             dcache_probe.epoch_ms(c.record ->> 'datestamp') AS datestamp_ms,
+             door.record AS door
+        FROM claimed c
+        LEFT JOIN LATERAL (
+          SELECT to_jsonb(d) AS record FROM ${doorinfo} d
+           WHERE c.source = 'billinginfo'
+             AND d.transaction = c.record ->> 'initiator' AND d.pnfsid = c.record ->> 'pnfsid'
+           ORDER BY d.datestamp, d.cellname
+           LIMIT 1
+        ) door ON true
+       ORDER BY c.id`;
+  }
+
+  /** Locks up to `limit` ready rows for this transaction, oldest first. */
+  async claim(client: pg.ClientBase, limit: number, doorGraceSeconds: number): Promise<CapturedRow[]> {
+    const { rows } = await client.query<ClaimedRowSql>(this.claimSql, [limit, doorGraceSeconds]);
+    return rows.map((r) => ({
+      id: r.id,
+      source: r.source,
+      capturedAtMs: Number(r.captured_ms),
+      record: r.record,
+      datestampMs: r.datestamp_ms === null ? null : Number(r.datestamp_ms),
+      door: r.door,
+    }));
+  }
+
+  /**
+   * Records these keys as delivered; returns the ones that were new. A key another probe has
+   * inserted but not committed makes this wait for that probe's outcome, so the same
+   * transaction is never delivered by two probes.
+   */
+  async markDelivered(client: pg.ClientBase, keys: readonly string[]): Promise<Set<string>> {
+    if (keys.length === 0) return new Set();
+    const { rows } = await client.query<{ key: string }>(
+      `INSERT INTO dcache_probe.delivered_key (key)
+       SELECT DISTINCT k FROM unnest($1::uuid[]) AS k ORDER BY k
+       ON CONFLICT DO NOTHING
+       RETURNING key`,
+      [keys],
+    );
+    return new Set(rows.map((r) => r.key));
+  }
+
+  /** Moves rows to the quarantine with their reason. */
+  async quarantine(client: pg.ClientBase, entries: readonly QuarantineEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    await client.query(
+      `INSERT INTO dcache_probe.quarantine (source, captured_at, record, door, stage, reason)
+       SELECT q.source, q.captured_at, q.record, x.door, x.stage, x.reason
+         FROM unnest($1::bigint[], $2::jsonb[], $3::text[], $4::text[]) AS x(id, door, stage, reason)
+         JOIN dcache_probe.capture_queue q ON q.id = x.id`,
+      [entries.map((e) => e.id), entries.map((e) => (e.door === null ? null : JSON.stringify(e.door))), entries.map((e) => e.stage), entries.map((e) => e.reason)],
+    );
+  }
+
+  async remove(client: pg.ClientBase, ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await client.query('DELETE FROM dcache_probe.capture_queue WHERE id = ANY($1::bigint[])', [ids]);
+  }
+
+  /** Forgets delivered keys older than the dedup window, a bounded chunk at a time. */
+  async pruneDeliveredKeys(client: pg.ClientBase, windowHours: number, chunk = 50_000): Promise<number> {
+    const { rowCount } = await client.query(
+      `DELETE FROM dcache_probe.delivered_key WHERE key IN (
+         SELECT key FROM dcache_probe.delivered_key
+          WHERE delivered_at < now() - make_interval(hours => $1) LIMIT $2)`,
+      [windowHours, chunk],
+    );
+    return rowCount ?? 0;
+  }
+
+  /** When the oldest captured billinginfo row was captured (epoch ms), or null. */
+  async oldestPendingMs(client: pg.ClientBase): Promise<number | null> {
+    const { rows } = await client.query<{ ms: string | null }>(
+      `SELECT floor(extract(epoch FROM captured_at) * 1000)::bigint AS ms
+         FROM dcache_probe.capture_queue ORDER BY id LIMIT 1`,
+    );
+    return rows[0]?.ms ? Number(rows[0].ms) : null;
+  }
+}
+
+/** The wake-up protocol's listener side (see sql/migrations/001_capture.sql). */
+export const WAKE_CHANNEL = 'dcache_probe';
+export const CAPTURE_LOCK = 7262627701;
+
+/** Says "I am idle, the next capture should notify me". */
+export async function armWakeUp(client: pg.Pool | pg.ClientBase): Promise<void> {
+  await client.query("SELECT nextval('dcache_probe.wake_armed')");
+}
+
+/**
+ * Waits until every capturing transaction that may have read the old armed value has ended
+ * (they hold the capture lock in shared mode). The wait is bounded by lock_timeout, far below
+ * PostgreSQL's deadlock_timeout, so dCache's writers are never held up for long; false means
+ * the barrier timed out and the caller should look at the queue again soon.
+ */
+export async function captureBarrier(client: pg.ClientBase, timeoutMs = 200): Promise<boolean> {
+  await client.query('BEGIN');
+  try {
+    await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.trunc(timeoutMs))}`);
+    await client.query('SELECT pg_advisory_xact_lock($1)', [CAPTURE_LOCK]);
+    await client.query('COMMIT');
+    return true;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    if ((err as { code?: string }).code === '55P03') return false; // lock_not_available
+    throw err;
+  }
+}
