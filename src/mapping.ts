@@ -93,8 +93,8 @@ export function bool(value: unknown): boolean | undefined {
 }
 
 /** dCache writes "unknown", "<unknown>" or "<undefined>" where it has nothing. */
-export function meaningful(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
+export function meaningful(value: string | null | undefined): string | undefined {
+  if (value === undefined || value === null) return undefined;
   const v = value.trim();
   if (v === '' || /^<?(unknown|undefined)>?$/i.test(v)) return undefined;
   return v;
@@ -128,7 +128,7 @@ export function isDcap(protocol: string | undefined): boolean {
 }
 
 /** The VO of a VOMS FQAN: "/cms/Role=production/Capability=NULL" -> "cms". */
-export function voFromFqan(fqan: string | undefined): string | undefined {
+export function voFromFqan(fqan: string | null | undefined): string | undefined {
   const m = meaningful(fqan)?.match(/^\/([^/]+)/);
   return m?.[1];
 }

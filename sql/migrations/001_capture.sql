@@ -47,6 +47,8 @@ CREATE INDEX delivered_key_delivered_at ON dcache_probe.delivered_key (delivered
 CREATE SEQUENCE dcache_probe.capture_failure;
 CREATE SEQUENCE dcache_probe.wake_armed;
 CREATE SEQUENCE dcache_probe.wake_fired;
+-- Start both as "called" at 1, so the first nextval(wake_armed) yields 2 > wake_fired.
+SELECT setval('dcache_probe.wake_armed', 1, true), setval('dcache_probe.wake_fired', 1, true);
 
 -- Wake-up protocol.
 --

@@ -35,6 +35,8 @@ export interface AcceptedRecord {
   xml: string;
   /** GRACC-style content hash: the record without RecordIdentity and the user/VO/site fields. */
   contentHash: string;
+  /** When the bundle holding it was accepted (epoch ms). */
+  receivedAt: number;
 }
 
 export type KeepMode = 'records' | 'ids' | 'none';
@@ -222,13 +224,14 @@ export class GratiaCollector {
         return this.answer(res, 400, `Error processing record: refused ${bad.localJobId}`);
       }
     }
-    for (const r of records) this.store(r);
+    const now = Date.now();
+    for (const r of records) this.store(r, now);
     this.stats.bundlesAccepted++;
     this.stats.lastAcceptedAt = Date.now();
     return this.answer(res, 200, 'OK');
   }
 
-  private store(r: { localJobId: string; xml: string }): void {
+  private store(r: { localJobId: string; xml: string }, receivedAt: number): void {
     this.stats.recordsAccepted++;
     const hash = contentHash(r.xml);
     if (this.seen.has(hash)) this.stats.duplicateRecords++;
@@ -236,7 +239,7 @@ export class GratiaCollector {
       this.seen.add(hash);
       this.stats.uniqueRecords++;
     }
-    if (this.keep === 'records') this.accepted.push({ localJobId: r.localJobId, xml: r.xml, contentHash: hash });
+    if (this.keep === 'records') this.accepted.push({ localJobId: r.localJobId, xml: r.xml, contentHash: hash, receivedAt });
     else if (this.keep === 'ids') this.acceptedIds.push(r.localJobId);
   }
 

@@ -1,0 +1,270 @@
+/**
+ * A dCache billing traffic simulator, for the demo, the tests and the benchmarks.
+ *
+ * It writes the billing database the way dCache's billing cell does: one stream of mixed
+ * messages (mover rows, door rows), consumed by several writer connections that each take a
+ * chunk of 1 to N rows and insert them in one transaction, one INSERT per row, committing
+ * concurrently in any order. Door rows land before or after their mover rows; some movers are
+ * inserted twice (two billing cells); some are pool-to-pool copies; datestamps are the
+ * senders' clocks, out of commit order. Deterministic for a given seed.
+ */
+import pg from 'pg';
+
+export type SchemaForm = 'modern' | 'legacy';
+
+/** A billing row: column -> value (Date for timestamps). */
+export type Row = Record<string, string | number | boolean | Date | null>;
+
+export interface SimTransfer {
+  mover: Row;
+  door: Row | null;
+  /** Inserted twice, as with two billing cells. */
+  duplicated: boolean;
+  /** Expected at the collector (not a p2p copy). */
+  reportable: boolean;
+}
+
+export interface Message {
+  table: 'billinginfo' | 'doorinfo' | 'storageinfo';
+  row: Row;
+}
+
+/** mulberry32: a small, fast, seedable PRNG. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const PROTOCOLS: [string, number][] = [
+  ['GFtp-2.0', 20],
+  ['Https-1.1', 20],
+  ['Http-1.1', 8],
+  ['Xrootd-5.0', 25],
+  ['DCap-3.0', 12],
+  ['NFS4-4.1', 5],
+  ['RemoteHttpsDataTransfer-1.1', 10],
+];
+const DOORS: Record<string, string> = {
+  'GFtp-2.0': 'GFTP-door01@gridftpDomain',
+  'Https-1.1': 'WebDAV-door01@webdavDomain',
+  'Http-1.1': 'WebDAV-door02@webdavDomain',
+  'Xrootd-5.0': 'Xrootd-door01@xrootdDomain',
+  'DCap-3.0': 'DCap-door01@dcapDomain',
+  'NFS4-4.1': 'NFS-door01@nfsDomain',
+  'RemoteHttpsDataTransfer-1.1': 'SRM-srm01@srmDomain',
+};
+const USERS = [
+  { dn: '/DC=ch/DC=cern/OU=Organic Units/OU=Users/CN=cmsprod/CN=123456/CN=Robot: CMS Production', uid: 5001, gid: 5000, fqan: '/cms/Role=production/Capability=NULL' },
+  { dn: '/C=SI/O=SiGNET/O=IJS/OU=F9/CN=Andrej Filipcic', uid: 5002, gid: 5000, fqan: '/atlas/Role=NULL/Capability=NULL' },
+  { dn: '/DC=org/DC=cilogon/C=US/O=University/CN=Jane Doe A1234', uid: 6001, gid: 6000, fqan: '/osg/Role=NULL/Capability=NULL' },
+  { dn: 'tester', uid: 1000, gid: 1000, fqan: null },
+  { dn: '/DC=ch/DC=cern/OU=Users/CN=dteam <&> "quoted" user', uid: 7001, gid: 7000, fqan: '/dteam/Role=NULL/Capability=NULL' },
+];
+const ERRORS: [number, string][] = [
+  [10006, 'No connection from client after 300 seconds. Giving up.'],
+  [10018, 'Permission denied'],
+  [666, 'Transfer failed: broken pipe'],
+];
+
+function pick<T>(random: () => number, items: readonly T[]): T {
+  return items[Math.floor(random() * items.length)]!;
+}
+
+function weighted(random: () => number, items: readonly [string, number][]): string {
+  const total = items.reduce((s, [, w]) => s + w, 0);
+  let x = random() * total;
+  for (const [item, w] of items) if ((x -= w) < 0) return item;
+  return items[items.length - 1]![0];
+}
+
+export interface GeneratorOptions {
+  seed?: number;
+  form?: SchemaForm;
+  /** Shares, 0..1. */
+  p2pShare?: number;
+  duplicateShare?: number;
+  noDoorShare?: number;
+  errorShare?: number;
+  /** Datestamps are "now" minus up to this many ms (clock skew, queueing in dCache). */
+  clockSkewMs?: number;
+  /** Inject a burst of permission-denied errors from one client (demo "misuse"). */
+  now?: () => number;
+}
+
+export class TransferGenerator {
+  private readonly random: () => number;
+  private counter = 0;
+  private readonly form: SchemaForm;
+  private readonly now: () => number;
+  /** Distinguishes runs: transaction ids must not repeat across runs on one database. */
+  private readonly runId: string;
+
+  constructor(private readonly options: GeneratorOptions = {}) {
+    this.random = rng(options.seed ?? 1);
+    this.form = options.form ?? 'modern';
+    this.now = options.now ?? Date.now;
+    this.runId = (options.seed ?? 1).toString(36) + '-' + Math.floor(this.random() * 1e9).toString(36);
+  }
+
+  next(): SimTransfer {
+    const r = this.random;
+    const n = ++this.counter;
+    const protocol = weighted(r, PROTOCOLS);
+    const user = pick(r, USERS);
+    const poolNo = 1 + Math.floor(r() * 8);
+    const pool = `pool_r0${poolNo}@pool_r0${poolNo}Domain`;
+    const p2p = this.form === 'modern' && r() < (this.options.p2pShare ?? 0.03);
+    const failed = r() < (this.options.errorShare ?? 0.03);
+    const [errorcode, errormessage] = failed ? pick(r, ERRORS) : [0, ''];
+    const isnew = !p2p && r() < 0.3;
+    const size = Math.floor(Math.exp(8 + r() * 14)); // ~3 KB .. ~3.5 GB
+    const broken = !p2p && r() < 0.002;
+    const connectiontime = Math.max(1, Math.floor(size / (20e6 + r() * 200e6) * 1000));
+    const end = this.now() - Math.floor(r() * (this.options.clockSkewMs ?? 3000));
+    const clientNet = pick(r, ['192.0.2', '198.51.100', '203.0.113', '2001:db8:0:0:0:0:0']);
+    const client = clientNet.includes(':') ? `${clientNet}:${1 + Math.floor(r() * 200)}` : `${clientNet}.${1 + Math.floor(r() * 250)}`;
+    const pnfsid = `0000${(n * 2654435761 % 0xffffffff).toString(16).toUpperCase().padStart(8, '0')}${this.runId.replace(/[^0-9a-z]/g, '').toUpperCase().padEnd(24, '0').slice(0, 24)}`;
+    const noDoor = !p2p && r() < (this.options.noDoorShare ?? 0.01);
+    const doorCell = DOORS[protocol]!;
+    const initiator = p2p ? `pool:pool_r0${1 + ((poolNo + 1) % 8)}@pool_r0${1 + ((poolNo + 1) % 8)}Domain` : noDoor ? '<undefined>' : `door:${doorCell}:${this.runId}:${n}:${end - connectiontime - 5}`;
+
+    const mover: Row = {
+      datestamp: new Date(end),
+      cellname: pool,
+      action: 'transfer',
+      transaction: `pool:${pool}:${end}-${this.runId}-${n}`,
+      pnfsid,
+      fullsize: size,
+      transfersize: broken ? -1 : size,
+      storageclass: pick(r, ['cms:default@osm', 'atlas:datadisk@osm', '<Unknown>:<Unknown>@osm', null]),
+      isnew,
+      client: p2p ? `pool-host-0${poolNo}.example.org` : client,
+      connectiontime,
+      errorcode,
+      errormessage,
+      protocol: p2p ? 'Xrootd-5.0' : protocol,
+      initiator,
+    };
+    if (this.form === 'modern') {
+      Object.assign(mover, {
+        p2p,
+        fqan: p2p ? null : user.fqan,
+        mappeduid: p2p ? 0 : failed ? -1 : user.uid,
+        mappedgid: p2p ? 0 : failed ? -1 : user.gid,
+        owner: p2p ? null : user.dn,
+      });
+    }
+    const door: Row | null =
+      p2p || noDoor
+        ? null
+        : {
+            datestamp: new Date(end + Math.floor(r() * 50)),
+            cellname: doorCell,
+            action: 'request',
+            owner: user.dn,
+            mappeduid: user.uid,
+            mappedgid: user.gid,
+            client: protocol.startsWith('DCap') ? 'unknown' : protocol.startsWith('Remote') ? `remote-${Math.floor(r() * 5)}.example.net` : client,
+            transaction: initiator,
+            pnfsid,
+            path: `/pnfs/example.org/data/${user.uid}/file-${n}`,
+            queuedtime: Math.floor(r() * 20),
+            connectiontime: connectiontime + Math.floor(r() * 100),
+            errorcode,
+            errormessage,
+            ...(this.form === 'modern' ? { fqan: user.fqan } : {}),
+          };
+    const duplicated = !p2p && r() < (this.options.duplicateShare ?? 0.01);
+    return { mover, door, duplicated, reportable: !p2p };
+  }
+}
+
+/**
+ * Orders the transfers' rows into one message stream as dCache's queue would see them: a
+ * door row lands up to `spread` messages before or after its mover; a duplicated mover again
+ * later (the second billing cell).
+ */
+export function messageStream(transfers: readonly SimTransfer[], seed = 7, spread = 40): Message[] {
+  const r = rng(seed);
+  const slots: { at: number; message: Message }[] = [];
+  transfers.forEach((t, i) => {
+    const at = i * 10;
+    slots.push({ at, message: { table: 'billinginfo', row: t.mover } });
+    if (t.door) slots.push({ at: at + Math.round((r() * 2 - 1) * spread * 10), message: { table: 'doorinfo', row: t.door } });
+    if (t.duplicated) slots.push({ at: at + Math.round(r() * spread * 10) + 1, message: { table: 'billinginfo', row: t.mover } });
+  });
+  return slots.sort((a, b) => a.at - b.at).map((s) => s.message);
+}
+
+/** Column lists of the tables in each schema form (what the simulator may insert). */
+function insertSql(table: string, row: Row, schema: string): { sql: string; values: unknown[] } {
+  const columns = Object.keys(row);
+  const values = columns.map((c) => {
+    const v = row[c];
+    return v instanceof Date ? v.toISOString() : v;
+  });
+  const placeholders = columns.map((c, i) => (c === 'datestamp' ? `$${i + 1}::timestamptz` : `$${i + 1}`));
+  return { sql: `INSERT INTO ${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(table)} (${columns.map((c) => pg.escapeIdentifier(c)).join(', ')}) VALUES (${placeholders.join(', ')})`, values };
+}
+
+export interface WriterOptions {
+  /** Connection string of the billing database. */
+  url: string;
+  schema?: string;
+  writers?: number;
+  /** Largest transaction; sizes are skewed small like dCache at moderate load. */
+  maxTransactionRows?: number;
+  /** Session TimeZone of the writers (legacy databases store billing-JVM local time). */
+  timeZone?: string;
+  seed?: number;
+  /** Called after each commit with the messages it committed and the commit time. */
+  onCommit?: (messages: readonly Message[], committedAt: number) => void;
+  /** Pacing: called before each transaction; may wait. */
+  beforeTransaction?: (rows: number) => Promise<void>;
+}
+
+/** A size from 1 to max, mostly small: half the transactions hold one row. */
+export function transactionSize(random: () => number, max: number): number {
+  if (max <= 1 || random() < 0.5) return 1;
+  return Math.max(1, Math.min(max, Math.floor(Math.exp(random() * Math.log(max)))));
+}
+
+/** Inserts the message stream with `writers` concurrent connections, like dCache's billing cell. */
+export async function writeMessages(messages: readonly Message[], options: WriterOptions): Promise<void> {
+  const schema = options.schema ?? 'public';
+  const random = rng(options.seed ?? 11);
+  let next = 0;
+  const take = (): Message[] => {
+    const n = transactionSize(random, options.maxTransactionRows ?? 1000);
+    const chunk = messages.slice(next, next + n);
+    next += chunk.length;
+    return chunk;
+  };
+  const writer = async (): Promise<void> => {
+    const client = new pg.Client({ connectionString: options.url, application_name: 'dcache billing (simulated)', options: options.timeZone ? `-c TimeZone=${options.timeZone}` : undefined });
+    await client.connect();
+    try {
+      for (;;) {
+        const chunk = take();
+        if (chunk.length === 0) return;
+        await options.beforeTransaction?.(chunk.length);
+        await client.query('BEGIN');
+        for (const m of chunk) {
+          const { sql, values } = insertSql(m.table, m.row, schema);
+          await client.query(sql, values);
+        }
+        await client.query('COMMIT');
+        options.onCommit?.(chunk, Date.now());
+      }
+    } finally {
+      await client.end();
+    }
+  };
+  await Promise.all(Array.from({ length: options.writers ?? 10 }, writer));
+}

@@ -1,0 +1,203 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { migrate } from '../src/migrations';
+import { CAPTURE_LOCK, WAKE_CHANNEL, armWakeUp, captureBarrier } from '../src/queue';
+import { createBillingDatabase, adminQuery, type BillingDatabase } from './helpers/database';
+import { databaseUrl, waitFor } from './helpers/env';
+import { runCli } from './helpers/probe';
+
+const MOVER = `INSERT INTO billinginfo (datestamp, cellname, action, transaction, pnfsid, fullsize, transfersize, isnew, client, connectiontime, errorcode, errormessage, protocol, initiator)
+               VALUES (now(), 'pool1@dCacheDomain', 'transfer', $1, '0000AB', 10, 10, false, '192.0.2.1', 5, 0, '', 'GFtp-2.0', 'door:GFTP@d:1')`;
+
+for (const form of ['modern', 'legacy'] as const) {
+  describe(`capture triggers on the ${form} billing schema`, () => {
+    let db: BillingDatabase;
+    before(async () => {
+      db = await createBillingDatabase(form);
+    });
+    after(async () => db.drop());
+
+    it('migrate is idempotent: a second run applies nothing', async () => {
+      const again = await migrate(db.url, 'public');
+      assert.deepEqual(again.applied, []);
+      assert.equal(again.version, 1);
+      const { rows } = await db.query('SELECT count(*)::int AS n FROM dcache_probe.schema_migration');
+      assert.equal(rows[0]!.n, 1);
+    });
+
+    it('queues every row of a multi-row insert with all its columns, in the inserting transaction', async () => {
+      await db.query('DELETE FROM dcache_probe.capture_queue');
+      await db.query(`INSERT INTO billinginfo (datestamp, transaction, transfersize, protocol) VALUES (now(), 'tx-a', 1, 'Http-1.1'), (now(), 'tx-b', 2, 'Http-1.1')`);
+      const { rows } = await db.query(`SELECT source, record FROM dcache_probe.capture_queue ORDER BY id`);
+      assert.deepEqual(rows.map((r) => [r.source, r.record.transaction, Number(r.record.transfersize)]), [['billinginfo', 'tx-a', 1], ['billinginfo', 'tx-b', 2]]);
+      assert.ok('datestamp' in rows[0]!.record && 'initiator' in rows[0]!.record);
+    });
+
+    it('captures nothing from a rolled-back insert', async () => {
+      await db.query('DELETE FROM dcache_probe.capture_queue');
+      const client = new pg.Client({ connectionString: db.url });
+      await client.connect();
+      await client.query('BEGIN');
+      await client.query(MOVER, ['tx-rolled-back']);
+      await client.query('ROLLBACK');
+      await client.end();
+      const { rows } = await db.query('SELECT count(*)::int AS n FROM dcache_probe.capture_queue');
+      assert.equal(rows[0]!.n, 0);
+    });
+
+    it('captures storageinfo rows (tape)', async () => {
+      await db.query('DELETE FROM dcache_probe.capture_queue');
+      await db.query(`INSERT INTO storageinfo (datestamp, cellname, action, transaction, pnfsid, fullsize, storageclass, connectiontime, queuedtime, errorcode, errormessage)
+                      VALUES (now(), 'pool1@d', 'store', 'tape-1', 'AB', 100, 'cms:raw@osm', 10, 20, 0, '')`);
+      const { rows } = await db.query(`SELECT source FROM dcache_probe.capture_queue`);
+      assert.deepEqual(rows.map((r) => r.source), ['storageinfo']);
+    });
+
+    if (form === 'modern') {
+      it('does not capture pool-to-pool copies', async () => {
+        await db.query('DELETE FROM dcache_probe.capture_queue');
+        await db.query(`INSERT INTO billinginfo (datestamp, transaction, p2p) VALUES (now(), 'p2p-1', true), (now(), 'user-1', false), (now(), 'old-1', NULL)`);
+        const { rows } = await db.query(`SELECT record->>'transaction' AS t FROM dcache_probe.capture_queue ORDER BY id`);
+        assert.deepEqual(rows.map((r) => r.t), ['user-1', 'old-1']);
+      });
+    }
+
+    it("never fails dCache's insert, even with our queue table gone; it counts the failure and status says so", async () => {
+      await db.query('ALTER TABLE dcache_probe.capture_queue RENAME TO capture_queue_broken');
+      try {
+        await db.query(MOVER, ['tx-while-broken']);
+        await db.query(`INSERT INTO doorinfo (datestamp, transaction, pnfsid) VALUES (now(), 'door:x', 'AB')`);
+        const { rows } = await db.query(`SELECT count(*)::int AS n FROM billinginfo WHERE transaction = 'tx-while-broken'`);
+        assert.equal(rows[0]!.n, 1, "dCache's row is stored");
+        const failures = await db.query('SELECT last_value::int AS n FROM dcache_probe.capture_failure');
+        assert.equal(failures.rows[0]!.n, 1);
+      } finally {
+        await db.query('ALTER TABLE dcache_probe.capture_queue_broken RENAME TO capture_queue');
+      }
+      const status = await runCli(['status', '--db-url', db.url]);
+      assert.equal(status.code, 1);
+      assert.match(status.stdout, /1 capture attempts failed/);
+    });
+
+    it('status says loudly when a trigger is missing', async () => {
+      await db.query('ALTER TABLE billinginfo DISABLE TRIGGER dcache_probe_capture');
+      try {
+        const status = await runCli(['status', '--db-url', db.url]);
+        assert.equal(status.code, 1);
+        assert.match(status.stdout, /trigger billinginfo\.dcache_probe_capture is missing or disabled/);
+      } finally {
+        await db.query('ALTER TABLE billinginfo ENABLE TRIGGER dcache_probe_capture');
+      }
+    });
+  });
+}
+
+describe('the wake-up protocol', () => {
+  let db: BillingDatabase;
+  let listener: pg.Client;
+  const notifications: string[] = [];
+  before(async () => {
+    db = await createBillingDatabase('modern');
+    listener = new pg.Client({ connectionString: db.url });
+    await listener.connect();
+    listener.on('notification', (n) => notifications.push(n.payload ?? ''));
+    await listener.query(`LISTEN ${WAKE_CHANNEL}`);
+  });
+  after(async () => {
+    await listener.end();
+    await db.drop();
+  });
+
+  it('notifies once after the listener arms, then stays quiet until it arms again', async () => {
+    await armWakeUp(listener);
+    notifications.length = 0;
+    await db.query(MOVER, ['w-1']);
+    await waitFor('the first notification', () => notifications.length === 1);
+    await db.query(MOVER, ['w-2']);
+    await db.query(`INSERT INTO doorinfo (datestamp, transaction, pnfsid) VALUES (now(), 'door:w', 'AB')`);
+    // Round-trip on the listening connection: notifications sent before it are delivered first.
+    await listener.query('SELECT 1');
+    assert.equal(notifications.length, 1, 'unarmed inserts do not notify');
+    await armWakeUp(listener);
+    await db.query(`INSERT INTO doorinfo (datestamp, transaction, pnfsid) VALUES (now(), 'door:w2', 'AB')`);
+    await waitFor('the notification after re-arming', () => notifications.length === 2);
+  });
+
+  it('the barrier waits for an open capturing transaction, and gives up after its timeout without blocking writers for long', async () => {
+    const writer = new pg.Client({ connectionString: db.url });
+    await writer.connect();
+    await writer.query('BEGIN');
+    await writer.query(MOVER, ['w-open']);
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    assert.equal(await captureBarrier(client, 100), false, 'the barrier cannot pass an open capture');
+    await writer.query('COMMIT');
+    assert.equal(await captureBarrier(client, 100), true, 'and passes once it committed');
+    const held = await db.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = $1::bigint % 4294967296`, [CAPTURE_LOCK]);
+    assert.equal(held.rows[0]!.n, 0, 'no advisory lock is left behind');
+    await client.end();
+    await writer.end();
+  });
+});
+
+describe('installation and removal', () => {
+  it("uninstall removes all of ours and leaves dCache's tables, views and rows", async () => {
+    const db = await createBillingDatabase('modern');
+    try {
+      await db.query(MOVER, ['kept-row']);
+      const refused = await runCli(['uninstall', '--db-url', db.url]);
+      assert.equal(refused.code, 1, 'refuses while a captured row is undelivered');
+      assert.match(refused.stderr, /1 captured rows are not delivered yet/);
+      const done = await runCli(['uninstall', '--db-url', db.url, '--force']);
+      assert.equal(done.code, 0, done.stderr);
+      const ours = await db.query(`SELECT (SELECT count(*)::int FROM pg_namespace WHERE nspname = 'dcache_probe') AS schemas,
+                                          (SELECT count(*)::int FROM pg_trigger WHERE tgname LIKE 'dcache_probe%') AS triggers`);
+      assert.deepEqual(ours.rows[0]!, { schemas: 0, triggers: 0 });
+      const rows = await db.query(`SELECT count(*)::int AS n FROM billinginfo WHERE transaction = 'kept-row'`);
+      assert.equal(rows.rows[0]!.n, 1);
+      await db.query('SELECT * FROM transfer_record LIMIT 1');
+      await db.query(MOVER, ['after-uninstall']);
+    } finally {
+      await db.drop();
+    }
+  });
+
+  it('refuses to install on a database without billinginfo, naming the table', async () => {
+    const db = await createBillingDatabase('modern', { migrate: false });
+    try {
+      await db.query('ALTER TABLE billinginfo RENAME TO not_billing');
+      const result = await runCli(['migrate', '--db-url', db.url]);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /no table public\.billinginfo/);
+      const schema = await db.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'dcache_probe'`);
+      assert.equal(schema.rows[0]!.n, 0, 'nothing is left half-installed');
+    } finally {
+      await db.drop();
+    }
+  });
+
+  it('grants a runtime role only what the probe needs', async () => {
+    const db = await createBillingDatabase('modern');
+    const role = `probe_rt_${process.pid}`;
+    try {
+      await adminQuery(`DROP ROLE IF EXISTS ${role}`);
+      await adminQuery(`CREATE ROLE ${role} LOGIN`);
+      const granted = await runCli(['migrate', '--db-url', db.url, '--grant-to', role]);
+      assert.equal(granted.code, 0, granted.stderr);
+      const client = new pg.Client({ connectionString: databaseUrl(db.name, role) });
+      await client.connect();
+      try {
+        await client.query('SELECT count(*) FROM dcache_probe.capture_queue');
+        await client.query('SELECT count(*) FROM doorinfo');
+        await assert.rejects(client.query(MOVER, ['not-allowed']), /permission denied/);
+        await assert.rejects(client.query('DROP TABLE dcache_probe.quarantine'), /must be owner/);
+      } finally {
+        await client.end();
+      }
+    } finally {
+      await db.drop();
+      await adminQuery(`DROP ROLE IF EXISTS ${role}`);
+    }
+  });
+});

@@ -1,0 +1,42 @@
+/** The test collector as a real child process, and a client for its control API. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { AcceptedRecord, CollectorStats, Fault } from '../../src/collector/server';
+import { COLLECTOR_MAIN } from './env';
+
+export interface CollectorProcess {
+  url: string;
+  process: ChildProcess;
+  stats(): Promise<CollectorStats>;
+  records(): Promise<AcceptedRecord[]>;
+  fault(fault: Fault): Promise<void>;
+  reset(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startCollector(args: string[] = []): Promise<CollectorProcess> {
+  const child = spawn(process.execPath, [COLLECTOR_MAIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.once('line', (line) => resolve(line.replace(/^listening /, '')));
+    child.once('exit', (code) => reject(new Error(`collector exited with ${code}`)));
+  });
+  const control = async (path: string, body?: unknown) => {
+    const res = await fetch(`${url}/_control/${path}`, body === undefined ? {} : { method: 'POST', body: JSON.stringify(body) });
+    return res.json() as Promise<any>;
+  };
+  return {
+    url,
+    process: child,
+    stats: () => control('stats'),
+    records: async () => (await control('records')).accepted,
+    fault: async (fault) => void (await control('fault', fault)),
+    reset: async () => void (await control('reset', {})),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
