@@ -165,7 +165,7 @@ export function buildProgram(): Command {
     .option('--db-url <url>', 'use this PostgreSQL (a scratch database is created in it) instead of an embedded one')
     .action((options) =>
       guarded(async () => {
-        const { runDemo } = await import('./demo/demo');
+        const { runDemo } = await import('./demo/demo.js');
         return runDemo({
           rate: Number(options.rate),
           durationSeconds: options.duration === undefined ? undefined : Number(options.duration),

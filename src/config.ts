@@ -98,8 +98,8 @@ export const SETTINGS: readonly Setting[] = [
   setting('pipeline.workers', 'workers', 'bundles delivered in parallel'),
   setting('pipeline.dedupWindowHours', 'dedup-window', 'hours a delivered transaction is remembered'),
   setting('pipeline.reportTape', 'report-tape', 'report storageinfo tape store/restore rows (true/false)'),
-  setting('log.level', 'log-level', 'error, warn, info or debug'),
-  setting('log.format', 'log-format', 'text or json'),
+  { ...setting('log.level', 'log-level', 'error, warn, info or debug'), env: 'DCACHE_PROBE_LOG_LEVEL' },
+  { ...setting('log.format', 'log-format', 'text or json'), env: 'DCACHE_PROBE_LOG_FORMAT' },
 ];
 
 export class ConfigError extends Error {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, DEFAULT_BUNDLE_SIZE, collectorEndpoint, loadConfig, redactUrl } from '../src/config';
+import { ConfigError, DEFAULT_BUNDLE_SIZE, SETTINGS, collectorEndpoint, loadConfig, redactUrl } from '../src/config';
 
 const dir = mkdtempSync(join(tmpdir(), 'probe-config-'));
 function file(name: string, content: string): string {
@@ -91,5 +91,13 @@ describe('configuration', () => {
   it("defaults the collector path to Gratia's servlet", () => {
     assert.equal(collectorEndpoint('https://gracc.example.org').toString(), 'https://gracc.example.org/gratia-servlets/rmi');
     assert.equal(collectorEndpoint('http://c:8880/custom/path').pathname, '/custom/path');
+  });
+});
+
+describe('the README', () => {
+  it('documents every setting with its environment variable and flag', () => {
+    const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
+    const undocumented = SETTINGS.filter((s) => !readme.includes(s.env) || !readme.includes(`--${s.flag}`)).map((s) => s.key);
+    assert.deepEqual(undocumented, []);
   });
 });

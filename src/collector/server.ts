@@ -20,8 +20,13 @@ import { XMLParser, XMLValidator } from 'fast-xml-parser';
 export const GRACC_MAX_BODY = 10 * 1024 * 1024;
 
 export interface Fault {
-  /** ok: normal; unavailable: 503; reset: destroy the socket; hang: never answer; error500. */
-  mode: 'ok' | 'unavailable' | 'reset' | 'hang' | 'error500';
+  /**
+   * ok: normal; unavailable: 503; reset: destroy the socket; hang: never answer; error500;
+   * slow-ack: store the bundle, then answer OK only after delayMs (the window in which a probe
+   * can die after the collector accepted but before it knows).
+   */
+  mode: 'ok' | 'unavailable' | 'reset' | 'hang' | 'error500' | 'slow-ack';
+  delayMs?: number;
   /** Refuse (400 "Error processing record") any bundle with a record whose XML matches this regex. */
   rejectPattern?: string;
   /** Answer like the old Java collector above this many body bytes ("Post too large", 200). */
@@ -186,7 +191,7 @@ export class GratiaCollector {
       return this.answer(res, 400, 'Error handling request: missing key "command"');
     }
 
-    if (this.fault.mode !== 'ok' && this.injectFault(res)) return;
+    if (this.fault.mode !== 'ok' && this.fault.mode !== 'slow-ack' && this.injectFault(res)) return;
     if (this.fault.postTooLargeAbove !== undefined && body.length > this.fault.postTooLargeAbove) {
       return this.answer(res, 200, 'java.lang.IllegalStateException: Post too large');
     }
@@ -228,6 +233,11 @@ export class GratiaCollector {
     for (const r of records) this.store(r, now);
     this.stats.bundlesAccepted++;
     this.stats.lastAcceptedAt = Date.now();
+    if (this.fault.mode === 'slow-ack' && this.consumeFault()) {
+      const delay = this.fault.delayMs ?? 5000;
+      setTimeout(() => this.answer(res, 200, 'OK'), delay).unref();
+      return;
+    }
     return this.answer(res, 200, 'OK');
   }
 
@@ -243,8 +253,8 @@ export class GratiaCollector {
     else if (this.keep === 'ids') this.acceptedIds.push(r.localJobId);
   }
 
-  /** Applies the current fault; true if the request was answered (or dropped) by it. */
-  private injectFault(res: ServerResponse): boolean {
+  /** Counts one use of the current fault; false (and back to ok) once its count is used up. */
+  private consumeFault(): boolean {
     const fault = this.fault;
     if (fault.count !== undefined) {
       if (fault.count <= 0) {
@@ -254,7 +264,13 @@ export class GratiaCollector {
       fault.count--;
     }
     this.stats.faultsInjected++;
-    switch (fault.mode) {
+    return true;
+  }
+
+  /** Applies the current fault; true if the request was answered (or dropped) by it. */
+  private injectFault(res: ServerResponse): boolean {
+    if (!this.consumeFault()) return false;
+    switch (this.fault.mode) {
       case 'unavailable':
         this.answer(res, 503, 'Service unavailable right now');
         return true;

@@ -225,7 +225,7 @@ export interface WriterOptions {
   seed?: number;
   /** Called after each commit with the messages it committed and the commit time. */
   onCommit?: (messages: readonly Message[], committedAt: number) => void;
-  /** Pacing: called before each transaction; may wait. */
+  /** Pacing: called with the size of the next transaction before its rows are taken; may wait. */
   beforeTransaction?: (rows: number) => Promise<void>;
 }
 
@@ -235,25 +235,34 @@ export function transactionSize(random: () => number, max: number): number {
   return Math.max(1, Math.min(max, Math.floor(Math.exp(random() * Math.log(max)))));
 }
 
-/** Inserts the message stream with `writers` concurrent connections, like dCache's billing cell. */
+/** Inserts a finite message stream with `writers` concurrent connections, like dCache's billing cell. */
 export async function writeMessages(messages: readonly Message[], options: WriterOptions): Promise<void> {
-  const schema = options.schema ?? 'public';
-  const random = rng(options.seed ?? 11);
   let next = 0;
-  const take = (): Message[] => {
-    const n = transactionSize(random, options.maxTransactionRows ?? 1000);
+  await runWriters((n) => {
     const chunk = messages.slice(next, next + n);
     next += chunk.length;
     return chunk;
-  };
+  }, options);
+}
+
+/**
+ * Runs `writers` connections that each repeatedly take the next chunk of messages (`take(n)`
+ * returns up to n; an empty array ends that writer) and insert it in one transaction.
+ */
+export async function runWriters(take: (n: number) => Message[], options: WriterOptions): Promise<void> {
+  const schema = options.schema ?? 'public';
+  const random = rng(options.seed ?? 11);
   const writer = async (): Promise<void> => {
     const client = new pg.Client({ connectionString: options.url, application_name: 'dcache billing (simulated)', options: options.timeZone ? `-c TimeZone=${options.timeZone}` : undefined });
     await client.connect();
     try {
       for (;;) {
-        const chunk = take();
+        // Pace before taking, as dCache's writers take from its queue when they are free:
+        // rows taken are written at once, so a door row does not wait behind a paused chunk.
+        const size = transactionSize(random, options.maxTransactionRows ?? 1000);
+        await options.beforeTransaction?.(size);
+        const chunk = take(size);
         if (chunk.length === 0) return;
-        await options.beforeTransaction?.(chunk.length);
         await client.query('BEGIN');
         for (const m of chunk) {
           const { sql, values } = insertSql(m.table, m.row, schema);
