@@ -64,7 +64,7 @@ async function guarded(body: () => Promise<number | void>): Promise<void> {
   }
 }
 
-const ALL: Section[] = ['database', 'collector', 'probe', 'pipeline', 'log'];
+const ALL: Section[] = ['database', 'collector', 'probe', 'pipeline', 'log', 'metrics'];
 
 export function buildProgram(): Command {
   const program = new Command('dcache-probe')
@@ -153,6 +153,28 @@ export function buildProgram(): Command {
         const status = await readStatus(config.database);
         process.stdout.write(options.json ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
         return status.problems.length ? EXIT_FAILURE : EXIT_OK;
+      }),
+    );
+
+  program
+    .command('simulate')
+    .description('write simulated dCache billing traffic into a billing database (for trials and the compose demo)')
+    .requiredOption('--db-url <url>', 'the billing database')
+    .option('--rate <rows/s>', 'rows per second', '200')
+    .option('--duration <seconds>', 'stop after this many seconds (default: until Ctrl-C)')
+    .option('--writers <n>', 'concurrent writer connections, like dCache billing threads', '10')
+    .option('--billing-schema <name>', 'schema of the billing tables', 'public')
+    .action((options) =>
+      guarded(async () => {
+        const { simulateTraffic } = await import('./demo/simulator.js');
+        const committed = await simulateTraffic({
+          url: options.dbUrl,
+          schema: options.billingSchema,
+          rate: Number(options.rate),
+          writers: Number(options.writers),
+          durationSeconds: options.duration === undefined ? undefined : Number(options.duration),
+        });
+        process.stdout.write(`committed ${committed} reportable transfers\n`);
       }),
     );
 

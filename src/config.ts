@@ -57,6 +57,12 @@ export const configSchema = z.object({
     level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
     format: z.enum(['text', 'json']).default('text'),
   }),
+  metrics: z.object({
+    /** Port of the HTTP server with /metrics, /healthz and /readyz; 0 turns it off. */
+    port: z.coerce.number().int().min(0).max(65535).default(9464),
+    /** Address it listens on (0.0.0.0 in a container). */
+    host: z.string().min(1).default('127.0.0.1'),
+  }),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -100,6 +106,8 @@ export const SETTINGS: readonly Setting[] = [
   setting('pipeline.reportTape', 'report-tape', 'report storageinfo tape store/restore rows (true/false)'),
   { ...setting('log.level', 'log-level', 'error, warn, info or debug'), env: 'DCACHE_PROBE_LOG_LEVEL' },
   { ...setting('log.format', 'log-format', 'text or json'), env: 'DCACHE_PROBE_LOG_FORMAT' },
+  { ...setting('metrics.port', 'metrics-port', 'port of /metrics, /healthz, /readyz (0: off)'), env: 'DCACHE_PROBE_METRICS_PORT' },
+  { ...setting('metrics.host', 'metrics-host', 'address the metrics server listens on'), env: 'DCACHE_PROBE_METRICS_HOST' },
 ];
 
 export class ConfigError extends Error {
@@ -171,7 +179,7 @@ export interface ConfigSources {
  * Builds and validates the configuration. Throws ConfigError naming the key and its origin.
  * `sections` limits validation to what a command needs (e.g. `migrate` needs no collector).
  */
-export function loadConfig(sources: ConfigSources, sections: readonly (keyof Config)[] = ['database', 'collector', 'probe', 'pipeline', 'log']): Config {
+export function loadConfig(sources: ConfigSources, sections: readonly (keyof Config)[] = ['database', 'collector', 'probe', 'pipeline', 'log', 'metrics']): Config {
   const provided = new Map<string, Provided>();
   for (const [key, value] of Object.entries(sources.commandDefaults ?? {})) provided.set(key, { value, origin: 'default' });
   if (sources.file) for (const [k, v] of readConfigFile(sources.file)) provided.set(k, v);

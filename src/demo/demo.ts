@@ -14,7 +14,7 @@ import { createLogger } from '../logger';
 import { SQL_DIR, migrate } from '../migrations';
 import { Probe } from '../probe';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded';
-import { TransferGenerator, messageStream, runWriters, type Message } from './simulator';
+import { LiveTraffic, runWriters } from './simulator';
 
 export interface DemoOptions {
   rate: number;
@@ -37,46 +37,6 @@ export interface DemoSummary {
 
 function percentile(sorted: readonly number[], p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : 0;
-}
-
-/** Live traffic: messages generated on demand, paced to `rate` rows per second. */
-class LiveTraffic {
-  private readonly generator = new TransferGenerator({ seed: Date.now() % 100000, clockSkewMs: 1500 });
-  private buffer: Message[] = [];
-  private tokens = 0;
-  private last = Date.now();
-  stopped = false;
-  /** Reportable transactions committed so far. */
-  readonly committed = new Set<string>();
-
-  constructor(private readonly rate: number) {}
-
-  take(n: number): Message[] {
-    if (this.stopped) return [];
-    while (this.buffer.length < n) {
-      const transfers = Array.from({ length: 50 }, () => this.generator.next());
-      this.buffer.push(...messageStream(transfers, Math.floor(Math.random() * 1e6), 5));
-    }
-    return this.buffer.splice(0, n);
-  }
-
-  /** Token bucket shared by all writers. */
-  async pace(rows: number): Promise<void> {
-    for (;;) {
-      const now = Date.now();
-      this.tokens = Math.min(this.rate, this.tokens + ((now - this.last) / 1000) * this.rate);
-      this.last = now;
-      if (this.tokens >= rows || this.stopped) {
-        this.tokens -= rows;
-        return;
-      }
-      await new Promise((r) => setTimeout(r, Math.max(5, ((rows - this.tokens) / this.rate) * 1000)));
-    }
-  }
-
-  onCommit(messages: readonly Message[]): void {
-    for (const m of messages) if (m.table === 'billinginfo' && m.row.p2p !== true) this.committed.add(m.row.transaction as string);
-  }
 }
 
 export async function runDemo(options: DemoOptions): Promise<number> {

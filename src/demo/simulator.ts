@@ -277,3 +277,76 @@ export async function runWriters(take: (n: number) => Message[], options: Writer
   };
   await Promise.all(Array.from({ length: options.writers ?? 10 }, writer));
 }
+
+/** Live traffic: messages generated on demand, paced to `rate` rows per second. */
+export class LiveTraffic {
+  private readonly generator = new TransferGenerator({ seed: Date.now() % 100000, clockSkewMs: 1500 });
+  private buffer: Message[] = [];
+  private tokens = 0;
+  private last = Date.now();
+  stopped = false;
+  /** Reportable transactions committed so far. */
+  readonly committed = new Set<string>();
+
+  constructor(private readonly rate: number) {}
+
+  take(n: number): Message[] {
+    if (this.stopped) return [];
+    while (this.buffer.length < n) {
+      const transfers = Array.from({ length: 50 }, () => this.generator.next());
+      this.buffer.push(...messageStream(transfers, Math.floor(Math.random() * 1e6), 5));
+    }
+    return this.buffer.splice(0, n);
+  }
+
+  /** Token bucket shared by all writers. */
+  async pace(rows: number): Promise<void> {
+    for (;;) {
+      const now = Date.now();
+      this.tokens = Math.min(this.rate, this.tokens + ((now - this.last) / 1000) * this.rate);
+      this.last = now;
+      if (this.tokens >= rows || this.stopped) {
+        this.tokens -= rows;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, Math.max(5, ((rows - this.tokens) / this.rate) * 1000)));
+    }
+  }
+
+  onCommit(messages: readonly Message[]): void {
+    for (const m of messages) if (m.table === 'billinginfo' && m.row.p2p !== true) this.committed.add(m.row.transaction as string);
+  }
+}
+
+
+export interface SimulateOptions {
+  url: string;
+  schema?: string;
+  rate: number;
+  writers?: number;
+  durationSeconds?: number;
+}
+
+/** Writes live traffic until the duration ends or SIGINT/SIGTERM; returns reportable transfers committed. */
+export async function simulateTraffic(options: SimulateOptions): Promise<number> {
+  const traffic = new LiveTraffic(options.rate);
+  const stop = () => {
+    traffic.stopped = true;
+  };
+  process.on('SIGINT', stop).on('SIGTERM', stop);
+  const timer = options.durationSeconds === undefined ? undefined : setTimeout(stop, options.durationSeconds * 1000);
+  try {
+    await runWriters((n) => traffic.take(n), {
+      url: options.url,
+      schema: options.schema,
+      writers: options.writers ?? 10,
+      maxTransactionRows: 200,
+      beforeTransaction: (rows) => traffic.pace(rows),
+      onCommit: (messages) => traffic.onCommit(messages),
+    });
+  } finally {
+    clearTimeout(timer);
+    process.off('SIGINT', stop).off('SIGTERM', stop);
+  }
+  return traffic.committed.size;
+}
