@@ -5,10 +5,12 @@
  */
 import { Command, Option } from 'commander';
 import { ConfigError, SETTINGS, loadConfig, redactUrl, type Config } from './config';
-import { describeDatabaseError } from './db';
+import type pg from 'pg';
+import { createPool, describeDatabaseError } from './db';
 import { createLogger } from './logger';
 import { grantRuntimeRole, migrate, uninstall } from './migrations';
 import { Probe } from './probe';
+import { dropQuarantine, formatQuarantine, listQuarantine, retryQuarantine } from './quarantine';
 import { readStatus, formatStatus } from './status';
 
 export const EXIT_OK = 0;
@@ -62,6 +64,19 @@ async function guarded(body: () => Promise<number | void>): Promise<void> {
       process.exitCode = EXIT_FAILURE;
     }
   }
+}
+
+/** Runs a command body with a small pool on the configured database. */
+function withDatabase(options: Record<string, unknown>, body: (pool: pg.Pool) => Promise<number | void>): Promise<void> {
+  return guarded(async () => {
+    const config = configFrom(options, ['database', 'log']);
+    const pool = createPool({ url: config.database.url, timeZone: config.database.timeZone, max: 1 });
+    try {
+      return await body(pool);
+    } finally {
+      await pool.end();
+    }
+  });
 }
 
 const ALL: Section[] = ['database', 'collector', 'probe', 'pipeline', 'log', 'metrics'];
@@ -155,6 +170,32 @@ export function buildProgram(): Command {
         return status.problems.length ? EXIT_FAILURE : EXIT_OK;
       }),
     );
+
+  const quarantine = program.command('quarantine').description('inspect and replay rows that could not be delivered');
+  withConfigOptions(quarantine.command('list').description('list quarantined rows with their reasons'), ['database', 'log'])
+    .option('--limit <n>', 'at most this many rows', '100')
+    .option('--json', 'print JSON')
+    .action((options) =>
+      withDatabase(options, async (pool) => {
+        const rows = await listQuarantine(pool, Number(options.limit));
+        process.stdout.write(options.json ? JSON.stringify(rows, null, 2) + '\n' : formatQuarantine(rows));
+      }),
+    );
+  for (const [name, verb, fn] of [
+    ['retry', 'put rows back into the delivery queue', retryQuarantine],
+    ['drop', 'delete rows for good', dropQuarantine],
+  ] as const) {
+    withConfigOptions(quarantine.command(name).description(verb), ['database', 'log'])
+      .option('--id <ids...>', 'quarantine row ids (see "quarantine list")')
+      .option('--all', 'every quarantined row')
+      .action((options) =>
+        withDatabase(options, async (pool) => {
+          if (!options.all && !options.id) throw new ConfigError('say which rows: --id N [N ...] or --all');
+          const n = await fn(pool, options.all ? { all: true } : { ids: options.id as string[] });
+          process.stdout.write(`${name === 'retry' ? 'requeued' : 'dropped'} ${n} rows\n`);
+        }),
+      );
+  }
 
   program
     .command('simulate')

@@ -26,6 +26,10 @@ export const configSchema = z.object({
     billingSchema: z.string().min(1).default('public'),
     /** Zone of legacy `timestamp without time zone` columns; default: the database's TimeZone. */
     timeZone: z.string().min(1).optional(),
+    /** A query that has not answered by then is abandoned and its connection replaced. */
+    queryTimeoutSeconds: z.coerce.number().positive().default(60),
+    /** The listener's heartbeat period; a heartbeat unanswered for as long means a dead connection. */
+    heartbeatSeconds: z.coerce.number().positive().default(10),
   }),
   collector: z.object({
     url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }),
@@ -85,6 +89,8 @@ export const SETTINGS: readonly Setting[] = [
   { ...setting('database.url', 'db-url', 'postgres:// URL of the dCache billing database'), env: 'DCACHE_PROBE_DB_URL' },
   setting('database.billingSchema', 'billing-schema', 'schema of the billing tables'),
   { ...setting('database.timeZone', 'db-time-zone', 'zone of legacy timestamp-without-time-zone columns'), env: 'DCACHE_PROBE_DB_TIME_ZONE' },
+  { ...setting('database.queryTimeoutSeconds', 'query-timeout', 'seconds before an unanswered query is abandoned'), env: 'DCACHE_PROBE_DB_QUERY_TIMEOUT' },
+  { ...setting('database.heartbeatSeconds', 'heartbeat', "seconds between the listener's heartbeats"), env: 'DCACHE_PROBE_DB_HEARTBEAT' },
   { ...setting('collector.url', 'collector-url', 'collector URL, e.g. https://gratia.example:443 (path defaults to /gratia-servlets/rmi)'), env: 'DCACHE_PROBE_COLLECTOR_URL' },
   { ...setting('collector.timeoutSeconds', 'collector-timeout', 'seconds before one collector request is abandoned'), env: 'DCACHE_PROBE_COLLECTOR_TIMEOUT' },
   { ...setting('collector.caFile', 'ca-file', 'CA bundle that signs the collector certificate'), env: 'DCACHE_PROBE_CA_FILE' },

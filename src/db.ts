@@ -10,6 +10,8 @@ export interface DatabaseOptions {
   timeZone?: string;
   /** Connections in the pool (workers + listener housekeeping). */
   max?: number;
+  /** Client-side timeout of each query (a half-open connection must not hang delivery). */
+  queryTimeoutMs?: number;
   applicationName?: string;
 }
 
@@ -26,7 +28,7 @@ export function connectionConfig(options: DatabaseOptions): pg.ClientConfig {
 }
 
 export function createPool(options: DatabaseOptions): pg.Pool {
-  const pool = new pg.Pool({ ...connectionConfig(options), max: options.max ?? 4, idleTimeoutMillis: 30_000 });
+  const pool = new pg.Pool({ ...connectionConfig(options), max: options.max ?? 4, idleTimeoutMillis: 30_000, query_timeout: options.queryTimeoutMs });
   // An idle client's error (server restart) must not crash the process; the next checkout
   // gets a fresh connection.
   pool.on('error', () => undefined);

@@ -11,7 +11,7 @@
  */
 import type pg from 'pg';
 import type { Logger } from './logger';
-import { EncodeError, mapRow, text, type CapturedRow, type MappingOptions } from './mapping';
+import { EncodeError, mapRow, type CapturedRow, type MappingOptions } from './mapping';
 import { CaptureQueue, deliveryKey, type QuarantineEntry } from './queue';
 import { multiupdateForm, type CollectorSender } from './sender';
 import { usageRecordXml } from './xml';
@@ -67,14 +67,22 @@ export function planBodies(records: readonly string[], probeName: string, maxByt
 
 class CollectorUnavailable extends Error {}
 
+/** Bodies are never planned smaller than this (a single record is always sent alone). */
+const MIN_BODY_LIMIT = 16 * 1024;
+
 export class Delivery {
+  /** Body limit; lowered when a collector answers "too large" (as the Gratia library did). */
+  private bodyLimit: number;
+
   constructor(
     private readonly pool: pg.Pool,
     private readonly queue: CaptureQueue,
     private readonly sender: CollectorSender,
     private readonly options: DeliveryOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.bodyLimit = options.maxBundleBytes;
+  }
 
   /** Claims and delivers one batch. */
   async deliverBatch(signal?: AbortSignal): Promise<BatchResult> {
@@ -117,16 +125,19 @@ export class Delivery {
         else result.duplicates++;
       });
 
+      const keyOf = new Map(encoded.map((e, i) => [e.row.id, keys[i]!]));
       await this.sendAll(toSend, quarantine, result, signal);
 
+      // A record the collector refused was not delivered: forget its key, so that an
+      // operator's "quarantine retry" can deliver it later.
+      const refused = new Set(quarantine.filter((q) => q.stage === 'collector').map((q) => q.id));
+      await this.queue.forgetDelivered(client, [...refused].map((id) => keyOf.get(id)!));
       await this.queue.quarantine(client, quarantine);
       await this.queue.remove(client, rows.map((r) => r.id));
       await client.query('COMMIT');
       result.quarantined = quarantine.length;
       const ackedAt = Date.now();
-      for (const e of toSend) {
-        if (!quarantine.some((q) => q.id === e.row.id)) result.latenciesMs.push(ackedAt - e.row.capturedAtMs);
-      }
+      for (const e of toSend) if (!refused.has(e.row.id)) result.latenciesMs.push(ackedAt - e.row.capturedAtMs);
       result.delivered = result.latenciesMs.length;
       for (const q of quarantine) this.log.warn('quarantined a billing row', { stage: q.stage, reason: q.reason, queueId: q.id });
       return result;
@@ -152,18 +163,23 @@ export class Delivery {
   private async sendAll(records: Encoded[], quarantine: QuarantineEntry[], result: BatchResult, signal?: AbortSignal): Promise<void> {
     const send = async (part: Encoded[]): Promise<void> => {
       if (part.length === 0) return;
-      for (const body of planBodies(part.map((e) => e.xml), this.options.mapping.probeName, this.options.maxBundleBytes, 0)) {
+      for (const body of planBodies(part.map((e) => e.xml), this.options.mapping.probeName, this.bodyLimit, 0)) {
         const slice = part.slice(body.start, body.end);
         result.requests++;
         const outcome = await this.sender.send(body.form, signal);
         if (outcome.kind === 'accepted') continue;
         if (outcome.kind === 'unavailable') throw new CollectorUnavailable(outcome.answer);
+        if (outcome.kind === 'too-large') {
+          const size = Buffer.byteLength(body.form);
+          this.bodyLimit = Math.max(MIN_BODY_LIMIT, Math.min(this.bodyLimit, Math.floor(size * 0.9)));
+          this.log.warn('collector says the bundle is too large; sending smaller bundles from now on', { bytes: size, newLimit: this.bodyLimit, answer: outcome.answer });
+        }
         if (slice.length === 1) {
           const only = slice[0]!;
           quarantine.push({ id: only.row.id, door: only.row.door, stage: 'collector', reason: `collector refused the record: ${outcome.answer}` });
           continue;
         }
-        this.log.info('collector refused a bundle; splitting it to find the refused records', { records: slice.length, answer: outcome.answer });
+        if (outcome.kind === 'rejected') this.log.info('collector refused a bundle; splitting it to find the refused records', { records: slice.length, answer: outcome.answer });
         const mid = Math.ceil(slice.length / 2);
         await send(slice.slice(0, mid));
         await send(slice.slice(mid));
@@ -171,9 +187,4 @@ export class Delivery {
     };
     await send(records);
   }
-}
-
-/** For logs: which transaction a captured row is. */
-export function describeRow(row: CapturedRow): string {
-  return `${row.source} ${text(row.record.transaction) ?? '(no transaction)'}`;
 }

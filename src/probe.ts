@@ -8,15 +8,18 @@
  * captures (the barrier) and looks once more before going idle (sql/migrations/001_capture.sql
  * explains why nothing can be stranded).
  */
+import type { Server } from 'node:http';
 import pg from 'pg';
 import { collectorEndpoint, redactUrl, type Config } from './config';
 import { createPool, describeDatabaseError } from './db';
 import { Delivery, emptyResult, type BatchResult } from './delivery';
 import { WakeListener } from './listener';
 import type { Logger } from './logger';
+import { ProbeMetrics, startMetricsServer } from './metrics';
 import { LATEST_VERSION, installedBillingSchema, installedVersion } from './migrations';
 import { CaptureQueue, armWakeUp, captureBarrier } from './queue';
 import { CollectorSender, backoffDelay } from './sender';
+import { captureHealth } from './status';
 
 export interface ProbeCounters {
   batches: number;
@@ -30,7 +33,9 @@ export interface ProbeCounters {
 }
 
 export interface ProbeHooks {
-  /** Called after every committed batch that claimed rows. */
+  /** Serve metrics even when metrics.port is 0 (then on a free port; the demo and tests). */
+  metricsOnAnyPort?: boolean;
+  /** Called after every batch that claimed rows (committed, or given back when unavailable). */
   onBatch?: (result: BatchResult) => void;
 }
 
@@ -47,17 +52,14 @@ export function addResults(total: BatchResult, r: BatchResult): BatchResult {
 }
 
 /** Checks that the probe's schema is installed at the version this build expects. */
-export async function checkInstallation(pool: pg.Pool): Promise<{ billingSchema: string; captureFailures: number }> {
+export async function checkInstallation(pool: pg.Pool): Promise<{ billingSchema: string; captureProblems: string[] }> {
   const client = await pool.connect();
   try {
     const version = await installedVersion(client);
     if (version === 0) throw new Error('the probe is not installed in this database: run "dcache-probe migrate" first');
     if (version < LATEST_VERSION) throw new Error(`the installed schema is version ${version}, this probe needs ${LATEST_VERSION}: run "dcache-probe migrate"`);
     const billingSchema = (await installedBillingSchema(client))!;
-    const { rows } = await client.query<{ failures: string }>(
-      'SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS failures FROM dcache_probe.capture_failure',
-    );
-    return { billingSchema, captureFailures: Number(rows[0]?.failures ?? 0) };
+    return { billingSchema, captureProblems: (await captureHealth(client)).problems };
   } finally {
     client.release();
   }
@@ -77,6 +79,10 @@ export class Probe {
   readonly pool: pg.Pool;
   readonly sender: CollectorSender;
   private listener: WakeListener | null = null;
+  private metrics: ProbeMetrics | null = null;
+  private metricsServer: Server | null = null;
+  /** Port of the metrics/health server once started (0 in the configuration picks a free one). */
+  metricsPort: number | null = null;
   private delivery: Delivery | null = null;
   private running: Promise<void> | null = null;
   private again = false;
@@ -92,7 +98,7 @@ export class Probe {
     private readonly log: Logger,
     private readonly hooks: ProbeHooks = {},
   ) {
-    this.pool = createPool({ url: config.database.url, timeZone: config.database.timeZone, max: config.pipeline.workers + 2 });
+    this.pool = createPool({ ...this.databaseOptions(), max: config.pipeline.workers + 2 });
     this.sender = new CollectorSender({
       endpoint: collectorEndpoint(config.collector.url),
       probeName: config.probe.name,
@@ -103,8 +109,16 @@ export class Probe {
       caFile: config.collector.caFile,
       certFile: config.collector.certFile,
       keyFile: config.collector.keyFile,
-      onRetry: (attempt, answer, delayMs) => this.log.warn('collector request failed; retrying', { attempt, answer, delayMs }),
+      onRetry: (attempt, answer, delayMs) => {
+        this.metrics?.retries.inc();
+        this.log.warn('collector request failed; retrying', { attempt, answer, delayMs });
+      },
     });
+  }
+
+  private databaseOptions() {
+    const db = this.config.database;
+    return { url: db.url, timeZone: db.timeZone, queryTimeoutMs: db.queryTimeoutSeconds * 1000 };
   }
 
   get listenerConnected(): boolean {
@@ -129,11 +143,8 @@ export class Probe {
         configured: this.config.database.billingSchema,
       });
     }
-    if (installation.captureFailures > 0) {
-      this.log.error('capture triggers have failed: some billing rows were not captured (see "dcache-probe status")', {
-        failures: installation.captureFailures,
-      });
-    }
+    // Delivery goes on (what is captured is still delivered), but an operator must know.
+    for (const problem of installation.captureProblems) this.log.error(`CAPTURE PROBLEM: ${problem}`);
     const client = await this.pool.connect();
     const queue = new CaptureQueue(installation.billingSchema, (name) => client.escapeIdentifier(name));
     client.release();
@@ -151,11 +162,18 @@ export class Probe {
     }, this.log);
   }
 
-  /** The daemon: listen, poll, deliver until stop(). */
+  /** The daemon: listen, poll, deliver until stop(); serves metrics and health if configured. */
   async start(): Promise<void> {
     await this.prepare();
+    if (this.config.metrics.port > 0 || this.hooks.metricsOnAnyPort) {
+      this.metrics = new ProbeMetrics(this);
+      const started = await startMetricsServer(this, this.metrics, this.config.metrics.port, this.config.metrics.host);
+      this.metricsServer = started.server;
+      this.metricsPort = started.port;
+    }
     this.listener = new WakeListener({
-      database: { url: this.config.database.url, timeZone: this.config.database.timeZone },
+      database: this.databaseOptions(),
+      heartbeatMs: this.config.database.heartbeatSeconds * 1000,
       onWake: () => this.requestDrain(),
       log: this.log,
     });
@@ -269,6 +287,7 @@ export class Probe {
       this.outages = 0;
       c.lastDeliveryAt = Date.now();
     }
+    this.metrics?.observeBatch(r);
     this.hooks.onBatch?.(r);
   }
 
@@ -319,6 +338,8 @@ export class Probe {
       await this.idle();
     } finally {
       clearTimeout(abandon);
+      this.metricsServer?.closeAllConnections();
+      await new Promise<void>((resolve) => (this.metricsServer ? this.metricsServer.close(() => resolve()) : resolve()));
       await this.listener?.stop();
       await this.sender.close().catch(() => undefined);
       await this.pool.end().catch(() => undefined);

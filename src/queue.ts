@@ -102,6 +102,12 @@ export class CaptureQueue {
     return new Set(rows.map((r) => r.key));
   }
 
+  /** Removes delivery keys again (records the collector refused were not delivered). */
+  async forgetDelivered(client: pg.ClientBase, keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return;
+    await client.query('DELETE FROM dcache_probe.delivered_key WHERE key = ANY($1::uuid[])', [keys]);
+  }
+
   /** Moves rows to the quarantine with their reason. */
   async quarantine(client: pg.ClientBase, entries: readonly QuarantineEntry[]): Promise<void> {
     if (entries.length === 0) return;

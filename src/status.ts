@@ -4,6 +4,7 @@
  * capture health (triggers present, capture failures), installed version, and whether a probe
  * is connected and listening.
  */
+import type pg from 'pg';
 import { createPool, type DatabaseOptions } from './db';
 import { LATEST_VERSION, installedBillingSchema, installedVersion } from './migrations';
 
@@ -23,6 +24,31 @@ export interface ProbeStatus {
 }
 
 const EXPECTED_TRIGGERS = ['billinginfo.dcache_probe_capture', 'doorinfo.dcache_probe_wake'];
+
+export interface CaptureHealth {
+  /** Enabled triggers of ours, as "table.trigger". */
+  triggers: string[];
+  captureFailures: number;
+  /** What is wrong with capture, in words an operator can act on (empty when healthy). */
+  problems: string[];
+}
+
+/** Are our triggers in place and enabled, and has any capture failed? */
+export async function captureHealth(client: pg.ClientBase): Promise<CaptureHealth> {
+  const { rows } = await client.query<{ triggers: string[] | null; failures: string }>(`
+    SELECT (SELECT array_agg(c.relname || '.' || t.tgname ORDER BY 1)
+              FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+              JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = 'dcache_probe' AND t.tgenabled <> 'D') AS triggers,
+           (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM dcache_probe.capture_failure) AS failures`);
+  const triggers = rows[0]?.triggers ?? [];
+  const captureFailures = Number(rows[0]?.failures ?? 0);
+  const problems = EXPECTED_TRIGGERS.filter((t) => !triggers.includes(t)).map(
+    (t) => `trigger ${t} is missing or disabled: new transfers are not captured; run "dcache-probe migrate" (or re-enable it)`,
+  );
+  if (captureFailures > 0) problems.push(`${captureFailures} capture attempts failed (see PostgreSQL's log for "dcache-transfer-probe: could not capture"): those rows were not queued`);
+  return { triggers, captureFailures, problems };
+}
 
 export async function readStatus(database: DatabaseOptions): Promise<ProbeStatus> {
   const pool = createPool({ ...database, max: 1, applicationName: 'dcache-probe status' });
@@ -55,11 +81,6 @@ export async function readStatus(database: DatabaseOptions): Promise<ProbeStatus
                (SELECT count(*) FROM dcache_probe.quarantine) AS quarantined,
                (SELECT count(*) FROM dcache_probe.delivered_key) AS keys,
                (SELECT max(delivered_at) FROM dcache_probe.delivered_key) AS last_delivery,
-               (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM dcache_probe.capture_failure) AS failures,
-               (SELECT array_agg(c.relname || '.' || t.tgname ORDER BY 1)
-                  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-                  JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace n ON n.oid = p.pronamespace
-                 WHERE n.nspname = 'dcache_probe' AND t.tgenabled <> 'D') AS triggers,
                (SELECT count(*) FROM pg_stat_activity
                  WHERE datname = current_database() AND application_name = 'dcache-probe listener') AS listeners`);
       const r = rows[0];
@@ -68,13 +89,11 @@ export async function readStatus(database: DatabaseOptions): Promise<ProbeStatus
       status.quarantined = Number(r.quarantined);
       status.deliveredKeysRemembered = Number(r.keys);
       status.lastDeliveryAt = r.last_delivery ? new Date(r.last_delivery).toISOString() : null;
-      status.captureFailures = Number(r.failures);
-      status.triggers = r.triggers ?? [];
       status.listenersConnected = Number(r.listeners);
-      for (const expected of EXPECTED_TRIGGERS) {
-        if (!status.triggers.includes(expected)) status.problems.push(`trigger ${expected} is missing or disabled: new transfers are not captured; run "dcache-probe migrate" (or re-enable it)`);
-      }
-      if (status.captureFailures > 0) status.problems.push(`${status.captureFailures} capture attempts failed (see PostgreSQL's log for "dcache-transfer-probe: could not capture"): those rows were not queued`);
+      const health = await captureHealth(client);
+      status.captureFailures = health.captureFailures;
+      status.triggers = health.triggers;
+      status.problems.push(...health.problems);
       return status;
     } finally {
       client.release();

@@ -31,6 +31,8 @@ export interface Fault {
   rejectPattern?: string;
   /** Answer like the old Java collector above this many body bytes ("Post too large", 200). */
   postTooLargeAbove?: number;
+  /** Refuse like the old Java collector: status 200 with "Error: ..." in the body, not 400. */
+  oldCollectorAnswers?: boolean;
   /** Apply the mode only to the next n requests, then go back to ok. */
   count?: number;
 }
@@ -62,6 +64,7 @@ export interface CollectorStats {
   duplicateRecords: number;
   refused: number;
   pings: number;
+  tooLarge: number;
   faultsInjected: number;
   lastAcceptedAt: number | null;
 }
@@ -132,6 +135,7 @@ export class GratiaCollector {
     duplicateRecords: 0,
     refused: 0,
     pings: 0,
+    tooLarge: 0,
     faultsInjected: 0,
     lastAcceptedAt: null,
   };
@@ -174,7 +178,7 @@ export class GratiaCollector {
     this.accepted.length = 0;
     this.acceptedIds.length = 0;
     this.seen.clear();
-    Object.assign(this.stats, { requests: 0, bundlesAccepted: 0, recordsAccepted: 0, uniqueRecords: 0, duplicateRecords: 0, refused: 0, pings: 0, faultsInjected: 0, lastAcceptedAt: null });
+    Object.assign(this.stats, { requests: 0, bundlesAccepted: 0, recordsAccepted: 0, uniqueRecords: 0, duplicateRecords: 0, refused: 0, pings: 0, tooLarge: 0, faultsInjected: 0, lastAcceptedAt: null });
     this.fault = { mode: 'ok' };
   }
 
@@ -193,6 +197,7 @@ export class GratiaCollector {
 
     if (this.fault.mode !== 'ok' && this.fault.mode !== 'slow-ack' && this.injectFault(res)) return;
     if (this.fault.postTooLargeAbove !== undefined && body.length > this.fault.postTooLargeAbove) {
+      this.stats.tooLarge++;
       return this.answer(res, 200, 'java.lang.IllegalStateException: Post too large');
     }
 
@@ -226,6 +231,7 @@ export class GratiaCollector {
       const bad = records.find((r) => pattern.test(r.xml));
       if (bad) {
         this.stats.refused++;
+        if (this.fault.oldCollectorAnswers) return this.answer(res, 200, `Error: record refused ${bad.localJobId}`);
         return this.answer(res, 400, `Error processing record: refused ${bad.localJobId}`);
       }
     }

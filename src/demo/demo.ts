@@ -83,9 +83,11 @@ export async function runDemo(options: DemoOptions): Promise<number> {
         'probe.dcacheServerHost': 'dcache.example.org',
         'pipeline.doorGraceSeconds': 10,
         'log.level': 'warn',
+        'metrics.port': 0,
       },
     });
     probe = new Probe(config, createLogger(config.log), {
+      metricsOnAnyPort: true,
       onBatch: (r) => {
         for (const l of r.latenciesMs) {
           latencies.push(l);
@@ -95,6 +97,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     });
     await probe.start();
     out(`ready in ${((Date.now() - started) / 1000).toFixed(1)} s: database ${dbName}, collector ${collectorUrl}`);
+    out(`metrics and health: http://127.0.0.1:${probe.metricsPort}/metrics  /healthz  /readyz`);
     out(`simulating dCache: ${options.writers} writers, ${options.rate} rows/s${options.durationSeconds ? ` for ${options.durationSeconds} s` : ' until Ctrl-C'}`);
 
     const writers = runWriters((n) => traffic.take(n), {

@@ -18,7 +18,7 @@ export interface ProbeSettings {
 }
 
 function baseArgs(s: ProbeSettings): string[] {
-  return ['--db-url', s.dbUrl, '--collector-url', s.collectorUrl, '--site-name', 'TEST_SITE', '--probe-name', 'dcache-transfer:test.example.org', '--dcache-server-host', 'dcache.example.org', ...(s.extraArgs ?? [])];
+  return ['--db-url', s.dbUrl, '--collector-url', s.collectorUrl, '--site-name', 'TEST_SITE', '--probe-name', 'dcache-transfer:test.example.org', '--dcache-server-host', 'dcache.example.org', '--metrics-port', '0', ...(s.extraArgs ?? [])];
 }
 
 export async function startProbe(s: ProbeSettings): Promise<ProbeProcess> {

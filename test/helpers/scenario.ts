@@ -1,0 +1,35 @@
+/** Shared steps of the reliability tests: write simulated transfers, read the queue. */
+import { TransferGenerator, messageStream, writeMessages, type SimTransfer } from '../../src/demo/simulator';
+import type { BillingDatabase } from './database';
+
+export function simulate(count: number, seed: number, form: 'modern' | 'legacy' = 'modern'): SimTransfer[] {
+  const generator = new TransferGenerator({ seed, form, duplicateShare: 0.02, p2pShare: 0.03 });
+  return Array.from({ length: count }, () => generator.next());
+}
+
+/** Writes transfers like dCache (small transactions, door rows next to their movers). */
+export async function write(db: BillingDatabase, transfers: readonly SimTransfer[], writers = 4): Promise<void> {
+  await writeMessages(messageStream(transfers, 7, 0), { url: db.url, writers, maxTransactionRows: 20 });
+}
+
+/** Rows the triggers captured for these transfers: every mover copy but pool-to-pool ones. */
+export function capturedRows(transfers: readonly SimTransfer[]): number {
+  return transfers.filter((t) => t.reportable).reduce((n, t) => n + (t.duplicated ? 2 : 1), 0);
+}
+
+export function reportable(transfers: readonly SimTransfer[]): number {
+  return transfers.filter((t) => t.reportable).length;
+}
+
+export async function queueDepth(db: BillingDatabase): Promise<number> {
+  const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM dcache_probe.capture_queue');
+  return rows[0]!.n;
+}
+
+export async function quarantineSize(db: BillingDatabase): Promise<number> {
+  const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM dcache_probe.quarantine');
+  return rows[0]!.n;
+}
+
+/** Fast retries, so outages in tests take seconds. */
+export const FAST_RETRIES = ['--retry-base-ms', '50', '--retry-max-ms', '400', '--retry-budget', '1', '--collector-timeout', '2', '--door-grace', '5'];
