@@ -2,12 +2,15 @@
 -- needs. The runner substitutes the quoted role and billing schema names (psql-style
 -- :"role" / :"billing" placeholders, quoted as identifiers, never as text).
 GRANT USAGE ON SCHEMA dcache_probe TO :"role";
-GRANT SELECT, INSERT, DELETE ON dcache_probe.capture_queue TO :"role";          -- INSERT: quarantine retry
+-- UPDATE: the claim locks rows with SELECT ... FOR UPDATE SKIP LOCKED; INSERT: quarantine retry.
+GRANT SELECT, INSERT, UPDATE, DELETE ON dcache_probe.capture_queue TO :"role";
 GRANT USAGE ON SEQUENCE dcache_probe.capture_queue_id_seq TO :"role";
 GRANT SELECT, INSERT, DELETE ON dcache_probe.quarantine TO :"role";
 GRANT SELECT, INSERT, DELETE ON dcache_probe.delivered_key TO :"role";
 GRANT SELECT ON dcache_probe.schema_migration TO :"role";
 GRANT USAGE, SELECT, UPDATE ON SEQUENCE dcache_probe.wake_armed, dcache_probe.wake_fired, dcache_probe.capture_failure TO :"role";
+GRANT SELECT ON SEQUENCE dcache_probe.capture_queue_id_seq TO :"role";                   -- the rows-captured metric
+GRANT EXECUTE ON FUNCTION dcache_probe.capture_barrier(integer) TO :"role";
 GRANT USAGE ON SCHEMA :"billing" TO :"role";
 GRANT SELECT ON :"billing".billinginfo, :"billing".doorinfo TO :"role";
 -- storageinfo, when the billing database has it, is granted by the runner.

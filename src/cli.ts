@@ -162,10 +162,11 @@ export function buildProgram(): Command {
 
   withConfigOptions(program.command('status').description('queue depth, oldest pending row, quarantine, capture health'), ['database', 'log'])
     .option('--json', 'print JSON')
+    .option('--stale-after <seconds>', 'report a problem when the oldest captured row is older', '600')
     .action((options) =>
       guarded(async () => {
         const config = configFrom(options, ['database', 'log']);
-        const status = await readStatus(config.database);
+        const status = await readStatus(config.database, Number(options.staleAfter));
         process.stdout.write(options.json ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
         return status.problems.length ? EXIT_FAILURE : EXIT_OK;
       }),

@@ -12,7 +12,20 @@ export interface DatabaseOptions {
   max?: number;
   /** Client-side timeout of each query (a half-open connection must not hang delivery). */
   queryTimeoutMs?: number;
+  /** Server-side end of a session left idle inside a transaction this long. */
+  idleInTransactionMs?: number;
   applicationName?: string;
+}
+
+/** Session settings passed at connect time (so they hold from the first query on). */
+export function sessionOptions(options: DatabaseOptions): string {
+  const settings: string[] = [];
+  // Legacy timestamps are read in this zone; no query can run in another.
+  if (options.timeZone) settings.push(`-c TimeZone=${options.timeZone.replace(/[^A-Za-z0-9_+\-/:]/g, '')}`);
+  if (options.idleInTransactionMs) settings.push(`-c idle_in_transaction_session_timeout=${Math.trunc(options.idleInTransactionMs)}`);
+  // The server notices a vanished probe in about two minutes instead of TCP's two hours.
+  settings.push('-c tcp_keepalives_idle=60', '-c tcp_keepalives_interval=10', '-c tcp_keepalives_count=6');
+  return settings.join(' ');
 }
 
 export function connectionConfig(options: DatabaseOptions): pg.ClientConfig {
@@ -22,8 +35,7 @@ export function connectionConfig(options: DatabaseOptions): pg.ClientConfig {
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
     connectionTimeoutMillis: 10_000,
-    // The session setting is passed at connect time, so no query can run in another zone.
-    options: options.timeZone ? `-c TimeZone=${options.timeZone.replace(/[^A-Za-z0-9_+\-/:]/g, '')}` : undefined,
+    options: sessionOptions(options),
   };
 }
 

@@ -125,13 +125,14 @@ export async function readiness(probe: Probe): Promise<Readiness> {
   } catch (err) {
     problems.push(`database unreachable: ${(err as Error).message}`);
   }
+  if (probe.lastDrainError) problems.push(`delivery is failing: ${probe.lastDrainError}`);
   const listener = probe.listenerConnected;
   if (!listener) problems.push('the LISTEN connection is down (reconnecting)');
   const heard = probe.sender.lastAcceptedAt;
   let collector = heard !== null && Date.now() - heard < COLLECTOR_FRESHNESS_MS;
   if (!collector) collector = await probe.sender.ping(AbortSignal.timeout(5000));
   if (!collector) problems.push('the collector has not accepted anything or answered a ping in the last 5 minutes');
-  return { ready: database && listener && collector, database, listener, collector, problems };
+  return { ready: database && listener && collector && !probe.lastDrainError, database, listener, collector, problems };
 }
 
 /** Serves /metrics, /healthz and /readyz; resolves with the bound port. */

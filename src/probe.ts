@@ -89,6 +89,8 @@ export class Probe {
   private stopping = false;
   private readonly abort = new AbortController();
   private timers = new Set<NodeJS.Timeout>();
+  /** The last drain error, until a drain succeeds again (readiness reports it). */
+  lastDrainError: string | null = null;
   private outages = 0;
   private pausedUntil = 0;
   private dbFailures = 0;
@@ -118,7 +120,13 @@ export class Probe {
 
   private databaseOptions() {
     const db = this.config.database;
-    return { url: db.url, timeZone: db.timeZone, queryTimeoutMs: db.queryTimeoutSeconds * 1000 };
+    const c = this.config.collector;
+    // A delivery transaction waits for the collector (retry budget plus one request timeout,
+    // again for each half of a refused bundle). Past twice that, the server ends the session:
+    // a probe that died behind a half-open connection must not keep its rows locked for the
+    // hours TCP takes to notice.
+    const idleInTransactionMs = 2 * (c.retryBudgetSeconds + c.timeoutSeconds) * 1000 + 60_000;
+    return { url: db.url, timeZone: db.timeZone, queryTimeoutMs: db.queryTimeoutSeconds * 1000, idleInTransactionMs };
   }
 
   get listenerConnected(): boolean {
@@ -230,13 +238,7 @@ export class Probe {
         if (first.unavailable) return this.collectorDown(first.unavailable);
         // Going idle: arm the wake-up, wait out in-flight captures, look once more.
         await armWakeUp(this.pool);
-        const barrier = await this.pool.connect();
-        let clear: boolean;
-        try {
-          clear = await captureBarrier(barrier);
-        } finally {
-          barrier.release();
-        }
+        const clear = await captureBarrier(this.pool);
         const second = await this.drain();
         if (second.unavailable) return this.collectorDown(second.unavailable);
         if (second.claimed > 0) this.again = true;
@@ -247,10 +249,12 @@ export class Probe {
         }
       } while (this.again && !this.stopping);
       this.dbFailures = 0;
+      this.lastDrainError = null;
       await this.scheduleDoorGraceWake();
     } catch (err) {
       if (this.stopping) return;
       this.dbFailures++;
+      this.lastDrainError = describeDatabaseError(err);
       const delay = backoffDelay(this.dbFailures, 500, 30_000);
       this.log.error('drain failed; retrying', { error: describeDatabaseError(err), retryInMs: delay });
       this.later(delay);

@@ -157,20 +157,12 @@ export async function armWakeUp(client: pg.Pool | pg.ClientBase): Promise<void> 
 
 /**
  * Waits until every capturing transaction that may have read the old armed value has ended
- * (they hold the capture lock in shared mode). The wait is bounded by lock_timeout, far below
- * PostgreSQL's deadlock_timeout, so dCache's writers are never held up for long; false means
- * the barrier timed out and the caller should look at the queue again soon.
+ * (they hold the capture lock in shared mode). One statement, in its own implicit transaction
+ * (sql: dcache_probe.capture_barrier), bounded by a lock_timeout far below PostgreSQL's
+ * deadlock_timeout, so dCache's writers are never held up for long; false means it timed out
+ * and the caller should look at the queue again soon.
  */
-export async function captureBarrier(client: pg.ClientBase, timeoutMs = 200): Promise<boolean> {
-  await client.query('BEGIN');
-  try {
-    await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.trunc(timeoutMs))}`);
-    await client.query('SELECT pg_advisory_xact_lock($1)', [CAPTURE_LOCK]);
-    await client.query('COMMIT');
-    return true;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    if ((err as { code?: string }).code === '55P03') return false; // lock_not_available
-    throw err;
-  }
+export async function captureBarrier(db: pg.Pool | pg.ClientBase, timeoutMs = 200): Promise<boolean> {
+  const { rows } = await db.query<{ clear: boolean }>('SELECT dcache_probe.capture_barrier($1) AS clear', [Math.max(1, Math.trunc(timeoutMs))]);
+  return rows[0]?.clear === true;
 }

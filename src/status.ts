@@ -50,7 +50,10 @@ export async function captureHealth(client: pg.ClientBase): Promise<CaptureHealt
   return { triggers, captureFailures, problems };
 }
 
-export async function readStatus(database: DatabaseOptions): Promise<ProbeStatus> {
+/** A captured row waiting longer than this means nothing is delivering (or it fails). */
+export const STALE_AFTER_SECONDS = 600;
+
+export async function readStatus(database: DatabaseOptions, staleAfterSeconds = STALE_AFTER_SECONDS): Promise<ProbeStatus> {
   const pool = createPool({ ...database, max: 1, applicationName: 'dcache-probe status' });
   try {
     const client = await pool.connect();
@@ -94,6 +97,11 @@ export async function readStatus(database: DatabaseOptions): Promise<ProbeStatus
       status.captureFailures = health.captureFailures;
       status.triggers = health.triggers;
       status.problems.push(...health.problems);
+      if (status.oldestPendingAgeSeconds !== null && status.oldestPendingAgeSeconds > staleAfterSeconds) {
+        status.problems.push(
+          `the oldest captured row has waited ${status.oldestPendingAgeSeconds} s: no probe is delivering (is "dcache-probe run" up? its log says why it fails; /readyz too)`,
+        );
+      }
       return status;
     } finally {
       client.release();

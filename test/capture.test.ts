@@ -5,7 +5,8 @@ import { migrate } from '../src/migrations';
 import { CAPTURE_LOCK, WAKE_CHANNEL, armWakeUp, captureBarrier } from '../src/queue';
 import { createBillingDatabase, adminQuery, type BillingDatabase } from './helpers/database';
 import { databaseUrl, waitFor } from './helpers/env';
-import { runCli } from './helpers/probe';
+import { startCollector } from './helpers/collector';
+import { pollOnce, runCli } from './helpers/probe';
 
 const MOVER = `INSERT INTO billinginfo (datestamp, cellname, action, transaction, pnfsid, fullsize, transfersize, isnew, client, connectiontime, errorcode, errormessage, protocol, initiator)
                VALUES (now(), 'pool1@dCacheDomain', 'transfer', $1, '0000AB', 10, 10, false, '192.0.2.1', 5, 0, '', 'GFtp-2.0', 'door:GFTP@d:1')`;
@@ -185,12 +186,27 @@ describe('installation and removal', () => {
       await adminQuery(`CREATE ROLE ${role} LOGIN`);
       const granted = await runCli(['migrate', '--db-url', db.url, '--grant-to', role]);
       assert.equal(granted.code, 0, granted.stderr);
-      const client = new pg.Client({ connectionString: databaseUrl(db.name, role) });
+      const roleUrl = databaseUrl(db.name, role);
+      // The role can do the probe's whole job: deliver, report status, handle the quarantine.
+      await db.query(MOVER, ['delivered-as-role']);
+      await db.query(`INSERT INTO doorinfo (datestamp, transaction, pnfsid, client, owner) VALUES (now(), 'door:GFTP@d:1', '0000AB', '192.0.2.9', '/CN=someone')`);
+      const collector = await startCollector();
+      try {
+        const poll = await pollOnce({ dbUrl: roleUrl, collectorUrl: collector.url });
+        assert.equal(poll.code, 0, poll.stderr);
+        assert.deepEqual((await collector.records()).map((r) => r.localJobId), ['delivered-as-role']);
+      } finally {
+        await collector.stop();
+      }
+      const status = await runCli(['status', '--db-url', roleUrl]);
+      assert.equal(status.code, 0, status.stdout + status.stderr);
+      assert.equal((await runCli(['quarantine', 'list', '--db-url', roleUrl])).code, 0);
+      // And nothing more.
+      const client = new pg.Client({ connectionString: roleUrl });
       await client.connect();
       try {
-        await client.query('SELECT count(*) FROM dcache_probe.capture_queue');
-        await client.query('SELECT count(*) FROM doorinfo');
         await assert.rejects(client.query(MOVER, ['not-allowed']), /permission denied/);
+        await assert.rejects(client.query('DELETE FROM billinginfo'), /permission denied/);
         await assert.rejects(client.query('DROP TABLE dcache_probe.quarantine'), /must be owner/);
       } finally {
         await client.end();

@@ -118,6 +118,21 @@ BEGIN
 END
 $$;
 
+-- The listener's barrier: waits (at most timeout_ms) until no capturing transaction that may
+-- have read an old armed value is still open. Taking and releasing the exclusive lock inside
+-- one statement means the lock is never held across a network round trip: a connection lost at
+-- the wrong moment can never leave dCache's inserts waiting behind it. Returns false on timeout.
+CREATE FUNCTION dcache_probe.capture_barrier(timeout_ms integer) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM set_config('lock_timeout', greatest(timeout_ms, 1)::text, true);
+    PERFORM pg_advisory_xact_lock(7262627701);
+    RETURN true;
+EXCEPTION WHEN lock_not_available THEN
+    RETURN false;
+END
+$$;
+
 -- Reads a billing timestamp (timestamptz text with offset, or legacy timestamp text without
 -- one, then read in the session's TimeZone) as epoch milliseconds; NULL if unreadable. A bad
 -- value must become a quarantined row, never a failed claim that stops the queue.

@@ -16,8 +16,8 @@ export interface BillingDatabase {
 
 let counter = 0;
 
-export async function adminQuery(sql: string, values?: unknown[]): Promise<pg.QueryResult> {
-  const client = new pg.Client({ connectionString: PG_ADMIN_URL });
+export async function adminQuery(sql: string, values?: unknown[], adminUrl = PG_ADMIN_URL): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: adminUrl });
   await client.connect();
   try {
     return await client.query(sql, values);
@@ -26,12 +26,16 @@ export async function adminQuery(sql: string, values?: unknown[]): Promise<pg.Qu
   }
 }
 
-/** Creates a database holding dCache's billing schema (and, unless told not to, our migration). */
-export async function createBillingDatabase(form: SchemaForm, options: { migrate?: boolean } = {}): Promise<BillingDatabase> {
+/**
+ * Creates a database holding dCache's billing schema (and, unless told not to, our migration),
+ * on the shared test server or on the server of `adminUrl`.
+ */
+export async function createBillingDatabase(form: SchemaForm, options: { migrate?: boolean; adminUrl?: string } = {}): Promise<BillingDatabase> {
   const name = `probe_test_${process.pid}_${++counter}_${form}`;
-  await adminQuery(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
-  await adminQuery(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
-  const url = databaseUrl(name);
+  const adminUrl = options.adminUrl ?? PG_ADMIN_URL;
+  await adminQuery(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`, [], adminUrl);
+  await adminQuery(`CREATE DATABASE ${pg.escapeIdentifier(name)}`, [], adminUrl);
+  const url = databaseUrl(name, undefined, undefined, adminUrl);
   const pool = new pg.Pool({ connectionString: url, max: 3 });
   pool.on('error', () => undefined);
   await pool.query(readFileSync(join(FIXTURES, `billing-${form}.sql`), 'utf8'));
@@ -43,7 +47,7 @@ export async function createBillingDatabase(form: SchemaForm, options: { migrate
     query: (sql, values) => pool.query(sql, values),
     async drop() {
       await pool.end();
-      await adminQuery(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+      await adminQuery(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`, [], adminUrl);
     },
   };
 }

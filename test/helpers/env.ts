@@ -12,8 +12,8 @@ export const COLLECTOR_MAIN = join(DIST, 'src', 'collector', 'main.js');
 export const FIXTURES = resolve(DIST, '..', 'sql', 'fixtures');
 
 /** URL of another database on the same server. */
-export function databaseUrl(name: string, user?: string, password?: string): string {
-  const u = new URL(PG_ADMIN_URL);
+export function databaseUrl(name: string, user?: string, password?: string, serverUrl = PG_ADMIN_URL): string {
+  const u = new URL(serverUrl);
   u.pathname = '/' + name;
   if (user !== undefined) u.username = user;
   if (password !== undefined) u.password = password;
