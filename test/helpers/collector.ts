@@ -34,7 +34,7 @@ export async function startCollector(args: string[] = []): Promise<CollectorProc
     reset: async () => void (await control('reset', {})),
     stop: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
       }),
