@@ -97,7 +97,12 @@ export function buildProgram(): Command {
         const config = configFrom(options, ALL);
         const log = createLogger(config.log);
         const probe = new Probe(config, log);
-        await probe.start();
+        try {
+          await probe.start();
+        } catch (err) {
+          await probe.stop(0); // close what started, so the process exits at once
+          throw err;
+        }
         await new Promise<void>((resolve) => {
           const onSignal = (signal: string) => {
             log.info('stopping', { signal });

@@ -17,12 +17,17 @@ export const DEFAULT_BUNDLE_SIZE = 500;
 export const MAX_BUNDLE_BYTES_LIMIT = 1_800_000;
 
 const positiveInt = z.coerce.number().int().positive();
+/** A string that must be given: absent and empty both say "is required (<what it is>)". */
+const required = (what: string) => {
+  const message = `is required (${what})`;
+  return z.string({ error: (issue) => (issue.input === undefined ? message : undefined) }).min(1, message);
+};
 const nonNegativeNumber = z.coerce.number().nonnegative();
 const flag = z.preprocess((v) => (typeof v === 'string' ? /^(1|true|yes|on)$/i.test(v.trim()) : v), z.boolean());
 
 export const configSchema = z.object({
   database: z.object({
-    url: z.string().min(1, 'is required (a postgres:// URL of the dCache billing database)'),
+    url: required('a postgres:// URL of the dCache billing database'),
     billingSchema: z.string().min(1).default('public'),
     /** Zone of legacy `timestamp without time zone` columns; default: the database's TimeZone. */
     timeZone: z.string().min(1).optional(),
@@ -32,7 +37,7 @@ export const configSchema = z.object({
     heartbeatSeconds: z.coerce.number().positive().default(10),
   }),
   collector: z.object({
-    url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }),
+    url: z.url({ protocol: /^https?$/, error: (issue) => (issue.input === undefined ? 'is required (the Gratia collector, http(s)://host:port)' : 'must be an http:// or https:// URL') }),
     timeoutSeconds: z.coerce.number().positive().default(30),
     caFile: z.string().min(1).optional(),
     certFile: z.string().min(1).optional(),
@@ -44,7 +49,7 @@ export const configSchema = z.object({
   }),
   probe: z.object({
     name: z.string().min(1).default(`dcache-transfer:${hostname()}`),
-    siteName: z.string().min(1, 'is required (the Gratia SiteName)'),
+    siteName: required('the Gratia SiteName'),
     grid: z.string().min(1).default('OSG'),
     dcacheServerHost: z.string().min(1).default(hostname()),
   }),

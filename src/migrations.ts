@@ -49,10 +49,11 @@ async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>)
 
 /** The installed migration version, or 0 when the probe is not installed. */
 export async function installedVersion(client: pg.ClientBase): Promise<number> {
-  const { rows } = await client.query<{ version: number | null }>(
-    `SELECT CASE WHEN to_regclass('dcache_probe.schema_migration') IS NULL THEN 0
-            ELSE (SELECT coalesce(max(version), 0) FROM dcache_probe.schema_migration) END AS version`,
-  );
+  // Two queries: PostgreSQL resolves every table of a statement before running it, so one
+  // query that mentions schema_migration fails where it does not exist.
+  const exists = await client.query<{ present: boolean }>("SELECT to_regclass('dcache_probe.schema_migration') IS NOT NULL AS present");
+  if (!exists.rows[0]?.present) return 0;
+  const { rows } = await client.query<{ version: number | null }>('SELECT coalesce(max(version), 0) AS version FROM dcache_probe.schema_migration');
   return Number(rows[0]?.version ?? 0);
 }
 
