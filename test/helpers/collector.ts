@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { AcceptedRecord, CollectorStats, Fault } from '../../src/collector/server';
+import { Agent, fetch } from 'undici';
 import { COLLECTOR_MAIN } from './env';
 
 export interface CollectorProcess {
@@ -14,7 +15,15 @@ export interface CollectorProcess {
   stop(): Promise<void>;
 }
 
-export async function startCollector(args: string[] = []): Promise<CollectorProcess> {
+/** TLS material for talking to an HTTPS collector's control API. */
+export interface ControlTls {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+}
+
+export async function startCollector(args: string[] = [], tls?: ControlTls): Promise<CollectorProcess> {
+  const dispatcher = tls ? new Agent({ connect: tls }) : undefined;
   const child = spawn(process.execPath, [COLLECTOR_MAIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
@@ -22,7 +31,7 @@ export async function startCollector(args: string[] = []): Promise<CollectorProc
     child.once('exit', (code) => reject(new Error(`collector exited with ${code}`)));
   });
   const control = async (path: string, body?: unknown) => {
-    const res = await fetch(`${url}/_control/${path}`, body === undefined ? {} : { method: 'POST', body: JSON.stringify(body) });
+    const res = await fetch(`${url}/_control/${path}`, { dispatcher, ...(body === undefined ? {} : { method: 'POST', body: JSON.stringify(body) }) });
     return res.json() as Promise<any>;
   };
   return {

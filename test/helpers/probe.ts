@@ -61,5 +61,5 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
 }
 
 export function pollOnce(s: ProbeSettings): Promise<CommandResult> {
-  return runCli(['poll', '--once', ...baseArgs(s)]);
+  return runCli(['poll', '--once', ...baseArgs(s)], s.env);
 }
