@@ -10,6 +10,7 @@ import { createPool, describeDatabaseError } from './db';
 import { createLogger } from './logger';
 import { grantRuntimeRole, migrate, uninstall } from './migrations';
 import { Probe } from './probe';
+import { readProbeConfig } from './probe-config';
 import { dropQuarantine, formatQuarantine, listQuarantine, retryQuarantine } from './quarantine';
 import { readStatus, formatStatus } from './status';
 
@@ -22,6 +23,7 @@ type Section = keyof Config;
 /** Adds --config and the flags of the given config sections to a command. */
 function withConfigOptions(command: Command, sections: readonly Section[]): Command {
   command.option('-c, --config <file>', 'YAML or JSON config file (also DCACHE_PROBE_CONFIG)');
+  command.option('--probe-config <file>', "the old Gratia probe's ProbeConfig (XML), read below every other source");
   for (const s of SETTINGS) {
     if (!sections.includes(s.key.split('.')[0] as Section)) continue;
     command.addOption(new Option(`--${s.flag} <value>`, `${s.description} [${s.env}]`));
@@ -39,9 +41,16 @@ function flagValues(options: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
+/** What the ProbeConfig had that this probe does not use; logged once by run/poll. */
+let probeConfigNotes: string[] = [];
+
 function configFrom(options: Record<string, unknown>, sections: readonly Section[], commandDefaults?: Record<string, unknown>): Config {
+  const probeConfigFile = options.probeConfig as string | undefined;
+  const probeConfig = probeConfigFile ? readProbeConfig(probeConfigFile) : undefined;
+  probeConfigNotes = probeConfig?.notCarriedOver ?? [];
   return loadConfig(
     {
+      probeConfig: probeConfig && { file: probeConfigFile!, values: probeConfig.values },
       file: (options.config as string | undefined) ?? process.env.DCACHE_PROBE_CONFIG,
       env: process.env,
       flags: flagValues(options),
@@ -79,7 +88,13 @@ function withDatabase(options: Record<string, unknown>, body: (pool: pg.Pool) =>
   });
 }
 
-const ALL: Section[] = ['database', 'collector', 'probe', 'pipeline', 'log', 'metrics'];
+/** Gratia's EnableProbe=0: say so and deliver nothing (exit 0, as the old probe did). */
+function disabled(): number {
+  process.stderr.write('dcache-probe: the probe is disabled (probe.enabled=false / EnableProbe="0"); not delivering\n');
+  return EXIT_OK;
+}
+
+const ALL: Section[] = ['database', 'collector', 'probe', 'identity', 'pipeline', 'log', 'metrics'];
 
 export function buildProgram(): Command {
   const program = new Command('dcache-probe')
@@ -95,7 +110,9 @@ export function buildProgram(): Command {
     .action((options) =>
       guarded(async () => {
         const config = configFrom(options, ALL);
+        if (!config.probe.enabled) return disabled();
         const log = createLogger(config.log);
+        if (probeConfigNotes.length) log.info(`ProbeConfig attributes not used by this probe: ${probeConfigNotes.join('; ')}`);
         const probe = new Probe(config, log);
         try {
           await probe.start();
@@ -121,7 +138,9 @@ export function buildProgram(): Command {
     .action((options) =>
       guarded(async () => {
         const config = configFrom(options, ALL);
+        if (!config.probe.enabled) return disabled();
         const log = createLogger(config.log);
+        if (probeConfigNotes.length) log.info(`ProbeConfig attributes not used by this probe: ${probeConfigNotes.join('; ')}`);
         const probe = new Probe(config, log);
         try {
           await probe.prepare();
@@ -176,6 +195,37 @@ export function buildProgram(): Command {
         return status.problems.length ? EXIT_FAILURE : EXIT_OK;
       }),
     );
+
+  // backfill and import-checkpoint: historic billing rows through the same pipeline (src/backfill-command.ts).
+  for (const kind of ['backfill', 'import-checkpoint'] as const) {
+    const command =
+      kind === 'backfill'
+        ? program.command('backfill').description('send historic billing rows (written before the triggers were installed) through the probe\'s pipeline')
+            .requiredOption('--since <time>', 'first datestamp to send, RFC 3339 with a zone (e.g. 2024-03-14T12:00:00Z)')
+        : program.command('import-checkpoint').description("read the old Gratia probe's checkpoint file and backfill from its time, so a switch leaves no gap")
+            .argument('<file>', "the old probe's checkpoint (chkpt_dcache_xfer_DoNotDelete, a Python pickle)")
+            .option('--time-zone <zone>', "zone of a naive checkpoint time: the old probe host's (default: this system's)");
+    withConfigOptions(command, ['database', 'log'])
+      .option('--until <time>', "end of the range, exclusive (default: the triggers' installation time + --overlap)")
+      .option('--overlap <seconds>', 'default --until reaches this far past the installation (rows the triggers captured are skipped)', '300')
+      .option('--max-history-days <days>', 'refuse to start further back than this (MaxBillingHistoryDays)', '31')
+      .option('--rate <rows/s>', 'copy at most this many rows a second', '2000')
+      .option('--max-queue <rows>', 'wait while this many rows are waiting for delivery', '50000')
+      .option('--chunk <rows>', 'rows per transaction', '1000')
+      .option('--limit <rows>', 'look at no more than this many rows in this run (run again to continue)')
+      .option('--dry-run', 'print the range and how many rows would be copied; change nothing')
+      .option('--restart', 'forget the saved progress of this range and scan it again (already delivered rows are still skipped)')
+      .addHelpText('after', BACKFILL_HELP)
+      .action((...args: unknown[]) =>
+        guarded(async () => {
+          const file = kind === 'import-checkpoint' ? (args[0] as string) : undefined;
+          const options = args[kind === 'import-checkpoint' ? 1 : 0] as Record<string, unknown>;
+          const config = configFrom(options, ['database', 'log', 'pipeline']);
+          const { backfillCommand } = await import('./backfill-command.js');
+          return backfillCommand(kind, options as never, config, file);
+        }),
+      );
+  }
 
   const quarantine = program.command('quarantine').description('inspect and replay rows that could not be delivered');
   withConfigOptions(quarantine.command('list').description('list quarantined rows with their reasons'), ['database', 'log'])

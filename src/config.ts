@@ -52,6 +52,22 @@ export const configSchema = z.object({
     siteName: required('the Gratia SiteName'),
     grid: z.string().min(1).default('OSG'),
     dcacheServerHost: z.string().min(1).default(hostname()),
+    /** Gratia's EnableProbe: false makes `run` and `poll` exit without delivering. */
+    enabled: flag.default(true),
+    /** Gratia's StopFileName: while this file exists, nothing is delivered (rows stay queued). */
+    stopFile: z.string().min(1).optional(),
+  }),
+  identity: z.object({
+    /** uid -> LocalUserId (as the old probe looked users up on its host). */
+    passwdFile: z.string().min(1).default('/etc/passwd'),
+    /** gid -> LocalUserId where the uid is unknown (Gratia's UnixGidListFileName). */
+    groupFile: z.string().min(1).optional(),
+    /** LocalUserId -> VOName / ReportableVOName (Gratia's UserVOMapFile). */
+    userVoMapFile: z.string().min(1).optional(),
+    suppressUnknownVo: flag.default(false),
+    suppressNoDn: flag.default(false),
+    suppressGridLocal: flag.default(false),
+    quarantineUnknownVo: flag.default(false),
   }),
   pipeline: z.object({
     bundleSize: positiveInt.max(5000).default(DEFAULT_BUNDLE_SIZE),
@@ -61,6 +77,8 @@ export const configSchema = z.object({
     workers: positiveInt.max(16).default(2),
     dedupWindowHours: z.coerce.number().positive().default(48),
     reportTape: flag.default(true),
+    /** Gratia's OnlySendInterSiteTransfers: leave out DCap (site-local) transfers. */
+    onlyInterSiteTransfers: flag.default(false),
   }),
   log: z.object({
     level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
@@ -108,6 +126,15 @@ export const SETTINGS: readonly Setting[] = [
   setting('probe.siteName', 'site-name', 'Gratia SiteName'),
   setting('probe.grid', 'grid', 'Gratia Grid for non-DCap transfers'),
   setting('probe.dcacheServerHost', 'dcache-server-host', 'host name appended to pool names in Source/Destination'),
+  { ...setting('probe.enabled', 'enabled', 'false: deliver nothing and exit (Gratia EnableProbe)'), env: 'DCACHE_PROBE_ENABLED' },
+  { ...setting('probe.stopFile', 'stop-file', 'while this file exists, deliver nothing (Gratia StopFileName)'), env: 'DCACHE_PROBE_STOP_FILE' },
+  setting('identity.passwdFile', 'passwd-file', 'passwd-format file: uid -> LocalUserId'),
+  setting('identity.groupFile', 'group-file', 'group-format file: gid -> LocalUserId when the uid is unknown'),
+  setting('identity.userVoMapFile', 'user-vo-map', 'user-vo-map file: LocalUserId -> VOName, ReportableVOName'),
+  setting('identity.suppressUnknownVo', 'suppress-unknown-vo', 'leave out records without a VO (true/false)'),
+  setting('identity.suppressNoDn', 'suppress-no-dn', 'leave out records without a DN (true/false)'),
+  setting('identity.suppressGridLocal', 'suppress-grid-local', 'leave out Local-grid (DCap) records (true/false)'),
+  setting('identity.quarantineUnknownVo', 'quarantine-unknown-vo', 'hold records without a VO in the quarantine (true/false)'),
   setting('pipeline.bundleSize', 'bundle-size', 'records per collector request'),
   setting('pipeline.maxBundleBytes', 'max-bundle-bytes', 'upper bound of one request body'),
   setting('pipeline.doorGraceSeconds', 'door-grace', 'seconds a mover waits for its door row'),
@@ -115,6 +142,7 @@ export const SETTINGS: readonly Setting[] = [
   setting('pipeline.workers', 'workers', 'bundles delivered in parallel'),
   setting('pipeline.dedupWindowHours', 'dedup-window', 'hours a delivered transaction is remembered'),
   setting('pipeline.reportTape', 'report-tape', 'report storageinfo tape store/restore rows (true/false)'),
+  setting('pipeline.onlyInterSiteTransfers', 'only-inter-site', 'leave out DCap transfers (true/false)'),
   { ...setting('log.level', 'log-level', 'error, warn, info or debug'), env: 'DCACHE_PROBE_LOG_LEVEL' },
   { ...setting('log.format', 'log-format', 'text or json'), env: 'DCACHE_PROBE_LOG_FORMAT' },
   { ...setting('metrics.port', 'metrics-port', 'port of /metrics, /healthz, /readyz (0: off)'), env: 'DCACHE_PROBE_METRICS_PORT' },
@@ -177,6 +205,8 @@ export function readConfigFile(file: string): Map<string, Provided> {
 }
 
 export interface ConfigSources {
+  /** Settings translated from the old probe's ProbeConfig (see probe-config.ts), lowest layer. */
+  probeConfig?: { file: string; values: Map<string, { value: unknown; attribute: string }> };
   /** Path of a YAML/JSON config file, if any. */
   file?: string;
   env?: NodeJS.ProcessEnv;
@@ -190,9 +220,10 @@ export interface ConfigSources {
  * Builds and validates the configuration. Throws ConfigError naming the key and its origin.
  * `sections` limits validation to what a command needs (e.g. `migrate` needs no collector).
  */
-export function loadConfig(sources: ConfigSources, sections: readonly (keyof Config)[] = ['database', 'collector', 'probe', 'pipeline', 'log', 'metrics']): Config {
+export function loadConfig(sources: ConfigSources, sections: readonly (keyof Config)[] = ['database', 'collector', 'probe', 'identity', 'pipeline', 'log', 'metrics']): Config {
   const provided = new Map<string, Provided>();
   for (const [key, value] of Object.entries(sources.commandDefaults ?? {})) provided.set(key, { value, origin: 'default' });
+  for (const [key, { value, attribute }] of sources.probeConfig?.values ?? []) provided.set(key, { value, origin: `${sources.probeConfig!.file} (attribute ${attribute})` });
   if (sources.file) for (const [k, v] of readConfigFile(sources.file)) provided.set(k, v);
   const env = sources.env ?? {};
   for (const s of SETTINGS) {

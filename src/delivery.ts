@@ -99,8 +99,9 @@ export class Delivery {
       }
 
       const quarantine: QuarantineEntry[] = [];
-      const encoded: Encoded[] = [];
-      const keys: string[] = [];
+      // Rows with a transaction: to send, or held back by a switch. Both take a delivery key,
+      // so that the second copy of a transaction (two billing cells) is a duplicate either way.
+      const keyed: { row: CapturedRow; key: string; xml?: string; heldBack?: string }[] = [];
       for (const row of rows) {
         try {
           const mapped = mapRow(row, this.options.mapping);
@@ -108,8 +109,9 @@ export class Delivery {
             result.skipped++;
             continue;
           }
-          encoded.push({ row, xml: usageRecordXml(mapped.record) });
-          keys.push(deliveryKey(row.source, mapped.record.localJobId));
+          const key = deliveryKey(row.source, String(row.record.transaction));
+          if (mapped.kind === 'quarantine') keyed.push({ row, key, heldBack: mapped.reason });
+          else keyed.push({ row, key, xml: usageRecordXml(mapped.record) });
         } catch (err) {
           const reason = err instanceof EncodeError ? err.message : `cannot encode: ${(err as Error).message}`;
           quarantine.push({ id: row.id, door: row.door, stage: 'encode', reason });
@@ -117,15 +119,15 @@ export class Delivery {
       }
 
       // Keep the first row of each transaction not yet delivered; drop the rest as duplicates.
-      const fresh = await this.queue.markDelivered(client, keys);
+      const fresh = await this.queue.markDelivered(client, keyed.map((k) => k.key));
       const toSend: Encoded[] = [];
-      encoded.forEach((e, i) => {
-        const key = keys[i]!;
-        if (fresh.delete(key)) toSend.push(e);
-        else result.duplicates++;
-      });
+      for (const k of keyed) {
+        if (!fresh.delete(k.key)) result.duplicates++;
+        else if (k.heldBack !== undefined) quarantine.push({ id: k.row.id, door: k.row.door, stage: 'identity', reason: k.heldBack });
+        else toSend.push({ row: k.row, xml: k.xml! });
+      }
 
-      const keyOf = new Map(encoded.map((e, i) => [e.row.id, keys[i]!]));
+      const keyOf = new Map(keyed.map((k) => [k.row.id, k.key]));
       await this.sendAll(toSend, quarantine, result, signal);
 
       // A record the collector refused was not delivered: forget its key, so that an

@@ -1,10 +1,13 @@
 /**
  * Record mapping: a captured billing row (and its door row) -> a Gratia usage record.
+ * (Identity files come in as lookup tables, so this stays pure.)
  *
  * Pure functions only: the same input always gives the same record, because collectors
  * deduplicate by content and a re-sent record must be byte-identical to be recognised.
  * Nothing here reads the clock, the environment or the database.
  */
+
+import { NO_IDENTITY_FILES, type IdentityTables } from './identity';
 
 /** A row as the queue hands it out: the billing row as jsonb plus what SQL computed. */
 export interface CapturedRow {
@@ -21,12 +24,28 @@ export interface CapturedRow {
   door: Record<string, unknown> | null;
 }
 
+/** The old probe's record filters (ProbeConfig switches), all off by default. */
+export interface RecordFilters {
+  /** OnlySendInterSiteTransfers: leave out DCap (site-local) transfers. */
+  onlyInterSiteTransfers: boolean;
+  suppressGridLocal: boolean;
+  suppressNoDn: boolean;
+  suppressUnknownVo: boolean;
+  /** Keep records without a VO in the quarantine (for replay once user-vo-map knows them). */
+  quarantineUnknownVo: boolean;
+}
+
+export const NO_FILTERS: RecordFilters = { onlyInterSiteTransfers: false, suppressGridLocal: false, suppressNoDn: false, suppressUnknownVo: false, quarantineUnknownVo: false };
+
 export interface MappingOptions {
   probeName: string;
   siteName: string;
   grid: string;
   dcacheServerHost: string;
   reportTape: boolean;
+  /** passwd, group and user-vo-map lookups (none: LocalUserId is the owner, VO from the FQAN). */
+  identity?: IdentityTables;
+  filters?: RecordFilters;
 }
 
 export interface Resource {
@@ -61,7 +80,9 @@ export interface UsageRecord {
 
 export type MappingResult =
   | { kind: 'record'; record: UsageRecord }
-  | { kind: 'skip'; reason: string };
+  | { kind: 'skip'; reason: string }
+  /** Valid, but held back by a switch (QuarantineUnknownVORecords) for replay later. */
+  | { kind: 'quarantine'; reason: string };
 
 /** A row that cannot become a valid record; it is quarantined with this message. */
 export class EncodeError extends Error {
@@ -145,17 +166,45 @@ export function deterministicRecordId(probeName: string, source: CapturedRow['so
   return source === 'billinginfo' ? `${probeName}:${transaction}` : `${probeName}:${action ?? 'tape'}:${transaction}`;
 }
 
-/** The user's identity: the door row knows the user; a modern mover row knows it too. */
-function identity(mover: Record<string, unknown>, door: Record<string, unknown> | null): Pick<UsageRecord, 'dn' | 'localUserId' | 'voName' | 'reportableVoName'> {
+/**
+ * The user's identity. The door row knows the user (a modern mover row too). LocalUserId is
+ * the passwd name of the uid, else the group name of the gid (UnixGidListFileName), else the
+ * owner; NFS transfers always use the owner (their uid is the client's, not a grid user's).
+ * The VO comes from user-vo-map for that LocalUserId, else from the primary FQAN.
+ */
+export function identity(
+  mover: Record<string, unknown>,
+  door: Record<string, unknown> | null,
+  tables: IdentityTables = NO_IDENTITY_FILES,
+): Pick<UsageRecord, 'dn' | 'localUserId' | 'voName' | 'reportableVoName'> {
   const owner = meaningful(text(door?.owner)) ?? meaningful(text(mover.owner));
-  const fqan = meaningful(text(mover.fqan)) ?? meaningful(text(door?.fqan));
-  const vo = voFromFqan(fqan);
+  const uid = numeric(door?.mappeduid) ?? numeric(mover.mappeduid);
+  const gid = numeric(door?.mappedgid) ?? numeric(mover.mappedgid);
+  const nfs = /^NFS4/i.test(text(mover.protocol) ?? '');
+  const localUserId = nfs
+    ? owner
+    : ((uid !== undefined && uid >= 0 ? tables.userName(uid) : undefined) ?? (gid !== undefined && gid >= 0 ? tables.groupName(gid) : undefined) ?? owner);
+  const mapped = localUserId !== undefined ? tables.voOf(localUserId) : undefined;
+  const fqanVo = voFromFqan(meaningful(text(mover.fqan)) ?? meaningful(text(door?.fqan)));
   return {
     dn: owner !== undefined && owner.startsWith('/') ? owner : undefined,
-    localUserId: owner,
-    voName: vo,
-    reportableVoName: vo,
+    localUserId,
+    voName: mapped?.vo ?? fqanVo,
+    reportableVoName: mapped?.reportable ?? fqanVo,
   };
+}
+
+/** The old probe's switches, in its order: GridLocal, NoDN, UnknownVO, then the quarantine. */
+export function applyFilters(record: UsageRecord, filters: RecordFilters = NO_FILTERS): MappingResult {
+  const protocol = record.resources.find((r) => r.description === 'Protocol')?.value;
+  if (filters.onlyInterSiteTransfers && isDcap(protocol)) return { kind: 'skip', reason: 'DCap transfer (OnlySendInterSiteTransfers)' };
+  if (filters.suppressGridLocal && record.grid === 'Local') return { kind: 'skip', reason: 'Local grid (SuppressGridLocalRecords)' };
+  if (filters.suppressNoDn && !record.dn) return { kind: 'skip', reason: 'no DN (SuppressNoDNRecords)' };
+  if (!record.voName) {
+    if (filters.suppressUnknownVo) return { kind: 'skip', reason: 'unknown VO (SuppressUnknownVORecords)' };
+    if (filters.quarantineUnknownVo) return { kind: 'quarantine', reason: `unknown VO for user ${record.localUserId ?? '(none)'} (QuarantineUnknownVORecords)` };
+  }
+  return { kind: 'record', record };
 }
 
 /**
@@ -182,31 +231,28 @@ export function mapTransfer(row: CapturedRow, opts: MappingOptions): MappingResu
   const client = meaningful(text(r.client)) ?? 'unknown';
   const submitHost = submitHostOf(r, row.door);
 
-  return {
-    kind: 'record',
-    record: {
-      recordId: deterministicRecordId(opts.probeName, 'billinginfo', transaction),
-      createTimeMs: row.capturedAtMs,
-      localJobId: transaction,
-      ...identity(r, row.door),
-      resources: [
-        { description: 'Source', value: isNew ? client : pool },
-        { description: 'Destination', value: isNew ? pool : client },
-        { description: 'Protocol', value: protocol },
-        { description: 'IsNew', value: isNew ? '1' : '0' },
-      ],
-      startTimeMs: row.datestampMs - durationMs,
-      endTimeMs: row.datestampMs,
-      networkBytes: broken ? 0 : transferSize,
-      durationMs,
-      action: meaningful(text(r.action)) ?? 'transfer',
-      submitHost,
-      status: Math.trunc(numeric(r.errorcode) ?? 0),
-      probeName: opts.probeName,
-      siteName: opts.siteName,
-      grid: isDcap(protocol) ? 'Local' : opts.grid,
-    },
-  };
+  return applyFilters({
+    recordId: deterministicRecordId(opts.probeName, 'billinginfo', transaction),
+    createTimeMs: row.capturedAtMs,
+    localJobId: transaction,
+    ...identity(r, row.door, opts.identity),
+    resources: [
+      { description: 'Source', value: isNew ? client : pool },
+      { description: 'Destination', value: isNew ? pool : client },
+      { description: 'Protocol', value: protocol },
+      { description: 'IsNew', value: isNew ? '1' : '0' },
+    ],
+    startTimeMs: row.datestampMs - durationMs,
+    endTimeMs: row.datestampMs,
+    networkBytes: broken ? 0 : transferSize,
+    durationMs,
+    action: meaningful(text(r.action)) ?? 'transfer',
+    submitHost,
+    status: Math.trunc(numeric(r.errorcode) ?? 0),
+    probeName: opts.probeName,
+    siteName: opts.siteName,
+    grid: isDcap(protocol) ? 'Local' : opts.grid,
+  }, opts.filters);
 }
 
 /**

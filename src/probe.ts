@@ -8,17 +8,20 @@
  * captures (the barrier) and looks once more before going idle (sql/migrations/001_capture.sql
  * explains why nothing can be stranded).
  */
+import { existsSync } from 'node:fs';
 import type { Server } from 'node:http';
 import pg from 'pg';
 import { collectorEndpoint, redactUrl, type Config } from './config';
 import { createPool, describeDatabaseError } from './db';
 import { Delivery, emptyResult, type BatchResult } from './delivery';
+import { IdentityFiles } from './identity';
 import { WakeListener } from './listener';
 import type { Logger } from './logger';
 import { ProbeMetrics, startMetricsServer } from './metrics';
 import { LATEST_VERSION, installedBillingSchema, installedVersion } from './migrations';
 import { CaptureQueue, armWakeUp, captureBarrier } from './queue';
-import { CollectorSender, backoffDelay } from './sender';
+import { CollectorSender, backoffDelay, multiupdateForm } from './sender';
+import { probeDetailsXml } from './xml';
 import { captureHealth } from './status';
 
 export interface ProbeCounters {
@@ -49,6 +52,23 @@ export function addResults(total: BatchResult, r: BatchResult): BatchResult {
   for (const l of r.latenciesMs) total.latenciesMs.push(l);
   if (r.unavailable) total.unavailable = r.unavailable;
   return total;
+}
+
+export const PROBE_VERSION: string = (require('../../package.json') as { version: string }).version;
+
+/** Which form of the billing schema this is, in words (for the handshake and status). */
+export async function billingSchemaForm(pool: pg.Pool): Promise<string> {
+  const { rows } = await pool.query<{ datestamp: string | null; owner: boolean; p2p: boolean }>(`
+    SELECT max(data_type) FILTER (WHERE column_name = 'datestamp') AS datestamp,
+           bool_or(column_name = 'owner') AS owner, bool_or(column_name = 'p2p') AS p2p
+      FROM information_schema.columns
+     WHERE table_schema = (SELECT billing_schema FROM dcache_probe.schema_migration ORDER BY version DESC LIMIT 1)
+       AND table_name = 'billinginfo'`);
+  const r = rows[0];
+  if (!r?.datestamp) return 'unknown';
+  if (r.datestamp === 'timestamp without time zone') return 'legacy (pre-Liquibase, timestamp without time zone)';
+  if (r.owner) return 'modern (dCache >= 2.16)';
+  return r.p2p ? 'dCache 2.7 - 2.15' : 'dCache < 2.7';
 }
 
 /** Checks that the probe's schema is installed at the version this build expects. */
@@ -91,6 +111,8 @@ export class Probe {
   private timers = new Set<NodeJS.Timeout>();
   /** The last drain error, until a drain succeeds again (readiness reports it). */
   lastDrainError: string | null = null;
+  private stopFileSeen = false;
+  private handshake: Promise<void> | null = null;
   private outages = 0;
   private pausedUntil = 0;
   private dbFailures = 0;
@@ -166,6 +188,14 @@ export class Probe {
         grid: this.config.probe.grid,
         dcacheServerHost: this.config.probe.dcacheServerHost,
         reportTape: this.config.pipeline.reportTape,
+        identity: new IdentityFiles(this.config.identity, (problem) => this.log.warn(`identity file: ${problem}`)),
+        filters: {
+          onlyInterSiteTransfers: this.config.pipeline.onlyInterSiteTransfers,
+          suppressGridLocal: this.config.identity.suppressGridLocal,
+          suppressNoDn: this.config.identity.suppressNoDn,
+          suppressUnknownVo: this.config.identity.suppressUnknownVo,
+          quarantineUnknownVo: this.config.identity.quarantineUnknownVo,
+        },
       },
     }, this.log);
   }
@@ -191,6 +221,7 @@ export class Probe {
         pollIntervalSeconds: this.config.pipeline.pollIntervalSeconds,
       });
     }
+    this.handshake = this.sendHandshake();
     const poll = setInterval(() => this.requestDrain(), this.config.pipeline.pollIntervalSeconds * 1000);
     this.timers.add(poll);
     const prune = setInterval(() => void this.pruneDeliveredKeys(), 10 * 60_000);
@@ -202,6 +233,29 @@ export class Probe {
       siteName: this.config.probe.siteName,
     });
     this.requestDrain();
+  }
+
+  /** Sends the ProbeDetails handshake; a failure is logged, never fatal. */
+  private async sendHandshake(): Promise<void> {
+    try {
+      const form = await billingSchemaForm(this.pool);
+      const xml = probeDetailsXml({
+        probeName: this.config.probe.name,
+        siteName: this.config.probe.siteName,
+        grid: this.config.probe.grid,
+        createTimeMs: Date.now(),
+        software: [
+          { name: 'dcache-transfer-probe', version: PROBE_VERSION, type: 'component' },
+          { name: 'Node.js', version: process.versions.node, type: 'runtime' },
+          { name: 'dCache billing database', version: form, type: 'input' },
+        ],
+      });
+      const outcome = await this.sender.send(multiupdateForm([xml], this.config.probe.name), this.abort.signal);
+      if (outcome.kind === 'accepted') this.log.info('handshake (ProbeDetails) accepted', { billingSchema: form });
+      else this.log.warn('handshake (ProbeDetails) not accepted; delivery goes on', { answer: outcome.answer });
+    } catch (err) {
+      this.log.warn('could not send the handshake (ProbeDetails)', { error: (err as Error).message });
+    }
   }
 
   /** Asks for a drain cycle; coalesces with one already running. */
@@ -234,6 +288,7 @@ export class Probe {
       do {
         this.again = false;
         if (Date.now() < this.pausedUntil) return; // collector outage: a timer resumes
+        if (this.stoppedByFile()) return; // the poll timer looks again
         const first = await this.drain();
         if (first.unavailable) return this.collectorDown(first.unavailable);
         // Going idle: arm the wake-up, wait out in-flight captures, look once more.
@@ -261,11 +316,27 @@ export class Probe {
     }
   }
 
+  /**
+   * Gratia's StopFileName: while the file exists nothing is claimed (rows stay queued);
+   * said once when it appears and once when it goes.
+   */
+  private stoppedByFile(): boolean {
+    const file = this.config.probe.stopFile;
+    const present = file !== undefined && existsSync(file);
+    if (present !== this.stopFileSeen) {
+      this.stopFileSeen = present;
+      if (present) this.log.warn('stop file present: not delivering until it is removed', { file });
+      else if (file) this.log.info('stop file removed: delivering again', { file });
+    }
+    return present;
+  }
+
   /** Delivers with `workers` parallel batches until no ready row is left. */
   async drain(): Promise<BatchResult> {
     const delivery = this.delivery;
     if (!delivery) throw new Error('probe not prepared');
     const total = emptyResult();
+    if (this.stoppedByFile()) return total;
     const worker = async (): Promise<void> => {
       while (!this.stopping && !total.unavailable) {
         const r = await delivery.deliverBatch(this.abort.signal);
@@ -340,6 +411,7 @@ export class Probe {
     const abandon = setTimeout(() => this.abort.abort(), deadlineMs);
     try {
       await this.idle();
+      await this.handshake;
     } finally {
       clearTimeout(abandon);
       this.metricsServer?.closeAllConnections();

@@ -46,15 +46,20 @@ export async function retryQuarantine(db: pg.Pool, selection: Selection): Promis
   const client = await db.connect();
   try {
     await client.query('BEGIN');
-    const { rowCount } = await client.query(
-      `WITH moved AS (DELETE FROM dcache_probe.quarantine WHERE ${clause} RETURNING id, source, captured_at, record)
-       INSERT INTO dcache_probe.capture_queue (source, captured_at, record)
-       SELECT source, captured_at, record FROM moved ORDER BY id`,
+    const { rows } = await client.query<{ count: string }>(
+      `WITH moved AS (DELETE FROM dcache_probe.quarantine WHERE ${clause} RETURNING id, source, captured_at, record),
+            requeued AS (INSERT INTO dcache_probe.capture_queue (source, captured_at, record)
+                         SELECT source, captured_at, record FROM moved ORDER BY id RETURNING 1),
+            -- A held-back row kept its delivery key (so its duplicates stayed duplicates);
+            -- release it, or the replay would be taken for a duplicate. Same key as deliveryKey().
+            released AS (DELETE FROM dcache_probe.delivered_key
+                          WHERE key IN (SELECT md5(source || ':' || (record ->> 'transaction'))::uuid FROM moved))
+       SELECT count(*) FROM requeued`,
       values,
     );
     await client.query('SELECT pg_notify($1, $2)', [WAKE_CHANNEL, 'quarantine-retry']);
     await client.query('COMMIT');
-    return rowCount ?? 0;
+    return Number(rows[0]?.count ?? 0);
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;

@@ -15,7 +15,8 @@ import type { CapturedRow } from './mapping';
 export interface QuarantineEntry {
   id: string;
   door: Record<string, unknown> | null;
-  stage: 'encode' | 'collector';
+  /** encode: no valid record; identity: held back by QuarantineUnknownVORecords; collector: refused. */
+  stage: 'encode' | 'identity' | 'collector';
   reason: string;
 }
 

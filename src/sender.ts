@@ -100,10 +100,20 @@ export class CollectorSender {
   lastAcceptedAt: number | null = null;
 
   constructor(private readonly options: SenderOptions) {
+    // Certificates matter only for https; an unreadable one is named by its setting.
+    const https = options.endpoint.protocol === 'https:';
+    const read = (path: string | undefined, setting: string) => {
+      if (!path || !https) return undefined;
+      try {
+        return readFileSync(path);
+      } catch (err) {
+        throw new Error(`${setting}: cannot read ${path}: ${(err as Error).message}`);
+      }
+    };
     const tls = {
-      ca: options.caFile ? readFileSync(options.caFile) : undefined,
-      cert: options.certFile ? readFileSync(options.certFile) : undefined,
-      key: options.keyFile ? readFileSync(options.keyFile) : undefined,
+      ca: read(options.caFile, 'collector.caFile'),
+      cert: read(options.certFile, 'collector.certFile'),
+      key: read(options.keyFile, 'collector.keyFile'),
     };
     this.dispatcher = new EnvHttpProxyAgent({
       connect: tls,

@@ -110,3 +110,32 @@ export const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>';
 export function recordEnvelope(recordsXml: readonly string[]): string {
   return `${XML_DECLARATION}\n<RecordEnvelope>\n${recordsXml.map((x) => x + '\n').join('')}</RecordEnvelope>`;
 }
+
+export interface ProbeDetails {
+  probeName: string;
+  siteName: string;
+  grid: string;
+  createTimeMs: number;
+  /** name, version, type ("component", "runtime", "input") */
+  software: { name: string; version: string; type: string }[];
+}
+
+/**
+ * The handshake the Gratia library sent at start-up: which probe, for which site, with which
+ * software. GRACC ignores it; the old collector keeps it.
+ */
+export function probeDetailsXml(d: ProbeDetails): string {
+  return builder.build([
+    parent(
+      'ProbeDetails',
+      [
+        parent('RecordIdentity', [], { 'urwg:recordId': xmlSafe(`${d.probeName}:ProbeDetails:${d.createTimeMs}`), 'urwg:createTime': rfc3339Seconds(d.createTimeMs) }),
+        element('ProbeName', d.probeName),
+        element('SiteName', d.siteName),
+        element('Grid', d.grid),
+        ...d.software.map((sw) => element('Software', sw.name, { 'urwg:version': sw.version, 'urwg:type': sw.type })),
+      ],
+      { 'xmlns:urwg': UR_NAMESPACE },
+    ),
+  ]) as string;
+}

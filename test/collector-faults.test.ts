@@ -66,8 +66,10 @@ describe('when the collector fails', () => {
   });
 
   it('gives up on a request the collector does not answer within the timeout, and sends it again', async () => {
-    await collector.fault({ mode: 'hang', count: 1 });
     probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: [...FAST_RETRIES, '--collector-timeout', '1'] });
+    // After the start-up handshake, so that the request left hanging is one with records.
+    await waitFor('the handshake', async () => (await collector.handshakes()).length === 1);
+    await collector.fault({ mode: 'hang', count: 1 });
     const sim = simulate(100, 14);
     await write(db, sim);
     await waitFor('delivery', deliveredAll(reportable(sim)));

@@ -121,7 +121,9 @@ describe('an HTTPS collector that requires client certificates', () => {
       await write(db, sim);
       const result = await pollOnce({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: [...tls, ...quick], env: { HTTPS_PROXY: proxy.url, https_proxy: proxy.url, NO_PROXY: '', no_proxy: '' } });
       assert.equal(result.code, 0, result.stderr);
-      assert.deepEqual(proxy.tunnels, [new URL(collector.url).host]);
+      // Every connection to the collector went through the proxy (one per parallel worker).
+      assert.ok(proxy.tunnels.length >= 1);
+      assert.deepEqual(new Set(proxy.tunnels), new Set([new URL(collector.url).host]));
       checkDelivery(sim, await collector.records());
     } finally {
       await proxy.close();

@@ -25,7 +25,7 @@ CREATE TABLE dcache_probe.quarantine (
     captured_at    timestamptz NOT NULL,
     record         jsonb       NOT NULL,
     door           jsonb,
-    stage          text        NOT NULL,                    -- 'encode' | 'collector'
+    stage          text        NOT NULL,                    -- 'encode' | 'identity' | 'collector'
     reason         text        NOT NULL,
     quarantined_at timestamptz NOT NULL DEFAULT now()
 );

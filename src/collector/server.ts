@@ -140,6 +140,8 @@ export class GratiaCollector {
     lastAcceptedAt: null,
   };
   readonly accepted: AcceptedRecord[] = [];
+  /** ProbeDetails handshakes received (GRACC ignores them; the old collector kept them). */
+  readonly handshakes: string[] = [];
   readonly acceptedIds: string[] = [];
   private readonly seen = new Set<string>();
   private fault: Fault = { mode: 'ok' };
@@ -177,6 +179,7 @@ export class GratiaCollector {
   reset(): void {
     this.accepted.length = 0;
     this.acceptedIds.length = 0;
+    this.handshakes.length = 0;
     this.seen.clear();
     Object.assign(this.stats, { requests: 0, bundlesAccepted: 0, recordsAccepted: 0, uniqueRecords: 0, duplicateRecords: 0, refused: 0, pings: 0, tooLarge: 0, faultsInjected: 0, lastAcceptedAt: null });
     this.fault = { mode: 'ok' };
@@ -237,6 +240,7 @@ export class GratiaCollector {
     }
     const now = Date.now();
     for (const r of records) this.store(r, now);
+    for (const h of arg1.match(/<ProbeDetails\b[\s\S]*?<\/ProbeDetails>/g) ?? []) this.handshakes.push(h);
     this.stats.bundlesAccepted++;
     this.stats.lastAcceptedAt = Date.now();
     if (this.fault.mode === 'slow-ack' && this.consumeFault()) {
@@ -299,7 +303,7 @@ export class GratiaCollector {
       res.end(JSON.stringify(value));
     };
     if (path === '/_control/stats') return json(200, this.stats);
-    if (path === '/_control/records') return json(200, { stats: this.stats, accepted: this.accepted, acceptedIds: this.acceptedIds });
+    if (path === '/_control/records') return json(200, { stats: this.stats, accepted: this.accepted, acceptedIds: this.acceptedIds, handshakes: this.handshakes });
     if (path === '/_control/reset' && req.method === 'POST') {
       this.reset();
       return json(200, { ok: true });

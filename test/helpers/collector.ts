@@ -10,6 +10,7 @@ export interface CollectorProcess {
   process: ChildProcess;
   stats(): Promise<CollectorStats>;
   records(): Promise<AcceptedRecord[]>;
+  handshakes(): Promise<string[]>;
   fault(fault: Fault): Promise<void>;
   reset(): Promise<void>;
   stop(): Promise<void>;
@@ -39,6 +40,7 @@ export async function startCollector(args: string[] = [], tls?: ControlTls): Pro
     process: child,
     stats: () => control('stats'),
     records: async () => (await control('records')).accepted,
+    handshakes: async () => (await control('records')).handshakes,
     fault: async (fault) => void (await control('fault', fault)),
     reset: async () => void (await control('reset', {})),
     stop: () =>

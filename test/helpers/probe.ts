@@ -18,7 +18,9 @@ export interface ProbeSettings {
 }
 
 function baseArgs(s: ProbeSettings): string[] {
-  return ['--db-url', s.dbUrl, '--collector-url', s.collectorUrl, '--site-name', 'TEST_SITE', '--probe-name', 'dcache-transfer:test.example.org', '--dcache-server-host', 'dcache.example.org', '--metrics-port', '0', ...(s.extraArgs ?? [])];
+  return ['--db-url', s.dbUrl, '--collector-url', s.collectorUrl, '--site-name', 'TEST_SITE', '--probe-name', 'dcache-transfer:test.example.org', '--dcache-server-host', 'dcache.example.org', '--metrics-port', '0',
+    // No host accounts: LocalUserId stays the owner unless a test gives identity files.
+    '--passwd-file', '/dev/null', ...(s.extraArgs ?? [])];
 }
 
 export async function startProbe(s: ProbeSettings): Promise<ProbeProcess> {
