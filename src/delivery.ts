@@ -12,7 +12,7 @@
 import type pg from 'pg';
 import type { Logger } from './logger';
 import { EncodeError, mapRow, type CapturedRow, type MappingOptions } from './mapping';
-import { CaptureQueue, deliveryKey, type QuarantineEntry } from './queue';
+import { CaptureQueue, deliveryKey, ledgerEntries, type QuarantineEntry } from './queue';
 import { multiupdateForm, type CollectorSender } from './sender';
 import { usageRecordXml } from './xml';
 
@@ -99,6 +99,7 @@ export class Delivery {
       }
 
       const quarantine: QuarantineEntry[] = [];
+      const skipped: CapturedRow[] = [];
       // Rows with a transaction: to send, or held back by a switch. Both take a delivery key,
       // so that the second copy of a transaction (two billing cells) is a duplicate either way.
       const keyed: { row: CapturedRow; key: string; xml?: string; heldBack?: string }[] = [];
@@ -106,7 +107,7 @@ export class Delivery {
         try {
           const mapped = mapRow(row, this.options.mapping);
           if (mapped.kind === 'skip') {
-            result.skipped++;
+            skipped.push(row);
             continue;
           }
           const key = deliveryKey(row.source, String(row.record.transaction));
@@ -136,11 +137,14 @@ export class Delivery {
       await this.queue.forgetDelivered(client, [...refused].map((id) => keyOf.get(id)!));
       await this.queue.quarantine(client, quarantine);
       await this.queue.remove(client, rows.map((r) => r.id));
+      const delivered = toSend.filter((e) => !refused.has(e.row.id)).map((e) => e.row);
+      await this.queue.addToLedger(client, ledgerEntries([...delivered.map((row) => ({ row, delivered: true })), ...skipped.map((row) => ({ row, delivered: false }))]));
       await client.query('COMMIT');
       result.quarantined = quarantine.length;
+      result.skipped = skipped.length;
       const ackedAt = Date.now();
-      for (const e of toSend) if (!refused.has(e.row.id)) result.latenciesMs.push(ackedAt - e.row.capturedAtMs);
-      result.delivered = result.latenciesMs.length;
+      for (const row of delivered) result.latenciesMs.push(ackedAt - row.capturedAtMs);
+      result.delivered = delivered.length;
       for (const q of quarantine) this.log.warn('quarantined a billing row', { stage: q.stage, reason: q.reason, queueId: q.id });
       return result;
     } catch (err) {

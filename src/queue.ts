@@ -20,6 +20,30 @@ export interface QuarantineEntry {
   reason: string;
 }
 
+/** One hour's worth of outcomes for the ledger (hourMs: start of the hour, epoch ms). */
+export interface LedgerEntry {
+  hourMs: number;
+  source: string;
+  delivered: number;
+  skipped: number;
+}
+
+export const HOUR_MS = 3_600_000;
+
+/** Sums outcomes per (hour of the row's datestamp, source). */
+export function ledgerEntries(outcomes: readonly { row: CapturedRow; delivered: boolean }[]): LedgerEntry[] {
+  const byHour = new Map<string, LedgerEntry>();
+  for (const { row, delivered } of outcomes) {
+    const hourMs = Math.floor((row.datestampMs ?? row.capturedAtMs) / HOUR_MS) * HOUR_MS;
+    const id = `${hourMs}:${row.source}`;
+    const entry = byHour.get(id) ?? { hourMs, source: row.source, delivered: 0, skipped: 0 };
+    if (delivered) entry.delivered++;
+    else entry.skipped++;
+    byHour.set(id, entry);
+  }
+  return [...byHour.values()];
+}
+
 /** The dedup key of a billing row: md5 of source and transaction, as a uuid. */
 export function deliveryKey(source: string, transaction: string): string {
   const hex = createHash('md5').update(`${source}:${transaction}`).digest('hex');
@@ -101,6 +125,25 @@ export class CaptureQueue {
       [keys],
     );
     return new Set(rows.map((r) => r.key));
+  }
+
+  /**
+   * Adds to the per-hour ledger. Rows are locked in hour order, so two probes' transactions
+   * cannot deadlock; each holds its hour rows only from here to its commit.
+   */
+  async addToLedger(client: pg.ClientBase, entries: readonly LedgerEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    const sorted = [...entries].sort((a, b) => a.hourMs - b.hourMs || a.source.localeCompare(b.source));
+    await client.query(
+      `INSERT INTO dcache_probe.delivered_hour (hour, source, delivered, skipped)
+       SELECT to_timestamp(h / 1000.0), s, d, k
+         FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS x(h, s, d, k, n)
+        ORDER BY n
+       ON CONFLICT (hour, source) DO UPDATE
+          SET delivered = delivered_hour.delivered + EXCLUDED.delivered,
+              skipped   = delivered_hour.skipped + EXCLUDED.skipped`,
+      [sorted.map((e) => e.hourMs), sorted.map((e) => e.source), sorted.map((e) => e.delivered), sorted.map((e) => e.skipped)],
+    );
   }
 
   /** Removes delivery keys again (records the collector refused were not delivered). */
