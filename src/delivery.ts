@@ -11,16 +11,27 @@
  */
 import type pg from 'pg';
 import type { Logger } from './logger';
-import { EncodeError, mapRow, type CapturedRow, type MappingOptions } from './mapping';
+import { EncodeError, mapRow, type CapturedRow, type MappingOptions, type UsageRecord } from './mapping';
 import { CaptureQueue, deliveryKey, ledgerEntries, type QuarantineEntry } from './queue';
 import { multiupdateForm, type CollectorSender } from './sender';
 import { usageRecordXml } from './xml';
+
+/** A record the collector acknowledged, with the row it came from. */
+export interface DeliveredRecord {
+  row: CapturedRow;
+  record: UsageRecord;
+}
 
 export interface DeliveryOptions {
   bundleSize: number;
   maxBundleBytes: number;
   doorGraceSeconds: number;
   mapping: MappingOptions;
+  /**
+   * Runs inside the delivery transaction, after the collector acknowledged, before COMMIT:
+   * for state that must agree exactly with what was delivered (e.g. statistics).
+   */
+  onDelivered?: (client: pg.ClientBase, delivered: readonly DeliveredRecord[]) => Promise<void>;
 }
 
 export interface BatchResult {
@@ -44,6 +55,7 @@ export function emptyResult(): BatchResult {
 /** A row on its way: the encoded record and what it came from. */
 interface Encoded {
   row: CapturedRow;
+  record: UsageRecord;
   xml: string;
 }
 
@@ -102,7 +114,7 @@ export class Delivery {
       const skipped: CapturedRow[] = [];
       // Rows with a transaction: to send, or held back by a switch. Both take a delivery key,
       // so that the second copy of a transaction (two billing cells) is a duplicate either way.
-      const keyed: { row: CapturedRow; key: string; xml?: string; heldBack?: string }[] = [];
+      const keyed: { row: CapturedRow; key: string; xml?: string; record?: UsageRecord; heldBack?: string }[] = [];
       for (const row of rows) {
         try {
           const mapped = mapRow(row, this.options.mapping);
@@ -112,7 +124,7 @@ export class Delivery {
           }
           const key = deliveryKey(row.source, String(row.record.transaction));
           if (mapped.kind === 'quarantine') keyed.push({ row, key, heldBack: mapped.reason });
-          else keyed.push({ row, key, xml: usageRecordXml(mapped.record) });
+          else keyed.push({ row, key, xml: usageRecordXml(mapped.record), record: mapped.record });
         } catch (err) {
           const reason = err instanceof EncodeError ? err.message : `cannot encode: ${(err as Error).message}`;
           quarantine.push({ id: row.id, door: row.door, stage: 'encode', reason });
@@ -125,7 +137,7 @@ export class Delivery {
       for (const k of keyed) {
         if (!fresh.delete(k.key)) result.duplicates++;
         else if (k.heldBack !== undefined) quarantine.push({ id: k.row.id, door: k.row.door, stage: 'identity', reason: k.heldBack });
-        else toSend.push({ row: k.row, xml: k.xml! });
+        else toSend.push({ row: k.row, xml: k.xml!, record: k.record! });
       }
 
       const keyOf = new Map(keyed.map((k) => [k.row.id, k.key]));
@@ -137,8 +149,10 @@ export class Delivery {
       await this.queue.forgetDelivered(client, [...refused].map((id) => keyOf.get(id)!));
       await this.queue.quarantine(client, quarantine);
       await this.queue.remove(client, rows.map((r) => r.id));
-      const delivered = toSend.filter((e) => !refused.has(e.row.id)).map((e) => e.row);
+      const acknowledged = toSend.filter((e) => !refused.has(e.row.id));
+      const delivered = acknowledged.map((e) => e.row);
       await this.queue.addToLedger(client, ledgerEntries([...delivered.map((row) => ({ row, delivered: true })), ...skipped.map((row) => ({ row, delivered: false }))]));
+      await this.options.onDelivered?.(client, acknowledged.map((e) => ({ row: e.row, record: e.record })));
       await client.query('COMMIT');
       result.quarantined = quarantine.length;
       result.skipped = skipped.length;

@@ -4,7 +4,7 @@
  * answered a ping recently). Gauges that describe the database (queue depth, oldest row, rows
  * captured) are read at scrape time, so they are true even when another probe delivers.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import client from 'prom-client';
 import type { BatchResult } from './delivery';
@@ -135,12 +135,16 @@ export async function readiness(probe: Probe): Promise<Readiness> {
   return { ready: database && listener && collector && !probe.lastDrainError, database, listener, collector, problems };
 }
 
-/** Serves /metrics, /healthz and /readyz; resolves with the bound port. */
-export function startMetricsServer(probe: Probe, metrics: ProbeMetrics, port: number, host: string): Promise<{ server: Server; port: number }> {
+/** More routes on the same server (e.g. a dashboard); resolves true if it answered. */
+export type ExtraRoutes = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
+
+/** Serves /metrics, /healthz and /readyz (and `extra` routes); resolves with the bound port. */
+export function startMetricsServer(probe: Probe, metrics: ProbeMetrics, port: number, host: string, extra?: ExtraRoutes): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
     void (async () => {
       try {
         const path = (req.url ?? '/').split('?')[0];
+        if (extra && (await extra(req, res))) return;
         if (path === '/metrics') {
           const body = await metrics.registry.metrics();
           res.writeHead(200, { 'content-type': metrics.registry.contentType });

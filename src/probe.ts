@@ -13,11 +13,11 @@ import type { Server } from 'node:http';
 import pg from 'pg';
 import { collectorEndpoint, redactUrl, type Config } from './config';
 import { createPool, describeDatabaseError } from './db';
-import { Delivery, emptyResult, type BatchResult } from './delivery';
+import { Delivery, emptyResult, type BatchResult, type DeliveryOptions } from './delivery';
 import { IdentityFiles } from './identity';
 import { WakeListener } from './listener';
 import type { Logger } from './logger';
-import { ProbeMetrics, startMetricsServer } from './metrics';
+import { ProbeMetrics, startMetricsServer, type ExtraRoutes } from './metrics';
 import { LATEST_VERSION, installedBillingSchema, installedVersion } from './migrations';
 import { CaptureQueue, armWakeUp, captureBarrier } from './queue';
 import { CollectorSender, backoffDelay, multiupdateForm } from './sender';
@@ -36,6 +36,10 @@ export interface ProbeCounters {
 }
 
 export interface ProbeHooks {
+  /** Inside each delivery transaction, before COMMIT (see DeliveryOptions.onDelivered). */
+  onDelivered?: DeliveryOptions['onDelivered'];
+  /** More routes on the metrics/health HTTP server. */
+  extraRoutes?: ExtraRoutes;
   /** Serve metrics even when metrics.port is 0 (then on a free port; the demo and tests). */
   metricsOnAnyPort?: boolean;
   /** Called after every batch that claimed rows (committed, or given back when unavailable). */
@@ -197,6 +201,7 @@ export class Probe {
           quarantineUnknownVo: this.config.identity.quarantineUnknownVo,
         },
       },
+      onDelivered: this.hooks.onDelivered,
     }, this.log);
   }
 
@@ -205,7 +210,7 @@ export class Probe {
     await this.prepare();
     if (this.config.metrics.port > 0 || this.hooks.metricsOnAnyPort) {
       this.metrics = new ProbeMetrics(this);
-      const started = await startMetricsServer(this, this.metrics, this.config.metrics.port, this.config.metrics.host);
+      const started = await startMetricsServer(this, this.metrics, this.config.metrics.port, this.config.metrics.host, this.hooks.extraRoutes);
       this.metricsServer = started.server;
       this.metricsPort = started.port;
     }
