@@ -153,6 +153,7 @@ export function buildProgram(): Command {
           await probe.prepare();
           const result = await probe.drain();
           log.info('poll finished', { delivered: result.delivered, duplicates: result.duplicates, skipped: result.skipped, quarantined: result.quarantined });
+          if (!result.unavailable && config.pipeline.summarize) result.unavailable = (await probe.sendSummaries()).unavailable;
           if (result.unavailable) {
             process.stderr.write(`dcache-probe: collector unavailable, records stay queued: ${result.unavailable}\n`);
             return EXIT_FAILURE;

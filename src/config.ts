@@ -79,6 +79,10 @@ export const configSchema = z.object({
     reportTape: flag.default(true),
     /** Gratia's OnlySendInterSiteTransfers: leave out DCap (site-local) transfers. */
     onlyInterSiteTransfers: flag.default(false),
+    /** Gratia's Summarize: one record per hour and group instead of one per transfer. */
+    summarize: flag.default(false),
+    /** Summarize mode: an hour is sent this long after it ended (late rows have arrived). */
+    summarySettleMinutes: z.coerce.number().nonnegative().default(15),
   }),
   log: z.object({
     level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
@@ -143,6 +147,8 @@ export const SETTINGS: readonly Setting[] = [
   setting('pipeline.dedupWindowHours', 'dedup-window', 'hours a delivered transaction is remembered'),
   setting('pipeline.reportTape', 'report-tape', 'report storageinfo tape store/restore rows (true/false)'),
   setting('pipeline.onlyInterSiteTransfers', 'only-inter-site', 'leave out DCap transfers (true/false)'),
+  setting('pipeline.summarize', 'summarize', 'send one record per hour and group (true/false; Gratia Summarize)'),
+  setting('pipeline.summarySettleMinutes', 'summary-settle', 'summarize mode: minutes after an hour ends before it is sent'),
   { ...setting('log.level', 'log-level', 'error, warn, info or debug'), env: 'DCACHE_PROBE_LOG_LEVEL' },
   { ...setting('log.format', 'log-format', 'text or json'), env: 'DCACHE_PROBE_LOG_FORMAT' },
   { ...setting('metrics.port', 'metrics-port', 'port of /metrics, /healthz, /readyz (0: off)'), env: 'DCACHE_PROBE_METRICS_PORT' },

@@ -13,7 +13,8 @@ import type pg from 'pg';
 import type { Logger } from './logger';
 import { EncodeError, mapRow, type CapturedRow, type MappingOptions, type UsageRecord } from './mapping';
 import { CaptureQueue, deliveryKey, ledgerEntries, type QuarantineEntry } from './queue';
-import { multiupdateForm, type CollectorSender } from './sender';
+import { planBodies, type CollectorSender } from './sender';
+import { addToSummaries, aggregate } from './summary';
 import { usageRecordXml } from './xml';
 
 /** A record the collector acknowledged, with the row it came from. */
@@ -32,6 +33,8 @@ export interface DeliveryOptions {
    * for state that must agree exactly with what was delivered (e.g. statistics).
    */
   onDelivered?: (client: pg.ClientBase, delivered: readonly DeliveredRecord[]) => Promise<void>;
+  /** Summarize mode: records are added to hourly summaries (sent by summary.ts), not sent. */
+  summarize?: boolean;
 }
 
 export interface BatchResult {
@@ -59,24 +62,6 @@ interface Encoded {
   xml: string;
 }
 
-/** Cuts records into request bodies that stay under maxBytes (halving where one is too big). */
-export function planBodies(records: readonly string[], probeName: string, maxBytes: number, backlog: number): { start: number; end: number; form: string }[] {
-  const out: { start: number; end: number; form: string }[] = [];
-  const plan = (start: number, end: number): void => {
-    if (start >= end) return;
-    const form = multiupdateForm(records.slice(start, end), probeName, { backlog });
-    if (Buffer.byteLength(form) <= maxBytes || end - start === 1) {
-      out.push({ start, end, form });
-      return;
-    }
-    const mid = start + Math.ceil((end - start) / 2);
-    plan(start, mid);
-    plan(mid, end);
-  };
-  plan(0, records.length);
-  return out;
-}
-
 class CollectorUnavailable extends Error {}
 
 /** Bodies are never planned smaller than this (a single record is always sent alone). */
@@ -85,6 +70,11 @@ const MIN_BODY_LIMIT = 16 * 1024;
 export class Delivery {
   /** Body limit; lowered when a collector answers "too large" (as the Gratia library did). */
   private bodyLimit: number;
+
+  /** The mapping options (summary records are built with the same). */
+  get mapping(): MappingOptions {
+    return this.options.mapping;
+  }
 
   constructor(
     private readonly pool: pg.Pool,
@@ -141,7 +131,8 @@ export class Delivery {
       }
 
       const keyOf = new Map(keyed.map((k) => [k.row.id, k.key]));
-      await this.sendAll(toSend, quarantine, result, signal);
+      if (this.options.summarize) await addToSummaries(client, aggregate(toSend.map((e) => e.record)));
+      else await this.sendAll(toSend, quarantine, result, signal);
 
       // A record the collector refused was not delivered: forget its key, so that an
       // operator's "quarantine retry" can deliver it later.
@@ -157,7 +148,8 @@ export class Delivery {
       result.quarantined = quarantine.length;
       result.skipped = skipped.length;
       const ackedAt = Date.now();
-      for (const row of delivered) result.latenciesMs.push(ackedAt - row.capturedAtMs);
+      // (In summarize mode the rows are only summed here; their records go out by the hour.)
+      if (!this.options.summarize) for (const row of delivered) result.latenciesMs.push(ackedAt - row.capturedAtMs);
       result.delivered = delivered.length;
       for (const q of quarantine) this.log.warn('quarantined a billing row', { stage: q.stage, reason: q.reason, queueId: q.id });
       return result;

@@ -76,6 +76,8 @@ export interface UsageRecord {
   probeName: string;
   siteName: string;
   grid: string;
+  /** Transfers this record stands for: 1, or a summary group's count. */
+  njobs?: number;
 }
 
 export type MappingResult =

@@ -35,7 +35,6 @@ const NOT_CARRIED_OVER: Record<string, string> = {
   UseGratiaCertificates: 'use collector.certFile / keyFile',
   GratiaCertificateFile: 'use collector.certFile',
   GratiaKeyFile: 'use collector.keyFile',
-  Summarize: 'summarised records are not supported yet: every transfer is sent on its own',
   MaxBillingHistoryDays: 'applies to "dcache-probe backfill" (its --max-history-days option)',
   UseSoapProtocol: 'the collector protocol is always multiupdate over HTTP(S)',
   SOAPHost: 'the collector protocol is always multiupdate over HTTP(S)',
@@ -58,6 +57,7 @@ const DIRECT: Record<string, string> = {
   SuppressGridLocalRecords: 'identity.suppressGridLocal',
   QuarantineUnknownVORecords: 'identity.quarantineUnknownVo',
   EnableProbe: 'probe.enabled',
+  Summarize: 'pipeline.summarize',
 };
 
 /** Attributes folded into a URL or a path below. */

@@ -23,6 +23,7 @@ import { CaptureQueue, armWakeUp, captureBarrier } from './queue';
 import { CollectorSender, backoffDelay, multiupdateForm } from './sender';
 import { probeDetailsXml } from './xml';
 import { captureHealth } from './status';
+import { sendCompleteHours, type SummarySendResult } from './summary';
 
 export interface ProbeCounters {
   batches: number;
@@ -202,6 +203,7 @@ export class Probe {
         },
       },
       onDelivered: this.hooks.onDelivered,
+      summarize: this.config.pipeline.summarize,
     }, this.log);
   }
 
@@ -308,6 +310,10 @@ export class Probe {
           this.later(1000);
         }
       } while (this.again && !this.stopping);
+      if (this.config.pipeline.summarize) {
+        const sent = await this.sendSummaries();
+        if (sent.unavailable) return this.collectorDown(sent.unavailable);
+      }
       this.dbFailures = 0;
       this.lastDrainError = null;
       await this.scheduleDoorGraceWake();
@@ -352,6 +358,21 @@ export class Probe {
     };
     await Promise.all(Array.from({ length: this.config.pipeline.workers }, worker));
     return total;
+  }
+
+  /** Summarize mode: sends the hours that are complete (see summary.ts). */
+  async sendSummaries(): Promise<SummarySendResult> {
+    if (this.stoppedByFile() || !this.delivery) return { hoursSent: 0, records: 0 };
+    const result = await sendCompleteHours(
+      this.pool,
+      this.sender,
+      this.delivery.mapping,
+      this.config.pipeline.summarySettleMinutes * 60_000,
+      this.config.pipeline.maxBundleBytes,
+      this.log,
+    );
+    if (result.records > 0) this.log.info('summary records delivered', { hours: result.hoursSent, records: result.records });
+    return result;
   }
 
   private account(r: BatchResult): void {

@@ -56,6 +56,24 @@ export function multiupdateForm(recordsXml: readonly string[], probeName: string
   }).toString();
 }
 
+/** Cuts records into request bodies that stay under maxBytes (halving where one is too big). */
+export function planBodies(records: readonly string[], probeName: string, maxBytes: number, backlog: number): { start: number; end: number; form: string }[] {
+  const out: { start: number; end: number; form: string }[] = [];
+  const plan = (start: number, end: number): void => {
+    if (start >= end) return;
+    const form = multiupdateForm(records.slice(start, end), probeName, { backlog });
+    if (Buffer.byteLength(form) <= maxBytes || end - start === 1) {
+      out.push({ start, end, form });
+      return;
+    }
+    const mid = start + Math.ceil((end - start) / 2);
+    plan(start, mid);
+    plan(mid, end);
+  };
+  plan(0, records.length);
+  return out;
+}
+
 /** Exponential backoff with "equal jitter": half fixed, half random, capped. */
 export function backoffDelay(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));

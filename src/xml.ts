@@ -90,7 +90,7 @@ export function usageRecordXml(record: UsageRecord): string {
         element('ProbeName', record.probeName),
         element('SiteName', record.siteName),
         element('Grid', record.grid),
-        element('Njobs', 1),
+        element('Njobs', record.njobs ?? 1),
         resource('ResourceType', 'Storage'),
       ],
       ROOT_ATTRIBUTES,
