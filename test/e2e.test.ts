@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { TransferGenerator, messageStream, writeMessages, type Message, type SimTransfer } from '../src/demo/simulator';
 import { startCollector, type CollectorProcess } from './helpers/collector';
+import { withDatabaseAndCollector } from './helpers/fixture';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
 import { waitFor } from './helpers/env';
 import { checkDelivery, percentile } from './helpers/expectations';
@@ -45,14 +46,7 @@ for (const form of ['modern', 'legacy'] as const) {
   describe(`end to end on the ${form} billing schema`, () => {
     let db: BillingDatabase;
     let collector: CollectorProcess;
-    before(async () => {
-      db = await createBillingDatabase(form);
-      collector = await startCollector();
-    });
-    after(async () => {
-      await collector.stop();
-      await db.drop();
-    });
+    withDatabaseAndCollector(form, (d, c) => ((db = d), (collector = c)));
 
     it('delivers every reportable transfer exactly once, with the right fields, from 10 concurrent writers', async (t) => {
       const sim = transfers(form === 'modern' ? 6000 : 3000, form, form === 'modern' ? 101 : 202);
@@ -85,14 +79,7 @@ for (const form of ['modern', 'legacy'] as const) {
 describe('a probe killed with SIGKILL mid-stream', () => {
   let db: BillingDatabase;
   let collector: CollectorProcess;
-  before(async () => {
-    db = await createBillingDatabase('modern');
-    collector = await startCollector();
-  });
-  after(async () => {
-    await collector.stop();
-    await db.drop();
-  });
+  withDatabaseAndCollector('modern', (d, c) => ((db = d), (collector = c)));
 
   it('loses nothing after a restart, and every re-sent record is byte-identical to the first', async (t) => {
     const sim = transfers(4000, 'modern', 303);
@@ -122,14 +109,7 @@ describe('a probe killed with SIGKILL mid-stream', () => {
 describe('poll --once (the cron fallback)', () => {
   let db: BillingDatabase;
   let collector: CollectorProcess;
-  before(async () => {
-    db = await createBillingDatabase('modern');
-    collector = await startCollector();
-  });
-  after(async () => {
-    await collector.stop();
-    await db.drop();
-  });
+  withDatabaseAndCollector('modern', (d, c) => ((db = d), (collector = c)));
 
   it('delivers everything ready and exits 0', async () => {
     const sim = transfers(500, 'modern', 404);

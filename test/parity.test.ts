@@ -12,6 +12,7 @@ import { IdentityFiles, parseIdFile, parseUserVoMap, tablesFrom } from '../src/i
 import { applyFilters, identity, NO_FILTERS, type UsageRecord } from '../src/mapping';
 import { collectorUrlFrom, databaseUrlFrom, translateProbeConfig } from '../src/probe-config';
 import { startCollector, type CollectorProcess } from './helpers/collector';
+import { withDatabaseAndCollector } from './helpers/fixture';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
 import { waitFor } from './helpers/env';
 import { fieldsOf } from './helpers/expectations';
@@ -152,14 +153,7 @@ for (const form of ['modern', 'legacy'] as const) {
   describe(`a site switching with its ProbeConfig (${form} schema)`, () => {
     let db: BillingDatabase;
     let collector: CollectorProcess;
-    before(async () => {
-      db = await createBillingDatabase(form);
-      collector = await startCollector();
-    });
-    after(async () => {
-      await collector.stop();
-      await db.drop();
-    });
+    withDatabaseAndCollector(form, (d, c) => ((db = d), (collector = c)));
 
     it('delivers with its collector, site, identity files and switches, quarantining unmapped VOs', async () => {
       const sim = simulate(300, form === 'modern' ? 61 : 62, form);
@@ -221,14 +215,7 @@ for (const form of ['modern', 'legacy'] as const) {
 describe('StopFileName and the handshake', () => {
   let db: BillingDatabase;
   let collector: CollectorProcess;
-  before(async () => {
-    db = await createBillingDatabase('modern');
-    collector = await startCollector();
-  });
-  after(async () => {
-    await collector.stop();
-    await db.drop();
-  });
+  withDatabaseAndCollector('modern', (d, c) => ((db = d), (collector = c)));
 
   it('sends a ProbeDetails handshake naming the probe, Node.js and the billing schema it found', async () => {
     const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url });
@@ -274,14 +261,7 @@ describe('StopFileName and the handshake', () => {
 describe('legacy databases across DST changes', () => {
   let db: BillingDatabase;
   let collector: CollectorProcess;
-  before(async () => {
-    db = await createBillingDatabase('legacy');
-    collector = await startCollector();
-  });
-  after(async () => {
-    await collector.stop();
-    await db.drop();
-  });
+  withDatabaseAndCollector('legacy', (d, c) => ((db = d), (collector = c)));
 
   it('reads timestamp-without-time-zone values in the configured zone, on both sides of each change', async () => {
     // Local billing times (Europe/Berlin) and the UTC they are: spring forward on 2024-03-31

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort } from '../src/demo/embedded';
 import { startCollector, type CollectorProcess } from './helpers/collector';
+import { withDatabaseAndCollector } from './helpers/fixture';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
 import { waitFor } from './helpers/env';
 import { startPrivatePostgres, type PrivatePostgres } from './helpers/private-postgres';
@@ -25,14 +26,7 @@ function metric(text: string, name: string): number {
 describe('metrics and health endpoints', () => {
   let db: BillingDatabase;
   let collector: CollectorProcess;
-  before(async () => {
-    db = await createBillingDatabase('modern');
-    collector = await startCollector();
-  });
-  after(async () => {
-    await collector.stop();
-    await db.drop();
-  });
+  withDatabaseAndCollector('modern', (d, c) => ((db = d), (collector = c)));
 
   it('serves /healthz, /readyz and Prometheus metrics that count what was delivered', async () => {
     const port = await freePort();

@@ -6,6 +6,7 @@ import type { UsageRecord } from '../src/mapping';
 import { aggregate, groupKey, summaryRecord, dimensionsOf } from '../src/summary';
 import { usageRecordXml } from '../src/xml';
 import { startCollector, type CollectorProcess } from './helpers/collector';
+import { withDatabaseAndCollector } from './helpers/fixture';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
 import { fieldsOf } from './helpers/expectations';
 import { pollOnce } from './helpers/probe';
@@ -44,14 +45,7 @@ describe('summary groups (pure)', () => {
 describe('summarize mode end to end', () => {
   let db: BillingDatabase;
   let collector: CollectorProcess;
-  before(async () => {
-    db = await createBillingDatabase('modern');
-    collector = await startCollector();
-  });
-  after(async () => {
-    await collector.stop();
-    await db.drop();
-  });
+  withDatabaseAndCollector('modern', (d, c) => ((db = d), (collector = c)));
 
   const hourStart = Math.floor(Date.now() / HOUR) * HOUR;
   const inHour = (hourStartMs: number, count: number, seed: number): SimTransfer[] => {

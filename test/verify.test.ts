@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { TransferGenerator, messageStream, writeMessages } from '../src/demo/simulator';
 import { startCollector, type CollectorProcess } from './helpers/collector';
+import { withDatabaseAndCollector } from './helpers/fixture';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
 import { pollOnce, runCli } from './helpers/probe';
 import { queueDepth, reportable } from './helpers/scenario';
@@ -14,14 +15,7 @@ for (const form of ['modern', 'legacy'] as const) {
   describe(`verify on the ${form} schema`, () => {
     let db: BillingDatabase;
     let collector: CollectorProcess;
-    before(async () => {
-      db = await createBillingDatabase(form);
-      collector = await startCollector();
-    });
-    after(async () => {
-      await collector.stop();
-      await db.drop();
-    });
+    withDatabaseAndCollector(form, (d, c) => ((db = d), (collector = c)));
 
     /** Transfers ending in the given hour after BASE. */
     const transfersIn = (hour: number, count: number, seed: number) => {
