@@ -47,22 +47,6 @@ export function createPool(options: DatabaseOptions): pg.Pool {
   return pool;
 }
 
-/** Runs fn in a transaction on one pooled client; rolls back on error. */
-export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
-}
-
 /** A PostgreSQL error as one line a person can act on. */
 export function describeDatabaseError(err: unknown): string {
   const e = err as { code?: string; message?: string; errno?: string };

@@ -19,7 +19,7 @@ import { WakeListener } from './listener';
 import type { Logger } from './logger';
 import { ProbeMetrics, startMetricsServer, type ExtraRoutes } from './metrics';
 import { LATEST_VERSION, installedBillingSchema, installedVersion } from './migrations';
-import { CaptureQueue, armWakeUp, captureBarrier } from './queue';
+import { CaptureQueue, armWakeUp, captureBarrier, pruneOldState } from './queue';
 import { CollectorSender, backoffDelay, multiupdateForm } from './sender';
 import { probeDetailsXml } from './xml';
 import { captureHealth } from './status';
@@ -231,7 +231,7 @@ export class Probe {
     this.handshake = this.sendHandshake();
     const poll = setInterval(() => this.requestDrain(), this.config.pipeline.pollIntervalSeconds * 1000);
     this.timers.add(poll);
-    const prune = setInterval(() => void this.pruneDeliveredKeys(), 10 * 60_000);
+    const prune = setInterval(() => void this.pruneOldState(), 10 * 60_000);
     this.timers.add(prune);
     this.log.info('probe running', {
       database: redactUrl(this.config.database.url),
@@ -411,20 +411,15 @@ export class Probe {
     this.later(Math.max(1000, due + 50));
   }
 
-  private async pruneDeliveredKeys(): Promise<void> {
+  private async pruneOldState(): Promise<void> {
     try {
-      const client = await this.pool.connect();
-      try {
-        const queue = new CaptureQueue(this.config.database.billingSchema, (n) => client.escapeIdentifier(n));
-        const n = await queue.pruneDeliveredKeys(client, this.config.pipeline.dedupWindowHours);
-        if (n > 0) this.log.debug('forgot old delivered keys', { count: n });
-      } finally {
-        client.release();
-      }
+      const n = await pruneOldState(this.pool, this.config.pipeline.dedupWindowHours);
+      if (n > 0) this.log.debug('pruned old delivery keys and sent summaries', { rows: n });
     } catch (err) {
-      this.log.warn('could not prune delivered keys', { error: describeDatabaseError(err) });
+      this.log.warn('could not prune old state', { error: describeDatabaseError(err) });
     }
   }
+
 
   /**
    * Stops claiming, lets the batch in flight finish for up to `deadlineMs`, then abandons it

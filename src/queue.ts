@@ -168,26 +168,24 @@ export class CaptureQueue {
     if (ids.length === 0) return;
     await client.query('DELETE FROM dcache_probe.capture_queue WHERE id = ANY($1::bigint[])', [ids]);
   }
+}
 
-  /** Forgets delivered keys older than the dedup window, a bounded chunk at a time. */
-  async pruneDeliveredKeys(client: pg.ClientBase, windowHours: number, chunk = 50_000): Promise<number> {
-    const { rowCount } = await client.query(
-      `DELETE FROM dcache_probe.delivered_key WHERE key IN (
-         SELECT key FROM dcache_probe.delivered_key
-          WHERE delivered_at < now() - make_interval(hours => $1) LIMIT $2)`,
-      [windowHours, chunk],
-    );
-    return rowCount ?? 0;
-  }
-
-  /** When the oldest captured billinginfo row was captured (epoch ms), or null. */
-  async oldestPendingMs(client: pg.ClientBase): Promise<number | null> {
-    const { rows } = await client.query<{ ms: string | null }>(
-      `SELECT floor(extract(epoch FROM captured_at) * 1000)::bigint AS ms
-         FROM dcache_probe.capture_queue ORDER BY id LIMIT 1`,
-    );
-    return rows[0]?.ms ? Number(rows[0].ms) : null;
-  }
+/**
+ * Housekeeping, a bounded chunk at a time: forgets delivered keys older than the dedup window,
+ * and summary groups whose part was sent more than a week ago.
+ */
+export async function pruneOldState(db: pg.Pool, dedupWindowHours: number, chunk = 50_000): Promise<number> {
+  const keys = await db.query(
+    `DELETE FROM dcache_probe.delivered_key WHERE key IN (
+       SELECT key FROM dcache_probe.delivered_key
+        WHERE delivered_at < now() - make_interval(hours => $1) LIMIT $2)`,
+    [dedupWindowHours, chunk],
+  );
+  const summaries = await db.query(
+    `DELETE FROM dcache_probe.summary_group g USING dcache_probe.summary_state s
+      WHERE g.hour = s.hour AND g.part <= s.parts_sent AND g.hour < now() - interval '7 days'`,
+  );
+  return (keys.rowCount ?? 0) + (summaries.rowCount ?? 0);
 }
 
 /** The wake-up protocol's listener side (see sql/migrations/001_capture.sql). */

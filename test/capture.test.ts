@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { LATEST_VERSION, listMigrations, migrate } from '../src/migrations';
-import { CAPTURE_LOCK, WAKE_CHANNEL, armWakeUp, captureBarrier } from '../src/queue';
+import { CAPTURE_LOCK, WAKE_CHANNEL, armWakeUp, captureBarrier, pruneOldState } from '../src/queue';
 import { createBillingDatabase, adminQuery, type BillingDatabase } from './helpers/database';
 import { databaseUrl, waitFor } from './helpers/env';
 import { startCollector } from './helpers/collector';
@@ -139,6 +139,30 @@ describe('the wake-up protocol', () => {
     assert.equal(held.rows[0]!.n, 0, 'no advisory lock is left behind');
     await client.end();
     await writer.end();
+  });
+});
+
+describe('housekeeping', () => {
+  it('forgets delivery keys past the dedup window and sent summaries past a week, nothing else', async () => {
+    const db = await createBillingDatabase('modern');
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+    try {
+      await db.query(`INSERT INTO dcache_probe.delivered_key (key, delivered_at) VALUES
+        ('00000000-0000-0000-0000-000000000001', now() - interval '49 hours'),
+        ('00000000-0000-0000-0000-000000000002', now() - interval '47 hours')`);
+      await db.query(`INSERT INTO dcache_probe.summary_state (hour, parts_closed, parts_sent) VALUES
+        (date_trunc('hour', now()) - interval '8 days', 2, 1), (date_trunc('hour', now()) - interval '2 days', 1, 1)`);
+      await db.query(`INSERT INTO dcache_probe.summary_group (hour, part, group_key, dimensions, njobs, bytes, duration_ms)
+        SELECT hour, p, gen_random_uuid(), '{}', 1, 1, 1 FROM dcache_probe.summary_state, generate_series(1, 2) p`);
+      assert.equal(await pruneOldState(pool, 48), 2, 'one key, one sent part older than a week');
+      const keys = await db.query<{ key: string }>('SELECT key FROM dcache_probe.delivered_key');
+      assert.deepEqual(keys.rows.map((r) => r.key), ['00000000-0000-0000-0000-000000000002']);
+      const groups = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM dcache_probe.summary_group');
+      assert.equal(groups.rows[0]!.n, 3, 'the unsent part and the recent hour are kept');
+    } finally {
+      await pool.end();
+      await db.drop();
+    }
   });
 });
 
