@@ -10,6 +10,8 @@ GRANT SELECT, INSERT, DELETE ON dcache_probe.delivered_key TO :"role";
 GRANT SELECT ON dcache_probe.schema_migration TO :"role";
 GRANT SELECT, INSERT, UPDATE ON dcache_probe.delivered_hour TO :"role";                -- the ledger (verify)
 GRANT SELECT, INSERT, UPDATE ON dcache_probe.summary_state, dcache_probe.summary_group TO :"role";  -- Summarize mode
+-- "dcache-probe backfill" / "import-checkpoint": their progress (SELECT ... FOR UPDATE needs UPDATE).
+GRANT SELECT, INSERT, UPDATE ON dcache_probe.backfill_progress TO :"role";
 GRANT USAGE, SELECT, UPDATE ON SEQUENCE dcache_probe.wake_armed, dcache_probe.wake_fired, dcache_probe.capture_failure TO :"role";
 GRANT SELECT ON SEQUENCE dcache_probe.capture_queue_id_seq TO :"role";                   -- the rows-captured metric
 GRANT EXECUTE ON FUNCTION dcache_probe.capture_barrier(integer) TO :"role";
