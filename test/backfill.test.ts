@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { buildProgram } from '../src/cli';
 import type { AcceptedRecord } from '../src/collector/server';
 import { SQL_DIR, listMigrations } from '../src/migrations';
 import { TransferGenerator, messageStream, writeMessages, type Message, type Row, type SimTransfer } from '../src/demo/simulator';
@@ -431,3 +432,25 @@ for (const [form, protocol] of [['modern', 2], ['legacy', 4]] as const) {
     });
   });
 }
+
+describe('docs/MIGRATING.md', () => {
+  it('names only dcache-probe commands and flags that exist', () => {
+    const doc = readFileSync(join(__dirname, '..', '..', 'docs', 'MIGRATING.md'), 'utf8');
+    const program = buildProgram();
+    const problems: string[] = [];
+    let mentions = 0;
+    for (const match of doc.matchAll(/(?:^|[\s`(])dcache-probe[ \t]+([a-z][^\n|;&#)`]*)/gm)) {
+      const words = match[1]!.trim().split(/\s+/);
+      const command = program.commands.find((c) => c.name() === words[0]);
+      if (!command) {
+        problems.push(`command ${words[0]}`);
+        continue;
+      }
+      mentions++;
+      const known = new Set(['--help', ...command.options.map((o) => o.long)]);
+      for (const flag of words.filter((w) => w.startsWith('--')).map((w) => w.split('=')[0]!)) if (!known.has(flag)) problems.push(`${words[0]} ${flag}`);
+    }
+    assert.deepEqual(problems, []);
+    assert.ok(mentions >= 6, `found ${mentions} command mentions`);
+  });
+});
