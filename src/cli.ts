@@ -7,7 +7,7 @@ import { Command, Option } from 'commander';
 import { ConfigError, SETTINGS, loadConfig, redactUrl, type Config } from './config';
 import type pg from 'pg';
 import { createPool, describeDatabaseError } from './db';
-import { createLogger } from './logger';
+import { createLogger, type Logger } from './logger';
 import { grantRuntimeRole, migrate, uninstall } from './migrations';
 import { Probe } from './probe';
 import { readProbeConfig } from './probe-config';
@@ -95,6 +95,18 @@ function parseTime(value: string, option: string): Date {
   return new Date(t);
 }
 
+/**
+ * The probe of `run` and `poll`, configured from every source; null when it is disabled
+ * (EnableProbe="0"). ProbeConfig attributes that do not apply are named once here.
+ */
+function probeFrom(options: Record<string, unknown>): { config: Config; log: Logger; probe: Probe } | null {
+  const config = configFrom(options, ALL);
+  if (!config.probe.enabled) return null;
+  const log = createLogger(config.log);
+  if (probeConfigNotes.length) log.info(`ProbeConfig attributes not used by this probe: ${probeConfigNotes.join('; ')}`);
+  return { config, log, probe: new Probe(config, log) };
+}
+
 /** Gratia's EnableProbe=0: say so and deliver nothing (exit 0, as the old probe did). */
 function disabled(): number {
   process.stderr.write('dcache-probe: the probe is disabled (probe.enabled=false / EnableProbe="0"); not delivering\n');
@@ -116,11 +128,9 @@ export function buildProgram(): Command {
     .option('--stop-deadline <seconds>', 'on SIGTERM/SIGINT, seconds to finish the bundle in flight', '10')
     .action((options) =>
       guarded(async () => {
-        const config = configFrom(options, ALL);
-        if (!config.probe.enabled) return disabled();
-        const log = createLogger(config.log);
-        if (probeConfigNotes.length) log.info(`ProbeConfig attributes not used by this probe: ${probeConfigNotes.join('; ')}`);
-        const probe = new Probe(config, log);
+        const made = probeFrom(options);
+        if (!made) return disabled();
+        const { log, probe } = made;
         try {
           await probe.start();
         } catch (err) {
@@ -144,11 +154,9 @@ export function buildProgram(): Command {
     .requiredOption('--once', 'drain the queue once and exit (the only mode)')
     .action((options) =>
       guarded(async () => {
-        const config = configFrom(options, ALL);
-        if (!config.probe.enabled) return disabled();
-        const log = createLogger(config.log);
-        if (probeConfigNotes.length) log.info(`ProbeConfig attributes not used by this probe: ${probeConfigNotes.join('; ')}`);
-        const probe = new Probe(config, log);
+        const made = probeFrom(options);
+        if (!made) return disabled();
+        const { config, log, probe } = made;
         try {
           await probe.prepare();
           const result = await probe.drain();
@@ -203,37 +211,6 @@ export function buildProgram(): Command {
         return status.problems.length ? EXIT_FAILURE : EXIT_OK;
       }),
     );
-
-  // backfill and import-checkpoint: historic billing rows through the same pipeline (src/backfill-command.ts).
-  for (const kind of ['backfill', 'import-checkpoint'] as const) {
-    const command =
-      kind === 'backfill'
-        ? program.command('backfill').description('send historic billing rows (written before the triggers were installed) through the probe\'s pipeline')
-            .requiredOption('--since <time>', 'first datestamp to send, RFC 3339 with a zone (e.g. 2024-03-14T12:00:00Z)')
-        : program.command('import-checkpoint').description("read the old Gratia probe's checkpoint file and backfill from its time, so a switch leaves no gap")
-            .argument('<file>', "the old probe's checkpoint (chkpt_dcache_xfer_DoNotDelete, a Python pickle)")
-            .option('--time-zone <zone>', "zone of a naive checkpoint time: the old probe host's (default: this system's)");
-    withConfigOptions(command, ['database', 'log'])
-      .option('--until <time>', "end of the range, exclusive (default: the triggers' installation time + --overlap)")
-      .option('--overlap <seconds>', 'default --until reaches this far past the installation (rows the triggers captured are skipped)', '300')
-      .option('--max-history-days <days>', 'refuse to start further back than this (MaxBillingHistoryDays)', '31')
-      .option('--rate <rows/s>', 'copy at most this many rows a second', '2000')
-      .option('--max-queue <rows>', 'wait while this many rows are waiting for delivery', '50000')
-      .option('--chunk <rows>', 'rows per transaction', '2000')
-      .option('--limit <rows>', 'look at no more than this many rows in this run (run again to continue)')
-      .option('--dry-run', 'print the range and how many rows would be copied; change nothing')
-      .option('--restart', 'forget the saved progress of this range and scan it again (already delivered rows are still skipped)')
-      .addHelpText('after', () => (require('./backfill-command') as typeof import('./backfill-command')).BACKFILL_HELP)
-      .action((...args: unknown[]) =>
-        guarded(async () => {
-          const file = kind === 'import-checkpoint' ? (args[0] as string) : undefined;
-          const options = args[kind === 'import-checkpoint' ? 1 : 0] as Record<string, unknown>;
-          const config = configFrom(options, ['database', 'log', 'pipeline']);
-          const { backfillCommand } = await import('./backfill-command.js');
-          return backfillCommand(kind, options as never, config, file);
-        }),
-      );
-  }
 
   withConfigOptions(program.command('verify').description('compare what was delivered, per hour, with the billing tables'), ['database', 'log'])
     .requiredOption('--since <time>', 'start of the range (ISO 8601, e.g. 2024-03-14T00:00:00Z)')
@@ -306,14 +283,21 @@ export function buildProgram(): Command {
     .option('--duration <seconds>', 'stop after this many seconds (default: until Ctrl-C)')
     .option('--writers <n>', 'concurrent dCache writer connections', '10')
     .option('--db-url <url>', 'use this PostgreSQL (a scratch database is created in it) instead of an embedded one')
+    .option('--inject-fault-after <seconds>', 'then a pool fails most of its transfers (shown on the dashboard as a fault)')
+    .option('--inject-misuse-after <seconds>', 'then a burst of permission-denied attempts from one client network (misuse)')
+    .option('--linger <seconds>', 'after the summary, keep the dashboard up this long (or until Ctrl-C)')
     .action((options) =>
       guarded(async () => {
         const { runDemo } = await import('./demo/demo.js');
+        const seconds = (v: unknown) => (v === undefined ? undefined : Number(v));
         return runDemo({
           rate: Number(options.rate),
           durationSeconds: options.duration === undefined ? undefined : Number(options.duration),
           writers: Number(options.writers),
           dbUrl: options.dbUrl,
+          injectFaultAfterSeconds: seconds(options.injectFaultAfter),
+          injectMisuseAfterSeconds: seconds(options.injectMisuseAfter),
+          lingerSeconds: seconds(options.linger),
         });
       }),
     );
