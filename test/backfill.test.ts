@@ -78,6 +78,11 @@ function poll(db: BillingDatabase, collector: CollectorProcess): Promise<Command
   return pollOnce({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: ['--db-time-zone', ZONE, '--bundle-size', '500'] });
 }
 
+async function pollAndCheck(db: BillingDatabase, collector: CollectorProcess): Promise<void> {
+  const polled = await poll(db, collector);
+  assert.equal(polled.code, 0, polled.stdout + polled.stderr);
+}
+
 function copiedOf(result: CommandResult): number {
   const m = /copied (\d+) rows into the delivery queue/.exec(result.stdout);
   assert.ok(m, `no "copied" line in: ${result.stdout}${result.stderr}`);
@@ -181,7 +186,7 @@ for (const form of ['modern', 'legacy'] as const) {
       const m = /would copy (\d+) rows/.exec(overlapping.stdout);
       assert.ok(m && Number(m[1]) >= reportable(expectedNew) && Number(m[1]) <= capturedRows(expectedNew), overlapping.stdout);
 
-      assert.equal((await poll(db, collector)).code, 0);
+      await pollAndCheck(db, collector);
       assert.equal((await collector.stats()).recordsAccepted, before, 'the collector received nothing more');
     });
   });
@@ -224,7 +229,7 @@ describe('an interrupted backfill', () => {
     const done = await progress(since);
     assert.equal(done.finished, true);
     assert.equal(done.scanned, rows, 'every row looked at once after the restart');
-    assert.equal((await poll(db, collector)).code, 0);
+    await pollAndCheck(db, collector);
     const check = checkDelivery(sim, await collector.records());
     assert.equal(check.resent, 0);
   });
@@ -247,7 +252,7 @@ describe('an interrupted backfill', () => {
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.match(resumed.stdout, /resuming after datestamp/);
     assert.equal(atKill + copiedOf(resumed), (await progress(since)).copied);
-    assert.equal((await poll(db, collector)).code, 0);
+    await pollAndCheck(db, collector);
     const check = checkDelivery(sim, await collector.records());
     assert.equal(check.resent, 0);
     t.diagnostic(`killed after ${atKill} rows were copied; the second run copied ${copiedOf(resumed)}; ${reportable(sim)} transfers delivered once each`);
@@ -410,7 +415,7 @@ for (const [form, protocol] of [['modern', 2], ['legacy', 4]] as const) {
       const result = await importCheckpoint(db, file, ['--time-zone', oldHostZone]);
       assert.equal(result.code, 0, result.stdout + result.stderr);
       assert.match(result.stdout, /the range is complete/);
-      assert.equal((await poll(db, collector)).code, 0);
+      await pollAndCheck(db, collector);
       const check = checkDelivery(notYetSent, await collector.records());
       assert.equal(check.resent, 0);
       t.diagnostic(`${form}: ${copiedOf(result)} rows after the checkpoint copied and delivered in ${Date.now() - started} ms; ${reportable(sentByOldProbe)} before it left alone`);
