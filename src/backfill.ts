@@ -388,6 +388,7 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillResult> {
         const pause = pacedUntil - now();
         if (pause > 0) await sleep(pause, o.signal);
 
+        const chunkStarted = now();
         await client.query('BEGIN');
         let row: ChunkRow;
         try {
@@ -418,7 +419,8 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillResult> {
         }
         addTally(tally, tallyOf(row));
         remaining -= row.scanned;
-        pacedUntil = Math.max(pacedUntil, now()) + (row.copied / o.rate) * 1000;
+        // --rate: the next chunk starts no sooner than this one's rows allow (from its start).
+        pacedUntil = Math.max(pacedUntil, chunkStarted) + (row.copied / o.rate) * 1000;
         if (now() - lastReport >= 5000) {
           o.log.info('backfill progress', { source, copied: tally.copied, scanned: tally.scanned, upTo: row.last_datestamp });
           lastReport = now();
