@@ -87,6 +87,16 @@ describe('JobUsageRecord XML', () => {
 });
 
 describe('the multiupdate bundle', () => {
+  it('decodes to the same fields with a standard form decoder as with the GRACC-strict one', () => {
+    const xml = usageRecordXml({ ...RECORD, dn: "/CN=ä ö & + = % ' ( ) * ! ~ 🚀", localUserId: 'a b\tc\nd' });
+    const body = multiupdateForm([xml], 'dcache-transfer:probe.example.org');
+    const standard = new URLSearchParams(body);
+    const strict = parseForm(body);
+    for (const key of ['command', 'arg1', 'from', 'bundlesize']) assert.equal(strict.get(key), standard.get(key), key);
+    assert.ok(standard.get('arg1')!.includes("/CN=ä ö &amp; + = % &apos; ( ) * ! ~ 🚀"));
+    assert.ok(!body.includes(' '), 'no raw spaces in the body');
+  });
+
   it('wraps records in a RecordEnvelope after one UTF-8 declaration, one record a line', () => {
     const a = usageRecordXml(RECORD);
     const b = usageRecordXml({ ...RECORD, localJobId: 'second' });
