@@ -19,7 +19,10 @@ delivered or still holds (their transaction is in dcache_probe.delivered_key, ca
 quarantine). Delivered keys are remembered for pipeline.dedupWindowHours (48 h by default) only:
 a row the probe delivered longer ago than that is not recognised and would be sent again
 (byte-identical but for its createTime; GRACC treats it as the same record). Rows the OLD probe
-sent are not known at all: do not backfill before its checkpoint (use import-checkpoint).`;
+sent are not known at all: do not backfill before its checkpoint (use import-checkpoint).
+
+Exit codes: 0 done, nothing to do, or stopped at --limit; 1 interrupted (SIGINT/SIGTERM, after
+the chunk in hand is saved) or failed; 2 invalid usage (e.g. --since beyond --max-history-days).`;
 
 export interface BackfillCommandOptions {
   since?: string;

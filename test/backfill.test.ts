@@ -259,6 +259,34 @@ describe('an interrupted backfill', () => {
   });
 });
 
+describe('a backfill stopped with SIGTERM', () => {
+  let db: BillingDatabase;
+  let collector: CollectorProcess;
+  withDatabaseAndCollector('modern', (d, c) => ([db, collector] = [d, c]));
+
+  it('saves the chunk in hand, exits 1 saying how to continue, and the next run completes the range', async () => {
+    const since = Date.now() - 4 * HOUR;
+    const sim = historic(1000, 'modern', 43, since + 10_000, 3000);
+    await writeBeforeTheProbe(db, sim);
+    const child = spawn(process.execPath, [CLI, 'backfill', '--db-url', db.url, '--since', iso(since), '--rate', '300', '--chunk', '30', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout!.on('data', (d) => (output += d));
+    child.stderr!.on('data', (d) => (output += d));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    await waitFor('part of the range copied', async () => (await queueDepth(db)) >= 150, 30_000, 10);
+    child.kill('SIGTERM');
+    assert.equal(await exited, 1, output);
+    assert.match(output, /copied \d+ rows into the delivery queue[^\n]*\ninterrupted; run the same command again to continue where it stopped/);
+    const { rows } = await db.query(`SELECT rows_copied::int AS copied, finished_at FROM dcache_probe.backfill_progress WHERE source = 'billinginfo' AND range_since = $1`, [iso(since)]);
+    assert.equal(rows[0]!.copied, await queueDepth(db));
+    assert.equal(rows[0]!.finished_at, null);
+    const rest = await backfill(db, ['--since', iso(since)]);
+    assert.equal(rest.code, 0, rest.stderr);
+    await pollAndCheck(db, collector);
+    assert.equal(checkDelivery(sim, await collector.records()).resent, 0);
+  });
+});
+
 describe('backfill throttling', () => {
   let db: BillingDatabase;
   let collector: CollectorProcess;
