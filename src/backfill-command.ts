@@ -99,7 +99,9 @@ export async function backfillCommand(kind: 'backfill' | 'import-checkpoint', op
     if (result.emptyRange) {
       print(
         `nothing to backfill: the checkpoint (${formatUtc(since.ms)}) is not before the end of the range (${formatUtc(timeArgOf(result.until).ms)}). ` +
-          `The old probe kept running after the triggers were installed (${result.installedAt}): transfers between the two were reported by both probes.`,
+          (until
+            ? 'Give a later --until, or none.'
+            : `The old probe kept running after the triggers were installed (${result.installedAt}): transfers between the two were reported by both probes.`),
       );
       return 0;
     }
