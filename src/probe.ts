@@ -23,6 +23,8 @@ import { CaptureQueue, armWakeUp, captureBarrier, pruneOldState } from './queue'
 import { CollectorSender, backoffDelay, multiupdateForm } from './sender';
 import { probeDetailsXml } from './xml';
 import { captureHealth } from './status';
+import { TransferStatistics, statisticsEnabled, type StatisticsOptions } from './stats';
+import type { DeepPartial } from './stats/options';
 import { sendCompleteHours, type SummarySendResult } from './summary';
 
 export interface ProbeCounters {
@@ -43,8 +45,23 @@ export interface ProbeHooks {
   extraRoutes?: ExtraRoutes;
   /** Serve metrics even when metrics.port is 0 (then on a free port; the demo and tests). */
   metricsOnAnyPort?: boolean;
+  /** Overrides of the transfer statistics / anomaly settings (the demo; docs/DASHBOARD.md). */
+  statistics?: DeepPartial<StatisticsOptions>;
   /** Called after every batch that claimed rows (committed, or given back when unavailable). */
   onBatch?: (result: BatchResult) => void;
+}
+
+/** Both hooks, in order, inside the delivery transaction. */
+function chainOnDelivered(first: NonNullable<DeliveryOptions['onDelivered']>, second: DeliveryOptions['onDelivered']): NonNullable<DeliveryOptions['onDelivered']> {
+  return async (client, delivered) => {
+    await first(client, delivered);
+    await second?.(client, delivered);
+  };
+}
+
+/** The caller's routes first, then the dashboard's. */
+function chainRoutes(first: ExtraRoutes | undefined, second: ExtraRoutes): ExtraRoutes {
+  return async (req, res) => (first ? await first(req, res) : false) || second(req, res);
 }
 
 export function addResults(total: BatchResult, r: BatchResult): BatchResult {
@@ -106,6 +123,8 @@ export class Probe {
   private listener: WakeListener | null = null;
   private metrics: ProbeMetrics | null = null;
   private metricsServer: Server | null = null;
+  /** Transfer statistics, dashboard and anomaly alerts: only while the HTTP server runs. */
+  statistics: TransferStatistics | null = null;
   /** Port of the metrics/health server once started (0 in the configuration picks a free one). */
   metricsPort: number | null = null;
   private delivery: Delivery | null = null;
@@ -202,17 +221,21 @@ export class Probe {
           quarantineUnknownVo: this.config.identity.quarantineUnknownVo,
         },
       },
-      onDelivered: this.hooks.onDelivered,
+      onDelivered: this.statistics ? chainOnDelivered(this.statistics.onDelivered, this.hooks.onDelivered) : this.hooks.onDelivered,
       summarize: this.config.pipeline.summarize,
     }, this.log);
   }
 
   /** The daemon: listen, poll, deliver until stop(); serves metrics and health if configured. */
   async start(): Promise<void> {
+    const serving = this.config.metrics.port > 0 || this.hooks.metricsOnAnyPort;
+    if (serving && statisticsEnabled()) this.statistics = new TransferStatistics(this.pool, this.log, this.hooks.statistics);
     await this.prepare();
-    if (this.config.metrics.port > 0 || this.hooks.metricsOnAnyPort) {
+    if (serving) {
       this.metrics = new ProbeMetrics(this);
-      const started = await startMetricsServer(this, this.metrics, this.config.metrics.port, this.config.metrics.host, this.hooks.extraRoutes);
+      const routes = this.statistics ? chainRoutes(this.hooks.extraRoutes, this.statistics.routes) : this.hooks.extraRoutes;
+      const started = await startMetricsServer(this, this.metrics, this.config.metrics.port, this.config.metrics.host, routes);
+      this.statistics?.start(this.metrics.registry);
       this.metricsServer = started.server;
       this.metricsPort = started.port;
     }
@@ -433,6 +456,7 @@ export class Probe {
     try {
       await this.idle();
       await this.handshake;
+      await this.statistics?.stop();
     } finally {
       clearTimeout(abandon);
       this.metricsServer?.closeAllConnections();

@@ -14,7 +14,10 @@ import { createLogger } from '../logger';
 import { SQL_DIR, migrate } from '../migrations';
 import { Probe } from '../probe';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded';
-import { LiveTraffic, runWriters } from './simulator';
+import { INJECTED_FAULT_POOL, INJECTED_MISUSE_NETWORK, LiveTraffic, runWriters } from './simulator';
+
+/** How long an injected misuse burst lasts. */
+const MISUSE_BURST_SECONDS = 60;
 
 export interface DemoOptions {
   rate: number;
@@ -24,6 +27,12 @@ export interface DemoOptions {
   dbUrl?: string;
   /** Where progress goes (stdout by default). */
   out?: (line: string) => void;
+  /** Seconds after the traffic starts: a pool starts failing most of its transfers. */
+  injectFaultAfterSeconds?: number;
+  /** Seconds after the traffic starts: a burst of permission-denied attempts from one network. */
+  injectMisuseAfterSeconds?: number;
+  /** After the summary, keep the probe and its dashboard up this long (or until Ctrl-C). */
+  lingerSeconds?: number;
 }
 
 export interface DemoSummary {
@@ -88,6 +97,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     });
     probe = new Probe(config, createLogger(config.log), {
       metricsOnAnyPort: true,
+      // The demo is minutes old: look often, and learn users' networks in seconds.
+      statistics: { detectIntervalSeconds: 2, clearAfterSeconds: 60, detectors: { newNetwork: { learnMinutes: 0.05, minTransfers: 10 } } },
       onBatch: (r) => {
         for (const l of r.latenciesMs) {
           latencies.push(l);
@@ -97,6 +108,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     });
     await probe.start();
     out(`ready in ${((Date.now() - started) / 1000).toFixed(1)} s: database ${dbName}, collector ${collectorUrl}`);
+    if (probe.statistics) out(`dashboard: http://127.0.0.1:${probe.metricsPort}/  (statistics and abnormal traffic; API under /api/)`);
     out(`metrics and health: http://127.0.0.1:${probe.metricsPort}/metrics  /healthz  /readyz`);
     out(`simulating dCache: ${options.writers} writers, ${options.rate} rows/s${options.durationSeconds ? ` for ${options.durationSeconds} s` : ' until Ctrl-C'}`);
 
@@ -107,6 +119,24 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       beforeTransaction: (rows) => traffic.pace(rows),
       onCommit: (messages) => traffic.onCommit(messages),
     });
+
+    const injections: NodeJS.Timeout[] = [];
+    if (options.injectFaultAfterSeconds !== undefined) {
+      injections.push(setTimeout(() => {
+        traffic.generator.inject = { ...traffic.generator.inject, faultPool: INJECTED_FAULT_POOL, faultShare: 0.8 };
+        out(`injected a fault: pool ${INJECTED_FAULT_POOL} now fails 80 % of its transfers (errorcode 204)`);
+      }, options.injectFaultAfterSeconds * 1000).unref());
+    }
+    if (options.injectMisuseAfterSeconds !== undefined) {
+      injections.push(setTimeout(() => {
+        traffic.generator.inject = { ...traffic.generator.inject, misuseShare: 0.15, misuseNetwork: INJECTED_MISUSE_NETWORK, misuseUser: 2 };
+        out(`injected misuse: 15 % of the traffic is now permission-denied attempts from ${INJECTED_MISUSE_NETWORK}.0/24 for ${MISUSE_BURST_SECONDS} s`);
+        injections.push(setTimeout(() => {
+          traffic.generator.inject = { ...traffic.generator.inject, misuseShare: 0 };
+          out('the misuse burst is over');
+        }, MISUSE_BURST_SECONDS * 1000).unref());
+      }, options.injectMisuseAfterSeconds * 1000).unref());
+    }
 
     const depth = async () => Number((await probe!.pool.query('SELECT count(*) AS n FROM dcache_probe.capture_queue')).rows[0].n);
     let lastDelivered = 0;
@@ -128,6 +158,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     }
 
     out('stopping the writers and draining the queue…');
+    for (const t of injections) clearTimeout(t);
     traffic.stopped = true;
     await writers;
     const drainDeadline = Date.now() + 60_000;
@@ -151,6 +182,11 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       `summary: ${summary.committed} reportable transfers committed, ${summary.delivered} delivered, ${summary.missing} missing, ` +
         `${summary.duplicatesAtCollector} duplicates at the collector; capture-to-acknowledgement p50 ${summary.p50Ms} ms, p99 ${summary.p99Ms} ms`,
     );
+    if (options.lingerSeconds && !stopRequested) {
+      out(`the dashboard stays up at http://127.0.0.1:${probe.metricsPort}/ for ${options.lingerSeconds} s (Ctrl-C to end)`);
+      const lingerUntil = Date.now() + options.lingerSeconds * 1000;
+      while (!stopRequested && Date.now() < lingerUntil) await new Promise((r) => setTimeout(r, 100));
+    }
     return summary.missing === 0 && summary.duplicatesAtCollector === 0 ? 0 : 1;
   } finally {
     process.off('SIGINT', onSignal).off('SIGTERM', onSignal);

@@ -97,7 +97,28 @@ export interface GeneratorOptions {
   now?: () => number;
 }
 
+/**
+ * Abnormal traffic the demo can inject (docs/DASHBOARD.md): a pool that fails most of its
+ * transfers, and permission-denied attempts by one user from one client network.
+ */
+export interface Injection {
+  /** Transfers on this pool (cellname) fail with errorcode 204 with probability faultShare. */
+  faultPool?: string;
+  faultShare?: number;
+  /** This share of all transfers become permission-denied (10018) attempts ... */
+  misuseShare?: number;
+  /** ... from this network ("198.18.7": clients 198.18.7.1-250) ... */
+  misuseNetwork?: string;
+  /** ... by USERS[misuseUser]. */
+  misuseUser?: number;
+}
+
+export const INJECTED_FAULT_POOL = 'pool_r03@pool_r03Domain';
+export const INJECTED_MISUSE_NETWORK = '198.18.7';
+
 export class TransferGenerator {
+  /** Abnormal traffic to mix in from now on (none by default). */
+  inject: Injection = {};
   private readonly random: () => number;
   private counter = 0;
   private readonly form: SchemaForm;
@@ -116,19 +137,29 @@ export class TransferGenerator {
     const r = this.random;
     const n = ++this.counter;
     const protocol = weighted(r, PROTOCOLS);
-    const user = pick(r, USERS);
+    let user = pick(r, USERS);
     const poolNo = 1 + Math.floor(r() * 8);
     const pool = `pool_r0${poolNo}@pool_r0${poolNo}Domain`;
     const p2p = this.form === 'modern' && r() < (this.options.p2pShare ?? 0.03);
     const failed = r() < (this.options.errorShare ?? 0.03);
-    const [errorcode, errormessage] = failed ? pick(r, ERRORS) : [0, ''];
+    let [errorcode, errormessage] = failed ? pick(r, ERRORS) : [0, ''];
     const isnew = !p2p && r() < 0.3;
-    const size = Math.floor(Math.exp(8 + r() * 14)); // ~3 KB .. ~3.5 GB
+    let size = Math.floor(Math.exp(8 + r() * 14)); // ~3 KB .. ~3.5 GB
     const broken = !p2p && r() < 0.002;
-    const connectiontime = Math.max(1, Math.floor(size / (20e6 + r() * 200e6) * 1000));
+    let connectiontime = Math.max(1, Math.floor(size / (20e6 + r() * 200e6) * 1000));
     const end = this.now() - Math.floor(r() * (this.options.clockSkewMs ?? 3000));
     const clientNet = pick(r, ['192.0.2', '198.51.100', '203.0.113', '2001:db8:0:0:0:0:0']);
-    const client = clientNet.includes(':') ? `${clientNet}:${1 + Math.floor(r() * 200)}` : `${clientNet}.${1 + Math.floor(r() * 250)}`;
+    let client = clientNet.includes(':') ? `${clientNet}:${1 + Math.floor(r() * 200)}` : `${clientNet}.${1 + Math.floor(r() * 250)}`;
+    // Injected anomalies draw random numbers only while they are on (seeded runs stay the same).
+    const inject = this.inject;
+    if (!p2p && inject.faultPool === pool && r() < (inject.faultShare ?? 0.8)) [errorcode, errormessage] = [204, 'I/O error on the pool disk (injected fault)'];
+    if (!p2p && inject.misuseShare && r() < inject.misuseShare) {
+      user = USERS[inject.misuseUser ?? 2]!;
+      client = `${inject.misuseNetwork ?? INJECTED_MISUSE_NETWORK}.${1 + Math.floor(r() * 250)}`;
+      [errorcode, errormessage] = [10018, 'Permission denied (injected misuse)'];
+      size = 0;
+      connectiontime = 1;
+    }
     const pnfsid = `0000${(n * 2654435761 % 0xffffffff).toString(16).toUpperCase().padStart(8, '0')}${this.runId.replace(/[^0-9a-z]/g, '').toUpperCase().padEnd(24, '0').slice(0, 24)}`;
     const noDoor = !p2p && r() < (this.options.noDoorShare ?? 0.01);
     const doorCell = DOORS[protocol]!;
@@ -280,7 +311,7 @@ export async function runWriters(take: (n: number) => Message[], options: Writer
 
 /** Live traffic: messages generated on demand, paced to `rate` rows per second. */
 export class LiveTraffic {
-  private readonly generator = new TransferGenerator({ seed: Date.now() % 100000, clockSkewMs: 1500 });
+  readonly generator = new TransferGenerator({ seed: Date.now() % 100000, clockSkewMs: 1500 });
   private buffer: Message[] = [];
   private tokens = 0;
   private last = Date.now();

@@ -1,0 +1,87 @@
+/**
+ * Transfer statistics, the dashboard and abnormal-traffic alerts (issue 7), as one optional
+ * feature of the running probe (src/probe.ts creates it when it serves HTTP):
+ *
+ *  - `onDelivered` adds each delivered batch to the statistics inside the delivery
+ *    transaction, under a savepoint: if it fails (e.g. the runtime role lacks the grants of
+ *    004_stats.sql) delivery goes on and the failure is logged (at most once a minute).
+ *  - `routes` serve the page and its API beside /metrics.
+ *  - `start(registry)` prunes old rows every 10 minutes and runs the detectors.
+ *
+ * DCACHE_PROBE_STATS=off turns it all off.
+ */
+import type pg from 'pg';
+import type client from 'prom-client';
+import type { DeliveryOptions } from '../delivery';
+import type { Logger } from '../logger';
+import type { ExtraRoutes } from '../metrics';
+import { dashboardRoutes } from './dashboard';
+import { HOUR_MS } from './keys';
+import { AnomalyMonitor } from './monitor';
+import { statisticsOptions, type DeepPartial, type StatisticsOptions } from './options';
+import { prune, recordBatch } from './store';
+
+export type { StatisticsOptions } from './options';
+
+/** False when DCACHE_PROBE_STATS is off / false / 0 / no. */
+export function statisticsEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  return !/^(off|false|0|no)$/i.test(env.DCACHE_PROBE_STATS?.trim() ?? '');
+}
+
+export class TransferStatistics {
+  readonly options: StatisticsOptions;
+  readonly routes: ExtraRoutes;
+  monitor: AnomalyMonitor | null = null;
+  private pruneTimer: NodeJS.Timeout | null = null;
+  private lastFailureLog = 0;
+  private pruning: Promise<void> = Promise.resolve();
+  /** Batches whose statistics could not be written (delivered all the same). */
+  failures = 0;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly log: Logger,
+    overrides?: DeepPartial<StatisticsOptions>,
+    env: NodeJS.ProcessEnv = process.env,
+  ) {
+    this.options = statisticsOptions(env, overrides);
+    this.routes = dashboardRoutes(pool, this.options);
+  }
+
+  readonly onDelivered: NonNullable<DeliveryOptions['onDelivered']> = async (client, delivered) => {
+    if (delivered.length === 0) return;
+    await client.query('SAVEPOINT dcache_probe_stats');
+    try {
+      await recordBatch(client, delivered, { minuteMs: this.options.minuteRetentionHours * HOUR_MS, hourMs: this.options.hourRetentionDays * 24 * HOUR_MS });
+      await client.query('RELEASE SAVEPOINT dcache_probe_stats');
+    } catch (err) {
+      await client.query('ROLLBACK TO SAVEPOINT dcache_probe_stats');
+      await client.query('RELEASE SAVEPOINT dcache_probe_stats');
+      this.failures++;
+      if (Date.now() - this.lastFailureLog > 60_000) {
+        this.lastFailureLog = Date.now();
+        this.log.warn('could not update the transfer statistics; delivery goes on (run "dcache-probe migrate --grant-to ROLE" after an upgrade)', { error: (err as Error).message, failedBatches: this.failures });
+      }
+    }
+  };
+
+  start(registry?: client.Registry): void {
+    this.monitor = new AnomalyMonitor(this.pool, this.log, this.options, registry);
+    this.monitor.start();
+    const pruneNow = () => {
+      this.pruning = prune(this.pool, this.options).then(
+        () => undefined,
+        (err) => void this.log.warn('could not prune the transfer statistics', { error: (err as Error).message }),
+      );
+    };
+    this.pruneTimer = setInterval(pruneNow, 10 * 60_000);
+    pruneNow();
+  }
+
+  async stop(): Promise<void> {
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.pruneTimer = null;
+    await this.monitor?.stop();
+    await this.pruning;
+  }
+}

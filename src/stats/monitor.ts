@@ -1,0 +1,179 @@
+/**
+ * The detectors at work: every `detectIntervalSeconds` the probe reads the statistics of the
+ * recent and the baseline windows (small tables only), runs the pure detectors, and keeps
+ * dcache_probe.stats_alert up to date: a new finding opens an alert (logged once, with its
+ * evidence, by the probe that opened it), a finding seen again refreshes it, and an alert not
+ * found for `clearAfterSeconds` is closed. Open alerts are exported as the Prometheus gauge
+ * dcache_probe_anomaly{kind,dimension,key}.
+ */
+import type pg from 'pg';
+import client from 'prom-client';
+import type { Logger } from '../logger';
+import { detectFaults, detectMisuse, detectNewNetworks, detectStoppedPools, detectSurges, type Finding, type Tally } from './detectors';
+import { MINUTE_MS, type Counts } from './keys';
+import type { StatisticsOptions } from './options';
+import { minuteSeries, seasonalBytes, seen, windowCounts } from './store';
+
+function tallies(m: ReadonlyMap<string, Counts> | undefined, failures: (c: Counts) => number): Map<string, Tally> {
+  return new Map([...(m ?? new Map<string, Counts>()).entries()].map(([k, c]) => [k, { transfers: c.transfers, failures: failures(c) }]));
+}
+
+const faultFailures = (c: Counts) => c.errors - c.denied;
+const deniedFailures = (c: Counts) => c.denied;
+
+/** Splits "<first> <rest>" (door_pool, user_net keys: the first part never has a space). */
+export function splitPair(key: string): [string, string] {
+  const i = key.indexOf(' ');
+  return i < 0 ? [key, ''] : [key.slice(0, i), key.slice(i + 1)];
+}
+
+/** Runs every detector over the statistics as of `nowMs`. */
+export async function findAnomalies(pool: pg.Pool, o: StatisticsOptions, nowMs = Date.now()): Promise<Finding[]> {
+  const d = o.detectors;
+  const end = Math.floor(nowMs / MINUTE_MS) * MINUTE_MS + MINUTE_MS;
+  const recentFrom = end - d.windowMinutes * MINUTE_MS;
+  const baseFrom = recentFrom - d.baselineMinutes * MINUTE_MS;
+  const recent = await windowCounts(pool, ['door_pool', 'client_net', 'user', 'user_net', 'all'], recentFrom, end);
+  const baseline = await windowCounts(pool, ['door', 'pool', 'client_net', 'user'], baseFrom, recentFrom);
+  const findings: Finding[] = [];
+
+  // Faults on doors and pools.
+  const cells = [...recent.get('door_pool')!.entries()].map(([key, c]) => {
+    const [door, poolName] = splitPair(key);
+    return { door, pool: poolName, transfers: c.transfers, failures: faultFailures(c) };
+  });
+  findings.push(...detectFaults(cells, new Map([['door', tallies(baseline.get('door'), faultFailures)], ['pool', tallies(baseline.get('pool'), faultFailures)]]), d.fault));
+
+  // Misuse: permission denied by client network and by user.
+  const misuseRecent = new Map([['client_net', tallies(recent.get('client_net'), deniedFailures)], ['user', tallies(recent.get('user'), deniedFailures)]]);
+  const misuseBaseline = new Map([['client_net', tallies(baseline.get('client_net'), deniedFailures)], ['user', tallies(baseline.get('user'), deniedFailures)]]);
+  findings.push(...detectMisuse(misuseRecent, misuseBaseline, d.misuse));
+
+  // Surges: users above the volume floor now, against their history since the site's first data.
+  const heavy = [...recent.get('user')!.entries()].filter(([, c]) => c.bytes >= d.surge.minBytes).map(([k]) => k);
+  if (heavy.length) {
+    const first = await pool.query<{ t: string | null }>(
+      `SELECT (extract(epoch FROM min(bucket)) * 1000)::bigint AS t FROM dcache_probe.stats_minute WHERE dimension = 'all' AND bucket >= to_timestamp($1 / 1000.0)`,
+      [baseFrom],
+    );
+    const siteFrom = Math.max(baseFrom, Number(first.rows[0]?.t ?? recentFrom));
+    const history = await minuteSeries(pool, 'user', 'bytes', siteFrom, recentFrom, heavy);
+    const seasonal = await seasonalBytes(pool, 'user', heavy, nowMs, 28);
+    findings.push(
+      ...detectSurges(
+        heavy.map((key) => ({ key, recentBytes: recent.get('user')!.get(key)!.bytes, recentMinutes: d.windowMinutes, history: history.get(key) ?? [], seasonal: seasonal.get(key) ?? [] })),
+        d.surge,
+      ),
+    );
+  }
+
+  // New client networks of known users; pools that went silent.
+  const seenRows = await seen(pool, ['user', 'user_net', 'pool']);
+  const userFirst = new Map(seenRows.filter((s) => s.dimension === 'user').map((s) => [s.key, s.firstMs]));
+  const byUser = new Map<string, { network: string; firstSeenMs: number; recentTransfers: number }[]>();
+  for (const s of seenRows) {
+    if (s.dimension !== 'user_net' || s.firstMs < recentFrom) continue;
+    const [network, user] = splitPair(s.key);
+    const list = byUser.get(user) ?? [];
+    list.push({ network, firstSeenMs: s.firstMs, recentTransfers: recent.get('user_net')!.get(s.key)?.transfers ?? 0 });
+    byUser.set(user, list);
+  }
+  findings.push(
+    ...detectNewNetworks(
+      [...byUser.entries()].filter(([u]) => userFirst.has(u)).map(([user, networks]) => ({ user, userFirstSeenMs: userFirst.get(user)!, networks })),
+      nowMs,
+      d.windowMinutes,
+      d.newNetwork,
+    ),
+  );
+
+  const pools = seenRows.filter((s) => s.dimension === 'pool');
+  const siteLast = Math.max(0, ...pools.map((p) => p.lastMs));
+  const silent = pools.filter((p) => siteLast - p.lastMs >= d.stopped.minSilenceSeconds * 1000 && p.lastMs > nowMs - d.baselineMinutes * MINUTE_MS);
+  const stoppedInputs = [];
+  for (const p of silent) {
+    const to = Math.floor(p.lastMs / MINUTE_MS) * MINUTE_MS;
+    const history = await minuteSeries(pool, 'pool', 'transfers', to - d.baselineMinutes * MINUTE_MS, to, [p.key]);
+    const first = (history.get(p.key) ?? []).findIndex((n) => n > 0);
+    stoppedInputs.push({ pool: p.key, lastSeenMs: p.lastMs, history: first < 0 ? [] : history.get(p.key)!.slice(first) });
+  }
+  findings.push(...detectStoppedPools(stoppedInputs, siteLast, d.stopped));
+  return findings;
+}
+
+export class AnomalyMonitor {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private readonly gauge?: client.Gauge<'kind' | 'dimension' | 'key'>;
+  private readonly opened?: client.Counter<'kind'>;
+  private lastError = 0;
+  /** The findings of the last run (tests). */
+  lastFindings: Finding[] = [];
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly log: Logger,
+    private readonly options: StatisticsOptions,
+    registry?: client.Registry,
+  ) {
+    if (registry) {
+      this.gauge = new client.Gauge({ name: 'dcache_probe_anomaly', help: 'Open abnormal-traffic alerts (1 while open), by kind, dimension and key', labelNames: ['kind', 'dimension', 'key'], registers: [registry] });
+      this.opened = new client.Counter({ name: 'dcache_probe_anomalies_opened_total', help: 'Abnormal-traffic alerts this probe opened', labelNames: ['kind'], registers: [registry] });
+    }
+  }
+
+  start(): void {
+    if (this.options.detectIntervalSeconds <= 0) return;
+    this.timer = setInterval(() => void this.runOnce(), this.options.detectIntervalSeconds * 1000);
+    void this.runOnce();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+
+  /** One pass: detect, open/refresh/close alerts, export them. Never throws. */
+  runOnce(nowMs = Date.now()): Promise<void> {
+    if (this.running) return this.running;
+    this.running = this.pass(nowMs)
+      .catch((err) => {
+        if (Date.now() - this.lastError > 60_000) this.log.warn('anomaly detection failed', { error: (err as Error).message });
+        this.lastError = Date.now();
+      })
+      .finally(() => {
+        this.running = null;
+      });
+    return this.running;
+  }
+
+  private async pass(nowMs: number): Promise<void> {
+    const findings = await findAnomalies(this.pool, this.options, nowMs);
+    this.lastFindings = findings;
+    for (const f of findings) {
+      const { rows } = await this.pool.query<{ id: string; inserted: boolean }>(
+        `INSERT INTO dcache_probe.stats_alert AS a (kind, dimension, key, message, evidence) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (kind, dimension, key) WHERE closed_at IS NULL
+         DO UPDATE SET message = EXCLUDED.message, evidence = EXCLUDED.evidence, updated_at = now()
+         RETURNING id, (xmax = 0) AS inserted`,
+        [f.kind, f.dimension, f.key, f.message, JSON.stringify(f.evidence)],
+      );
+      if (rows[0]?.inserted) {
+        this.opened?.inc({ kind: f.kind });
+        this.log.warn(`ANOMALY (${f.kind}): ${f.message}`, { kind: f.kind, dimension: f.dimension, key: f.key, evidence: f.evidence, alertId: Number(rows[0].id) });
+      }
+    }
+    const closed = await this.pool.query<{ kind: string; dimension: string; key: string; id: string }>(
+      `UPDATE dcache_probe.stats_alert SET closed_at = now() WHERE closed_at IS NULL AND updated_at < now() - make_interval(secs => $1::float8)
+       RETURNING id, kind, dimension, key`,
+      [this.options.clearAfterSeconds],
+    );
+    for (const c of closed.rows) this.log.info(`anomaly over (${c.kind}): ${c.dimension} ${c.key}`, { alertId: Number(c.id) });
+    if (this.gauge) {
+      const open = await this.pool.query<{ kind: string; dimension: string; key: string }>('SELECT kind, dimension, key FROM dcache_probe.stats_alert WHERE closed_at IS NULL');
+      this.gauge.reset();
+      for (const a of open.rows) this.gauge.set({ kind: a.kind, dimension: a.dimension, key: a.key }, 1);
+    }
+  }
+}

@@ -1,0 +1,337 @@
+/**
+ * The detectors on synthetic series with known anomalies: each is run on a few hundred
+ * seeded scenarios, half of them with an injected anomaly of random size, and its precision
+ * and recall are reported (t.diagnostic) and held above floors. Plus unit cases for the keys
+ * the statistics count under (client networks, IPv6 in dCache's long form, directions).
+ */
+import assert from 'node:assert/strict';
+import { describe, it, type TestContext } from 'node:test';
+import { rng } from '../src/demo/simulator';
+import {
+  DEFAULT_DETECTOR_OPTIONS as D,
+  detectFaults,
+  detectMisuse,
+  detectNewNetworks,
+  detectStoppedPools,
+  detectSurges,
+  ewma,
+  rateSpike,
+  type Tally,
+} from '../src/stats/detectors';
+import { batchRows, clientNetwork, durationBin, formatIpv6, ipv6Groups, keysOf, rateBin } from '../src/stats/keys';
+import { statisticsOptions, STATISTICS_SETTINGS } from '../src/stats/options';
+import type { DeliveredRecord } from '../src/delivery';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+// --- samplers --------------------------------------------------------------------------
+function binomial(r: () => number, n: number, p: number): number {
+  let x = 0;
+  for (let i = 0; i < n; i++) if (r() < p) x++;
+  return x;
+}
+function poisson(r: () => number, lambda: number): number {
+  if (lambda > 50) return Math.max(0, Math.round(lambda + Math.sqrt(lambda) * gaussian(r)));
+  const l = Math.exp(-lambda);
+  let k = 0;
+  let p = 1;
+  do {
+    k++;
+    p *= r();
+  } while (p > l);
+  return k - 1;
+}
+function gaussian(r: () => number): number {
+  return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+}
+const between = (r: () => number, a: number, b: number) => a + (b - a) * r();
+
+/** Counts true/false positives over scenarios; reports and checks precision and recall. */
+class Score {
+  tp = 0;
+  fp = 0;
+  fn = 0;
+  add(found: Iterable<string>, truth: Iterable<string>): void {
+    const f = new Set(found);
+    const t = new Set(truth);
+    for (const k of f) if (t.has(k)) this.tp++;
+      else this.fp++;
+    for (const k of t) if (!f.has(k)) this.fn++;
+  }
+  get precision(): number {
+    return this.tp + this.fp === 0 ? 1 : this.tp / (this.tp + this.fp);
+  }
+  get recall(): number {
+    return this.tp + this.fn === 0 ? 1 : this.tp / (this.tp + this.fn);
+  }
+  check(t: TestContext, name: string, floors: { precision: number; recall: number }): void {
+    t.diagnostic(`${name}: precision ${this.precision.toFixed(3)} recall ${this.recall.toFixed(3)} (tp ${this.tp}, fp ${this.fp}, fn ${this.fn})`);
+    assert.ok(this.precision >= floors.precision, `${name} precision ${this.precision} < ${floors.precision}`);
+    assert.ok(this.recall >= floors.recall, `${name} recall ${this.recall} < ${floors.recall}`);
+  }
+}
+
+describe('anomaly detectors on synthetic traffic', () => {
+  it('rateSpike: a binomial test with a count, a ratio and a z-score', () => {
+    const o = D.fault;
+    assert.equal(rateSpike(50, 100, 0.02, o).spike, true);
+    assert.equal(rateSpike(5, 10, 0.02, o).spike, false, 'too few failures');
+    assert.equal(rateSpike(40, 1000, 0.02, o).spike, false, 'twice the usual rate is not a fault');
+    assert.equal(rateSpike(30, 100, 0.2, o).spike, false, 'a pool that always fails 20 % has no spike at 30 %');
+    assert.equal(rateSpike(0, 0, 0.02, o).spike, false);
+  });
+
+  it('faults on a pool or a door: precision and recall over 400 scenarios, without blaming the other side', (t) => {
+    const score = new Score();
+    const r = rng(101);
+    const doors = ['GFTP-door', 'WebDAV-door', 'Xrootd-door', 'DCap-door', 'NFS-door', 'SRM-door'];
+    const pools = Array.from({ length: 8 }, (_, i) => `pool_${i + 1}`);
+    for (let s = 0; s < 400; s++) {
+      const base = between(r, 0.002, 0.05);
+      const rate = new Map<string, number>();
+      for (const k of [...doors.map((d) => `door:${d}`), ...pools.map((p) => `pool:${p}`)]) rate.set(k, base * between(r, 0.7, 1.4));
+      const truth: string[] = [];
+      let faulty: string | null = null;
+      if (r() < 0.5) {
+        faulty = r() < 0.5 ? `door:${doors[Math.floor(r() * doors.length)]}` : `pool:${pools[Math.floor(r() * pools.length)]}`;
+        truth.push(`fault:${faulty}`);
+      }
+      const faultRate = base + between(r, 0.08, 0.6);
+      const withBaseline = r() < 0.5;
+      const cells: { door: string; pool: string; transfers: number; failures: number }[] = [];
+      const baseline = new Map<string, Map<string, Tally>>([['door', new Map()], ['pool', new Map()]]);
+      for (const d of doors) {
+        for (const p of pools) {
+          const n = poisson(r, between(r, 3, 25));
+          const pd = `door:${d}`;
+          const pp = `pool:${p}`;
+          const p0 = (rate.get(pd)! + rate.get(pp)!) / 2;
+          const pf = faulty === pd || faulty === pp ? faultRate : p0;
+          cells.push({ door: d, pool: p, transfers: n, failures: binomial(r, n, pf) });
+          if (withBaseline) {
+            const bn = n * 20;
+            const bf = binomial(r, bn, p0);
+            for (const [dim, key] of [['door', d], ['pool', p]] as const) {
+              const m = baseline.get(dim)!;
+              const old = m.get(key) ?? { transfers: 0, failures: 0 };
+              m.set(key, { transfers: old.transfers + bn, failures: old.failures + bf });
+            }
+          }
+        }
+      }
+      const found = detectFaults(cells, baseline, D.fault);
+      score.add(found.map((f) => `fault:${f.dimension}:${f.key}`), truth);
+    }
+    score.check(t, 'fault', { precision: 0.95, recall: 0.85 });
+  });
+
+  it('misuse: bursts of permission-denied errors from a client network (and the user behind them)', (t) => {
+    const net = new Score();
+    const user = new Score();
+    const r = rng(202);
+    const nets = ['192.0.2.0/24', '198.51.100.0/24', '203.0.113.0/24', '2001:db8::/64', 'host.example.org'];
+    const users = ['alice', 'bob', 'carol', 'dave', 'erin'];
+    for (let s = 0; s < 400; s++) {
+      const deniedRate = between(r, 0.001, 0.02);
+      const recent = new Map<string, Map<string, Tally>>([['client_net', new Map()], ['user', new Map()]]);
+      const baseline = new Map<string, Map<string, Tally>>([['client_net', new Map()], ['user', new Map()]]);
+      const add = (m: Map<string, Map<string, Tally>>, n: string, u: string, transfers: number, failures: number) => {
+        for (const [dim, key] of [['client_net', n], ['user', u]] as const) {
+          const old = m.get(dim)!.get(key) ?? { transfers: 0, failures: 0 };
+          m.get(dim)!.set(key, { transfers: old.transfers + transfers, failures: old.failures + failures });
+        }
+      };
+      for (const n of nets)
+        for (const u of users) {
+          const k = poisson(r, between(r, 5, 80));
+          add(recent, n, u, k, binomial(r, k, deniedRate));
+          if (s % 2 === 0) add(baseline, n, u, k * 20, binomial(r, k * 20, deniedRate));
+        }
+      const truthNet: string[] = [];
+      const truthUser: string[] = [];
+      if (r() < 0.5) {
+        const fresh = r() < 0.5;
+        const n = fresh ? '198.18.7.0/24' : nets[Math.floor(r() * nets.length)]!;
+        const u = users[Math.floor(r() * users.length)]!;
+        const burst = Math.round(between(r, 10, 200));
+        add(recent, n, u, burst, burst);
+        truthNet.push(n);
+        truthUser.push(u);
+      }
+      const found = detectMisuse(recent, baseline, D.misuse);
+      net.add(found.filter((f) => f.dimension === 'client_net').map((f) => f.key), truthNet);
+      user.add(found.filter((f) => f.dimension === 'user').map((f) => f.key), truthUser);
+    }
+    net.check(t, 'misuse by client network', { precision: 0.95, recall: 0.9 });
+    user.check(t, 'misuse by user', { precision: 0.95, recall: 0.8 });
+  });
+
+  it('surges: users moving far more than their norm (EWMA band, and the seasonal baseline)', (t) => {
+    const score = new Score();
+    const r = rng(303);
+    const o = { ...D.surge, minBytes: 1e9 };
+    for (let s = 0; s < 400; s++) {
+      const mean = Math.exp(between(r, Math.log(2e8), Math.log(5e10))); // bytes per minute
+      const noise = between(r, 0.2, 0.8);
+      const sample = (m: number) => Math.max(0, m * Math.exp(noise * gaussian(r) - (noise * noise) / 2));
+      const history = Array.from({ length: 120 }, () => sample(mean));
+      const seasonal = s % 3 === 0 ? Array.from({ length: 7 }, () => sample(mean * 60)) : [];
+      const truth: string[] = [];
+      let factor = 1;
+      if (r() < 0.5) {
+        factor = between(r, 8, 40);
+        truth.push('user');
+      }
+      const recentBytes = Array.from({ length: 5 }, () => sample(mean * factor)).reduce((a, b) => a + b, 0);
+      const found = detectSurges([{ key: 'user', recentBytes, recentMinutes: 5, history, seasonal }], o);
+      score.add(found.map((f) => f.key), truth);
+    }
+    score.check(t, 'surge', { precision: 0.95, recall: 0.9 });
+  });
+
+  it('surges: a user who is heavy at this hour every day is not flagged; a quiet hour is judged by its own norm', () => {
+    const o = { ...D.surge, minBytes: 1e9 };
+    const quiet = Array.from({ length: 120 }, () => 1e8);
+    // Every day at this hour the user moves 60 GB an hour (1 GB/min): now 1.2 GB/min is normal.
+    assert.deepEqual(detectSurges([{ key: 'u', recentBytes: 6e9, recentMinutes: 5, history: quiet, seasonal: [6e10, 5.5e10, 6.5e10, 6e10] }], o), []);
+    // Without the seasonal baseline the same minutes are a surge against the quiet last two hours.
+    assert.equal(detectSurges([{ key: 'u', recentBytes: 6e9, recentMinutes: 5, history: quiet, seasonal: [] }], o).length, 1);
+    // Too little history: nothing is judged.
+    assert.deepEqual(detectSurges([{ key: 'u', recentBytes: 6e9, recentMinutes: 5, history: quiet.slice(0, 10), seasonal: [] }], o), []);
+  });
+
+  it('ewma: mean and deviation follow the series', () => {
+    const flat = ewma(Array(100).fill(10), 0.1);
+    assert.equal(flat.mean, 10);
+    assert.equal(flat.sd, 0);
+    const r = rng(5);
+    const noisy = ewma(Array.from({ length: 2000 }, () => 100 + 10 * gaussian(r)), 0.02);
+    assert.ok(Math.abs(noisy.mean - 100) < 5 && Math.abs(noisy.sd - 10) < 3, JSON.stringify(noisy));
+  });
+
+  it('new client networks of known users', (t) => {
+    const score = new Score();
+    const r = rng(404);
+    const now = Date.UTC(2024, 2, 14, 12);
+    const o = D.newNetwork;
+    for (let s = 0; s < 300; s++) {
+      const userFirst = now - between(r, 0, 10) * 86_400_000;
+      const networks: { network: string; firstSeenMs: number; recentTransfers: number }[] = [];
+      const truth: string[] = [];
+      // Networks first seen in the window: while the user was being learnt, or later.
+      for (let i = 0; i < 3; i++) {
+        const firstSeenMs = now - between(r, 0, D.windowMinutes) * 60_000;
+        const recentTransfers = Math.floor(between(r, 0, 40));
+        const network = `10.${s}.${i}.0/24`;
+        networks.push({ network, firstSeenMs, recentTransfers });
+        if (firstSeenMs >= userFirst + o.learnMinutes * 60_000 && recentTransfers >= o.minTransfers) truth.push(`${network} u${s}`);
+      }
+      const found = detectNewNetworks([{ user: `u${s}`, userFirstSeenMs: userFirst, networks }], now, D.windowMinutes, o);
+      score.add(found.map((f) => f.key), truth);
+    }
+    score.check(t, 'new-network', { precision: 1, recall: 1 });
+  });
+
+  it('pools that stop serving while the site goes on', (t) => {
+    const score = new Score();
+    const r = rng(505);
+    for (let s = 0; s < 300; s++) {
+      const minutes = 180;
+      const perMinute = Math.exp(between(r, Math.log(0.3), Math.log(40)));
+      const stopped = r() < 0.5;
+      const stopAt = stopped ? minutes - Math.floor(between(r, 6, 40)) : minutes;
+      // Events of the pool, minute by minute (uniform within a minute); the site goes on to the end.
+      const counts: number[] = [];
+      let last = 0;
+      for (let m = 0; m < minutes; m++) {
+        const n = m < stopAt ? poisson(r, perMinute) : 0;
+        counts.push(n);
+        if (n > 0) last = m * 60_000 + r() * 60_000;
+      }
+      const siteLast = minutes * 60_000;
+      const lastMinute = Math.floor(last / 60_000);
+      const history = counts.slice(Math.max(0, lastMinute - D.baselineMinutes), lastMinute);
+      const expected = (perMinute * (siteLast - last)) / 60_000;
+      // Truth: stopped, and long enough at its rate to be sure (what the thresholds promise).
+      const truth = stopped && siteLast - last >= D.stopped.minSilenceSeconds * 1000 && expected >= D.stopped.minExpected * 1.5 ? ['pool'] : [];
+      const found = detectStoppedPools([{ pool: 'pool', lastSeenMs: last, history }], siteLast, D.stopped);
+      // A stop that the thresholds deliberately leave alone is neither a hit nor a miss.
+      if (stopped && truth.length === 0) continue;
+      score.add(found.map((f) => f.key), truth);
+    }
+    score.check(t, 'pool-stopped', { precision: 0.95, recall: 0.9 });
+  });
+});
+
+describe('statistics keys', () => {
+  it('client networks: /24 for IPv4, /64 for IPv6 (also dCache\'s long Java form), names as they are', () => {
+    assert.equal(clientNetwork('192.0.2.77'), '192.0.2.0/24');
+    assert.equal(clientNetwork('2001:db8:0:0:0:0:0:1'), '2001:db8::/64');
+    assert.equal(clientNetwork('2001:db8:1:2:3:4:5:6'), '2001:db8:1:2::/64');
+    assert.equal(clientNetwork('2001:DB8:0:0:1:0:0:1'), '2001:db8::/64');
+    assert.equal(clientNetwork('[2001:db8::1]'), '2001:db8::/64');
+    assert.equal(clientNetwork('fe80:0:0:0:0:0:0:1%eth0'), 'fe80::/64');
+    assert.equal(clientNetwork('0:0:0:0:0:ffff:c000:0205'), '192.0.2.0/24');
+    assert.equal(clientNetwork('::ffff:192.0.2.5'), '192.0.2.0/24');
+    assert.equal(clientNetwork('Remote-1.Example.NET'), 'remote-1.example.net');
+    assert.equal(clientNetwork('unknown'), '(unknown)');
+    assert.equal(clientNetwork(undefined), '(unknown)');
+    assert.equal(clientNetwork('999.1.1.1'), '999.1.1.1');
+    assert.equal(ipv6Groups('1::2::3'), null);
+    assert.equal(formatIpv6([0, 0, 0, 0, 0, 0, 0, 0]), '::');
+    assert.equal(formatIpv6([1, 0, 2, 0, 0, 3, 0, 0]), '1:0:2::3:0:0');
+  });
+
+  it('histogram bins are log2', () => {
+    assert.equal(durationBin(0), 0);
+    assert.equal(durationBin(1000), 9);
+    assert.equal(rateBin(100e6), 26);
+  });
+
+  const delivered = (over: Partial<DeliveredRecord['record']>, row: Partial<DeliveredRecord['row']> = {}): DeliveredRecord => ({
+    row: { id: '1', source: 'billinginfo', capturedAtMs: 0, datestampMs: 0, door: null, record: { cellname: 'pool_a@dom', client: '2001:db8:0:0:0:0:0:7', initiator: 'door:GFTP-door01@gridftpDomain:123' }, ...row },
+    record: {
+      recordId: 'x', createTimeMs: 0, localJobId: 'x', dn: '/CN=alice', voName: 'cms', resources: [{ description: 'Protocol', value: 'GFtp-2.0' }, { description: 'IsNew', value: '1' }],
+      startTimeMs: 0, endTimeMs: Date.UTC(2024, 0, 1, 10, 30, 15), networkBytes: 1e9, durationMs: 10_000, action: 'transfer', status: 0, probeName: 'p', siteName: 's', grid: 'OSG', ...over,
+    },
+  });
+
+  it('a record counts under each dimension once; the door comes from the initiator when no door row was found', () => {
+    const keys = Object.fromEntries(keysOf(delivered({})));
+    assert.deepEqual(keys, {
+      all: '', direction: 'write', protocol: 'GFtp-2.0', vo: 'cms', user: '/CN=alice', pool: 'pool_a@dom', door: 'GFTP-door01@gridftpDomain', error: '0',
+      door_pool: 'GFTP-door01@gridftpDomain pool_a@dom', duration_bin: '13', client_net: '2001:db8::/64', user_net: '2001:db8::/64 /CN=alice', rate_bin: '26',
+    });
+    const denied = Object.fromEntries(keysOf(delivered({ status: 10018, networkBytes: 0, dn: undefined, localUserId: 'bob', voName: undefined })));
+    assert.equal(denied.user, 'bob');
+    assert.equal(denied.vo, '(none)');
+    assert.equal(denied.rate_bin, undefined, 'failed transfers have no rate');
+  });
+
+  it('a batch becomes sorted upsert rows; old records stay out of tables that would not keep them', () => {
+    const now = Date.UTC(2024, 0, 1, 11);
+    const a = delivered({});
+    const b = delivered({ status: 10018, endTimeMs: Date.UTC(2024, 0, 1, 10, 31, 1) });
+    const old = delivered({ endTimeMs: Date.UTC(2023, 11, 1) });
+    const rows = batchRows([a, b, old], now, { minuteMs: 48 * 3_600_000, hourMs: 60 * 86_400_000 });
+    const all = rows.minute.filter((r) => r.dimension === 'all');
+    assert.deepEqual(all.map((r) => [r.bucketMs, r.transfers, r.errors, r.denied]), [[Date.UTC(2024, 0, 1, 10, 30), 1, 0, 0], [Date.UTC(2024, 0, 1, 10, 31), 1, 1, 1]]);
+    const hourAll = rows.hour.filter((r) => r.dimension === 'all');
+    assert.deepEqual(hourAll.map((r) => [r.bucketMs, r.transfers, r.bytes]), [[Date.UTC(2023, 11, 1), 1, 1e9], [Date.UTC(2024, 0, 1, 10), 2, 2e9]]);
+    const sorted = [...rows.minute].sort((x, y) => x.bucketMs - y.bucketMs || (x.dimension < y.dimension ? -1 : x.dimension > y.dimension ? 1 : x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
+    assert.deepEqual(rows.minute, sorted);
+    const poolSeen = rows.seen.find((s) => s.dimension === 'pool')!;
+    assert.deepEqual([poolSeen.firstMs, poolSeen.lastMs], [Date.UTC(2023, 11, 1), Date.UTC(2024, 0, 1, 10, 31, 1)]);
+  });
+
+  it('settings come from the environment, and docs/DASHBOARD.md lists every variable', () => {
+    const o = statisticsOptions({ DCACHE_PROBE_ANOMALY_FAULT_MIN_COUNT: '3', DCACHE_PROBE_STATS_MINUTE_RETENTION_HOURS: '12' }, { detectors: { surge: { ratio: 9 } } });
+    assert.equal(o.detectors.fault.minCount, 3);
+    assert.equal(o.detectors.fault.ratio, D.fault.ratio);
+    assert.equal(o.minuteRetentionHours, 12);
+    assert.equal(o.detectors.surge.ratio, 9);
+    assert.throws(() => statisticsOptions({ DCACHE_PROBE_ANOMALY_SURGE_K: 'many' }), /DCACHE_PROBE_ANOMALY_SURGE_K: "many" is not a non-negative number/);
+    const doc = readFileSync(resolve(__dirname, '..', '..', 'docs', 'DASHBOARD.md'), 'utf8');
+    for (const s of STATISTICS_SETTINGS) assert.ok(doc.includes(s.env), `docs/DASHBOARD.md does not mention ${s.env}`);
+  });
+});
