@@ -24,19 +24,33 @@ export function xmlSafe(value: string): string {
   return value.replace(XML_FORBIDDEN, '');
 }
 
+const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
+const FORBIDDEN_OR_MARKUP = new RegExp(`${XML_FORBIDDEN.source}|[&<>"']`, 'g');
+
+/**
+ * Text or attribute value, ready for the document: forbidden characters removed and markup
+ * escaped in one pass, with exactly the entities fast-xml-parser's own processing writes
+ * (a test compares the two), so records stay byte-identical. Doing it here, with the builder's
+ * entity processing off, takes a quarter off the cost of building a record.
+ */
+export function xmlText(value: string): string {
+  return value.replace(FORBIDDEN_OR_MARKUP, (c) => ENTITIES[c] ?? '');
+}
+
 const builder = new XMLBuilder({
   preserveOrder: true,
   ignoreAttributes: false,
   attributeNamePrefix: '',
   suppressEmptyNode: true,
   format: false,
+  processEntities: false, // values are escaped by xmlText()
 });
 
 type Node = Record<string, unknown>;
 
 function element(name: string, value: string | number, attributes?: Record<string, string>): Node {
-  const node: Node = { [name]: [{ '#text': xmlSafe(String(value)) }] };
-  if (attributes) node[':@'] = Object.fromEntries(Object.entries(attributes).map(([k, v]) => [k, xmlSafe(v)]));
+  const node: Node = { [name]: [{ '#text': xmlText(String(value)) }] };
+  if (attributes) node[':@'] = Object.fromEntries(Object.entries(attributes).map(([k, v]) => [k, xmlText(v)]));
   return node;
 }
 
@@ -67,7 +81,7 @@ export function usageRecordXml(record: UsageRecord): string {
     parent(
       'JobUsageRecord',
       [
-        parent('RecordIdentity', [], { 'urwg:recordId': xmlSafe(record.recordId), 'urwg:createTime': rfc3339Seconds(record.createTimeMs) }),
+        parent('RecordIdentity', [], { 'urwg:recordId': xmlText(record.recordId), 'urwg:createTime': rfc3339Seconds(record.createTimeMs) }),
         parent('JobIdentity', [element('LocalJobId', record.localJobId)]),
         parent('UserIdentity', [
           ...optional('DN', record.dn),
@@ -129,7 +143,7 @@ export function probeDetailsXml(d: ProbeDetails): string {
     parent(
       'ProbeDetails',
       [
-        parent('RecordIdentity', [], { 'urwg:recordId': xmlSafe(`${d.probeName}:ProbeDetails:${d.createTimeMs}`), 'urwg:createTime': rfc3339Seconds(d.createTimeMs) }),
+        parent('RecordIdentity', [], { 'urwg:recordId': xmlText(`${d.probeName}:ProbeDetails:${d.createTimeMs}`), 'urwg:createTime': rfc3339Seconds(d.createTimeMs) }),
         element('ProbeName', d.probeName),
         element('SiteName', d.siteName),
         element('Grid', d.grid),

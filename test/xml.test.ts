@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser';
 import type { UsageRecord } from '../src/mapping';
 import { multiupdateForm } from '../src/sender';
-import { recordEnvelope, usageRecordXml, xmlSafe } from '../src/xml';
+import { recordEnvelope, usageRecordXml, xmlSafe, xmlText } from '../src/xml';
 import { parseEnvelope, parseForm } from '../src/collector/server';
 
 const RECORD: UsageRecord = {
@@ -79,6 +79,18 @@ describe('JobUsageRecord XML', () => {
     const xml = usageRecordXml({ ...RECORD, localUserId: 'user\u0007name', submitHost: 'host\u0000' });
     assert.equal(XMLValidator.validate(xml), true);
     assert.ok(xml.includes('<LocalUserId>username</LocalUserId>'));
+  });
+
+  it("escapes exactly as fast-xml-parser's own entity processing does (records stay byte-identical)", () => {
+    const reference = new XMLBuilder({ preserveOrder: true, ignoreAttributes: false, attributeNamePrefix: '', format: false });
+    const alphabet = ['a', 'Z', '0', ' ', '&', '<', '>', '"', "'", ';', '#', 'é', '🚀', '&amp;', '\t', '\n'];
+    let seed = 42;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    for (let i = 0; i < 2000; i++) {
+      const value = Array.from({ length: 1 + Math.floor(random() * 12) }, () => alphabet[Math.floor(random() * alphabet.length)]).join('');
+      const expected = reference.build([{ X: [{ '#text': value }], ':@': { a: value } }]) as string;
+      assert.equal(`<X a="${xmlText(value)}">${xmlText(value)}</X>`, expected, JSON.stringify(value));
+    }
   });
 
   it('is byte-identical for the same record', () => {
