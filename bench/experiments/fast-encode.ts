@@ -1,0 +1,117 @@
+/**
+ * EXPERIMENT (bench only, not the product): the probe's record encoding written with plain
+ * string building instead of fast-xml-parser's XMLBuilder and URLSearchParams, producing the
+ * SAME BYTES (collectors deduplicate by content, so a re-sent record must be byte-identical;
+ * bench/encode.ts checks every record and every form against the shipped functions).
+ *
+ *  - fastUsageRecordXml: one template per record, one escape pass per value;
+ *  - encodedRecord + fastForm: each record is form-encoded once; a bundle's body size is known
+ *    from the parts, so splitting a bundle that is too large never re-encodes it (the shipped
+ *    planBodies builds the whole form, then each half, and so on).
+ */
+
+type Anything = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+export interface Helpers {
+  xmlSafe(value: string): string;
+  isoDuration(ms: number): string;
+  rfc3339(ms: number): string;
+  EncodeError: new (message: string) => Error;
+}
+
+const UR = 'http://www.gridforum.org/2003/ur-wg';
+const ROOT_OPEN = `<JobUsageRecord xmlns="${UR}" xmlns:urwg="${UR}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="${UR} file:///u:/OSG/urwg-schema.11.xsd">`;
+const ENTITY: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', "'": '&apos;', '"': '&quot;' };
+const SPECIAL = /[&<>'"]/g;
+const NEEDS = /[&<>'"]/;
+/** Anything xmlSafe might remove (a superset: then xmlSafe itself decides). */
+const MAYBE_UNSAFE = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uD800-\uDFFF\uFFFE\uFFFF]/;
+
+export function makeFastXml(h: Helpers): (record: Anything) => string {
+  const esc = (value: string): string => {
+    const safe = MAYBE_UNSAFE.test(value) ? h.xmlSafe(value) : value;
+    return NEEDS.test(safe) ? safe.replace(SPECIAL, (c) => ENTITY[c]!) : safe;
+  };
+  const el = (name: string, value: string | number): string => {
+    const text = esc(String(value));
+    return text === '' ? `<${name}/>` : `<${name}>${text}</${name}>`;
+  };
+  const opt = (name: string, value: string | undefined): string => (value === undefined || value === '' ? '' : el(name, value));
+  const res = (description: string, value: string): string => {
+    const text = esc(String(value));
+    const open = `<Resource urwg:description="${esc(description)}"`;
+    return text === '' ? `${open}/>` : `${open}>${text}</Resource>`;
+  };
+  const createTime = (ms: number) => h.rfc3339(Math.floor(ms / 1000) * 1000).replace('.000Z', 'Z');
+
+  return (r: Anything): string => {
+    if (!Number.isFinite(r.networkBytes) || !Number.isFinite(r.durationMs)) throw new h.EncodeError('size or duration is not a number');
+    const duration = h.isoDuration(r.durationMs);
+    const user = opt('DN', r.dn) + opt('LocalUserId', r.localUserId) + opt('VOName', r.voName) + opt('ReportableVOName', r.reportableVoName);
+    let resources = '';
+    for (const x of r.resources) resources += res(x.description, x.value);
+    const network = esc(String(Math.trunc(r.networkBytes)));
+    const networkOpen = `<Network urwg:storageUnit="b" urwg:phaseUnit="${esc(duration)}" urwg:metric="total" urwg:description="${esc(r.action)}"`;
+    return (
+      ROOT_OPEN +
+      `<RecordIdentity urwg:recordId="${esc(r.recordId)}" urwg:createTime="${esc(createTime(r.createTimeMs))}"/>` +
+      `<JobIdentity>${el('LocalJobId', r.localJobId)}</JobIdentity>` +
+      (user === '' ? '<UserIdentity/>' : `<UserIdentity>${user}</UserIdentity>`) +
+      resources +
+      el('StartTime', h.rfc3339(r.startTimeMs)) +
+      el('EndTime', h.rfc3339(r.endTimeMs)) +
+      (network === '' ? `${networkOpen}/>` : `${networkOpen}>${network}</Network>`) +
+      el('WallDuration', duration) +
+      opt('SubmitHost', r.submitHost) +
+      el('Status', r.status) +
+      el('ProbeName', r.probeName) +
+      el('SiteName', r.siteName) +
+      el('Grid', r.grid) +
+      el('Njobs', r.njobs ?? 1) +
+      res('ResourceType', 'Storage') +
+      '</JobUsageRecord>'
+    );
+  };
+}
+
+/** application/x-www-form-urlencoded exactly as URLSearchParams writes it. */
+export function formEncode(value: string): string {
+  return encodeURIComponent(value)
+    .replace(/%20/g, '+')
+    .replace(/[!'()~]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+}
+
+const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>';
+const HEAD = formEncode(`${XML_DECLARATION}\n<RecordEnvelope>\n`);
+const TAIL = formEncode('</RecordEnvelope>');
+
+/** A record's part of the arg1 field, encoded once. */
+export function encodedRecord(xml: string): string {
+  return formEncode(xml + '\n');
+}
+
+/** The multiupdate form of encoded records (same bytes as the shipped multiupdateForm). */
+export function fastForm(encoded: readonly string[], probeName: string, backlog = 0): string {
+  return `command=multiupdate&arg1=${HEAD}${encoded.join('')}${TAIL}&from=${formEncode(probeName)}&xmlfiles=${backlog}&tarfiles=0&maxpendingfiles=0&backlog=${backlog}&bundlesize=${encoded.length}`;
+}
+
+/** The shipped planBodies' cuts, from sizes alone: each body is built once. */
+export function fastPlanBodies(encoded: readonly string[], probeName: string, maxBytes: number, backlog = 0): { start: number; end: number; form: string }[] {
+  const prefix = [0];
+  for (const e of encoded) prefix.push(prefix[prefix.length - 1]! + e.length);
+  const fixed = (n: number) => fastForm([], probeName, backlog).length - '0'.length + String(n).length;
+  const out: { start: number; end: number; form: string }[] = [];
+  const plan = (start: number, end: number): void => {
+    if (start >= end) return;
+    const size = fixed(end - start) + prefix[end]! - prefix[start]!;
+    if (size <= maxBytes || end - start === 1) {
+      out.push({ start, end, form: fastForm(encoded.slice(start, end), probeName, backlog) });
+      return;
+    }
+    const mid = start + Math.ceil((end - start) / 2);
+    plan(start, mid);
+    plan(mid, end);
+  };
+  plan(0, encoded.length);
+  return out;
+}
