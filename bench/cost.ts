@@ -1,0 +1,332 @@
+/**
+ * 3. Cost to dCache: how fast 10 concurrent writers can insert billing rows (each transaction
+ * a mover row and its door row, or 50 of each = 100 rows; one INSERT per row as dCache's
+ * billing cell does, as prepared statements), in alternating phases:
+ *   off            our triggers disabled (ALTER TABLE … DISABLE TRIGGER USER), no probe
+ *   capture        our triggers enabled, no probe running (the queue grows)
+ *   capture+probe  our triggers enabled and `dcache-probe run` draining to the collector
+ *   naive+probe    for reference: a naive capture trigger (same copy, but pg_notify in every
+ *                  transaction; created in the bench database only) with the probe draining
+ * Tables are emptied and a CHECKPOINT taken before every phase, so every phase starts alike.
+ */
+import { loadavg } from 'node:os';
+import pg from 'pg';
+import { TransferGenerator, type Row } from '../src/demo/simulator';
+import { sleep } from './lib/env';
+import { startDaemon, type CollectorProcess } from './lib/proc';
+import { percentile, sorted } from './lib/stats';
+
+export interface CostPhase {
+  variant: string;
+  rowsPerTransaction: number;
+  round: number;
+  rowsPerS: number;
+  commitP50Ms: number;
+  commitP99Ms: number;
+  /** Records the collector accepted per second during the phase (probe variants). */
+  deliveredPerS: number;
+  queueAtEnd: number;
+  loadAvg1: number;
+}
+
+/** A phase's set-up: which triggers are enabled (all others disabled) and whether the probe runs. */
+export interface VariantSpec {
+  name: string;
+  /** Triggers to enable, as "table.trigger". */
+  triggers: string[];
+  probe: boolean;
+  /** Shown in the report. */
+  description: string;
+}
+
+const OURS = ['billinginfo.dcache_probe_capture', 'doorinfo.dcache_probe_wake'];
+
+export const COST_VARIANTS: VariantSpec[] = [
+  { name: 'off', triggers: [], probe: false, description: 'our triggers disabled, no probe' },
+  { name: 'capture', triggers: OURS, probe: false, description: 'our triggers, no probe running (the queue grows)' },
+  { name: 'capture+probe', triggers: OURS, probe: true, description: 'our triggers, `dcache-probe run` draining' },
+  { name: 'naive+probe', triggers: ['billinginfo.bench_naive_capture', 'doorinfo.bench_naive_wake'], probe: true, description: 'reference: same copy, pg_notify in every transaction, probe draining' },
+];
+
+/**
+ * EXPERIMENTS (bench database only): variants of our capture triggers, to find what the trigger
+ * cost is made of. Each is ours with one thing changed.
+ */
+export const TRIGGER_EXPERIMENTS: VariantSpec[] = [
+  { name: 'x: no EXCEPTION block', triggers: ['billinginfo.bench_x_noexc_capture', 'doorinfo.bench_x_noexc_wake'], probe: false, description: 'ours without the EXCEPTION blocks (no subtransaction per statement)' },
+  { name: 'x: no SECURITY DEFINER/SET', triggers: ['billinginfo.bench_x_noset_capture', 'doorinfo.bench_x_noset_wake'], probe: false, description: 'ours without SECURITY DEFINER and SET search_path' },
+  { name: 'x: FOR EACH ROW', triggers: ['billinginfo.bench_x_row_capture', 'doorinfo.dcache_probe_wake'], probe: false, description: 'ours as a row-level trigger (no transition table)' },
+  { name: 'x: no door trigger', triggers: ['billinginfo.dcache_probe_capture'], probe: false, description: 'ours without the doorinfo wake trigger' },
+  { name: 'x: bare copy', triggers: ['billinginfo.bench_x_lean_capture'], probe: false, description: 'lower bound: row-level INSERT of to_jsonb(NEW), nothing else' },
+];
+
+/** The naive reference and the experiments' functions and triggers (created disabled). */
+const BENCH_TRIGGERS_SQL = `
+CREATE OR REPLACE FUNCTION public.bench_naive_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO dcache_probe.capture_queue (source, record)
+    SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS c
+     WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
+    PERFORM pg_notify('dcache_probe', '');
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION public.bench_naive_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('dcache_probe', '');
+    RETURN NULL;
+END $$;
+
+-- ours without EXCEPTION blocks
+CREATE OR REPLACE FUNCTION public.bench_x_noexc_capture() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(7262627701);
+    INSERT INTO dcache_probe.capture_queue (source, record)
+    SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS captured
+     WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
+    PERFORM dcache_probe.wake_listener();
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION public.bench_x_noexc_wake() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(7262627701);
+    PERFORM dcache_probe.wake_listener();
+    RETURN NULL;
+END $$;
+
+-- ours without SECURITY DEFINER / SET search_path (also for the wake function they call)
+CREATE OR REPLACE FUNCTION public.bench_x_noset_listener() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE armed bigint; fired bigint;
+BEGIN
+    SELECT last_value INTO armed FROM dcache_probe.wake_armed;
+    SELECT last_value INTO fired FROM dcache_probe.wake_fired;
+    IF armed > fired THEN
+        PERFORM setval('dcache_probe.wake_fired', armed);
+        PERFORM pg_notify('dcache_probe', '');
+    END IF;
+END $$;
+CREATE OR REPLACE FUNCTION public.bench_x_noset_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        PERFORM pg_advisory_xact_lock_shared(7262627701);
+        INSERT INTO dcache_probe.capture_queue (source, record)
+        SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS captured
+         WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
+        PERFORM public.bench_x_noset_listener();
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'bench: %', SQLERRM;
+    END;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION public.bench_x_noset_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        PERFORM pg_advisory_xact_lock_shared(7262627701);
+        PERFORM public.bench_x_noset_listener();
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'bench: %', SQLERRM;
+    END;
+    RETURN NULL;
+END $$;
+
+-- ours as a row-level trigger
+CREATE OR REPLACE FUNCTION public.bench_x_row_capture() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    BEGIN
+        PERFORM pg_advisory_xact_lock_shared(7262627701);
+        IF (to_jsonb(NEW) ->> 'p2p') IS DISTINCT FROM 'true' THEN
+            INSERT INTO dcache_probe.capture_queue (source, record) VALUES (TG_TABLE_NAME, to_jsonb(NEW));
+        END IF;
+        PERFORM dcache_probe.wake_listener();
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'bench: %', SQLERRM;
+    END;
+    RETURN NULL;
+END $$;
+
+-- the least a copying trigger can do
+CREATE OR REPLACE FUNCTION public.bench_x_lean_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO dcache_probe.capture_queue (source, record) VALUES (TG_TABLE_NAME, to_jsonb(NEW));
+    RETURN NULL;
+END $$;
+
+DO $$
+DECLARE t record;
+BEGIN
+    FOR t IN SELECT * FROM (VALUES
+        ('billinginfo', 'bench_naive_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_naive_capture'),
+        ('doorinfo', 'bench_naive_wake', 'FOR EACH STATEMENT', 'bench_naive_wake'),
+        ('billinginfo', 'bench_x_noexc_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_noexc_capture'),
+        ('doorinfo', 'bench_x_noexc_wake', 'FOR EACH STATEMENT', 'bench_x_noexc_wake'),
+        ('billinginfo', 'bench_x_noset_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_noset_capture'),
+        ('doorinfo', 'bench_x_noset_wake', 'FOR EACH STATEMENT', 'bench_x_noset_wake'),
+        ('billinginfo', 'bench_x_row_capture', 'FOR EACH ROW', 'bench_x_row_capture'),
+        ('billinginfo', 'bench_x_lean_capture', 'FOR EACH ROW', 'bench_x_lean_capture')
+    ) AS v(tbl, trg, how, fn) LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON public.%I', t.trg, t.tbl);
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON public.%I %s EXECUTE FUNCTION public.%I()', t.trg, t.tbl, t.how, t.fn);
+        EXECUTE format('ALTER TABLE public.%I DISABLE TRIGGER %I', t.tbl, t.trg);
+    END LOOP;
+END $$;
+`;
+
+export async function installBenchTriggers(pool: pg.Pool): Promise<void> {
+  await pool.query(BENCH_TRIGGERS_SQL);
+}
+
+async function setTriggers(pool: pg.Pool, variant: VariantSpec): Promise<void> {
+  const { rows } = await pool.query<{ tbl: string; trg: string; enabled: boolean }>(
+    `SELECT c.relname AS tbl, t.tgname AS trg, t.tgenabled <> 'D' AS enabled
+       FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+      WHERE NOT t.tgisinternal AND c.relname IN ('billinginfo', 'doorinfo') AND c.relnamespace = 'public'::regnamespace`,
+  );
+  for (const { tbl, trg, enabled } of rows) {
+    const want = variant.triggers.includes(`${tbl}.${trg}`);
+    if (want !== enabled) await pool.query(`ALTER TABLE public.${pg.escapeIdentifier(tbl)} ${want ? 'ENABLE' : 'DISABLE'} TRIGGER ${pg.escapeIdentifier(trg)}`);
+  }
+}
+
+const MOVER_COLUMNS = ['datestamp', 'cellname', 'action', 'transaction', 'pnfsid', 'fullsize', 'transfersize', 'storageclass', 'isnew', 'client', 'connectiontime', 'errorcode', 'errormessage', 'protocol', 'initiator', 'p2p', 'fqan', 'mappeduid', 'mappedgid', 'owner'];
+const DOOR_COLUMNS = ['datestamp', 'cellname', 'action', 'owner', 'mappeduid', 'mappedgid', 'client', 'transaction', 'pnfsid', 'path', 'queuedtime', 'connectiontime', 'errorcode', 'errormessage', 'fqan'];
+
+function insertText(table: string, columns: string[]): string {
+  return `INSERT INTO public.${table} (${columns.join(', ')}) VALUES (${columns.map((c, i) => (c === 'datestamp' ? `$${i + 1}::timestamptz` : `$${i + 1}`)).join(', ')})`;
+}
+
+function values(row: Row, columns: string[]): unknown[] {
+  return columns.map((c) => {
+    const v = row[c];
+    return v instanceof Date ? v.toISOString() : v ?? null;
+  });
+}
+
+/** Templates of realistic mover/door pairs; each use gets a unique transaction id. */
+class PairSource {
+  private readonly movers: unknown[][] = [];
+  private readonly doors: unknown[][] = [];
+  private counter = 0;
+  private readonly tIdx = MOVER_COLUMNS.indexOf('transaction');
+  private readonly iIdx = MOVER_COLUMNS.indexOf('initiator');
+  private readonly dIdx = DOOR_COLUMNS.indexOf('transaction');
+
+  constructor(private readonly tag: string) {
+    const gen = new TransferGenerator({ seed: 42, p2pShare: 0, noDoorShare: 0, duplicateShare: 0 });
+    for (let i = 0; i < 2000; i++) {
+      const t = gen.next();
+      this.movers.push(values(t.mover, MOVER_COLUMNS));
+      this.doors.push(values(t.door!, DOOR_COLUMNS));
+    }
+  }
+
+  next(): { mover: unknown[]; door: unknown[] } {
+    const n = this.counter++;
+    const mover = [...this.movers[n % this.movers.length]!];
+    const door = [...this.doors[n % this.doors.length]!];
+    const suffix = `-${this.tag}-${n}`;
+    mover[this.tIdx] = `${mover[this.tIdx]}${suffix}`;
+    mover[this.iIdx] = `${mover[this.iIdx]}${suffix}`;
+    door[this.dIdx] = mover[this.iIdx];
+    return { mover, door };
+  }
+}
+
+export interface CostContext {
+  pool: pg.Pool;
+  dbUrl: string;
+  collector: CollectorProcess;
+}
+
+async function phase(ctx: CostContext, spec: VariantSpec, rowsPerTransaction: number, round: number, warmupS: number, windowS: number): Promise<CostPhase> {
+  const variant = spec.name;
+  await setTriggers(ctx.pool, spec);
+  await ctx.pool.query('TRUNCATE public.billinginfo, public.doorinfo, dcache_probe.capture_queue, dcache_probe.delivered_key');
+  await ctx.pool.query('CHECKPOINT');
+  await ctx.collector.reset();
+  const probe = spec.probe ? await startDaemon({ dbUrl: ctx.dbUrl, collectorUrl: ctx.collector.url }) : null;
+
+  const source = new PairSource(`${variant.replace(/\W/g, '')}${round}r${rowsPerTransaction}`);
+  const moverSql = insertText('billinginfo', MOVER_COLUMNS);
+  const doorSql = insertText('doorinfo', DOOR_COLUMNS);
+  let stop = false;
+  let windowStart = Infinity;
+  let windowEnd = Infinity;
+  let rows = 0;
+  const commitMs: number[] = [];
+  const writer = async (w: number) => {
+    const client = new pg.Client({ connectionString: ctx.dbUrl, application_name: 'dcache billing (bench)' });
+    await client.connect();
+    try {
+      while (!stop) {
+        const began = performance.now();
+        await client.query('BEGIN');
+        for (let i = 0; i < rowsPerTransaction / 2; i++) {
+          const { mover, door } = source.next();
+          await client.query({ name: `m${w}`, text: moverSql, values: mover });
+          await client.query({ name: `d${w}`, text: doorSql, values: door });
+        }
+        await client.query('COMMIT');
+        const now = Date.now();
+        if (now >= windowStart && now < windowEnd) {
+          rows += rowsPerTransaction;
+          commitMs.push(performance.now() - began);
+        }
+      }
+    } finally {
+      await client.end();
+    }
+  };
+  const writers = Promise.all(Array.from({ length: 10 }, (_, w) => writer(w)));
+  let delivered0 = 0;
+  try {
+    await sleep(warmupS * 1000);
+    delivered0 = (await ctx.collector.stats()).recordsAccepted;
+    windowStart = Date.now();
+    windowEnd = windowStart + windowS * 1000;
+    await sleep(windowS * 1000);
+  } finally {
+    stop = true;
+    await writers;
+  }
+  const delivered1 = (await ctx.collector.stats()).recordsAccepted;
+  const { rows: q } = await ctx.pool.query<{ n: string }>('SELECT count(*) AS n FROM dcache_probe.capture_queue');
+  await probe?.stop();
+  const s = sorted(commitMs);
+  return {
+    variant,
+    rowsPerTransaction,
+    round,
+    rowsPerS: rows / windowS,
+    commitP50Ms: percentile(s, 50),
+    commitP99Ms: percentile(s, 99),
+    deliveredPerS: (delivered1 - delivered0) / windowS,
+    queueAtEnd: Number(q[0]?.n ?? 0),
+    loadAvg1: loadavg()[0] ?? NaN,
+  };
+}
+
+/**
+ * Alternates the variants (rotating which goes first) for each transaction shape, `rounds`
+ * times; returns every phase.
+ */
+export async function costRuns(ctx: CostContext, variants: VariantSpec[], shapes: number[], rounds: number, warmupS: number, windowS: number, log: (line: string) => void): Promise<CostPhase[]> {
+  await installBenchTriggers(ctx.pool);
+  const phases: CostPhase[] = [];
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const shape of shapes) {
+        const order = variants.map((_, i) => variants[(i + round) % variants.length]!);
+        for (const spec of order) {
+          const p = await phase(ctx, spec, shape, round, warmupS, windowS);
+          log(`cost round ${round + 1}/${rounds}, ${shape}-row commits, ${spec.name}: ${Math.round(p.rowsPerS)} rows/s (commit p99 ${p.commitP99Ms.toFixed(1)} ms)`);
+          phases.push(p);
+        }
+      }
+    }
+  } finally {
+    await setTriggers(ctx.pool, COST_VARIANTS[1]!);
+  }
+  return phases;
+}

@@ -1,0 +1,149 @@
+/**
+ * 5. Encoding cost, in this process (no database, no network): what the probe spends per record
+ * on mapping, XML and the urlencoded form, with the shipped functions and with the string-built
+ * prototype of bench/experiments/fast-encode.ts, which must produce the same bytes (checked for
+ * every record, every bundle and every split).
+ *
+ * The shipped functions are looked up at run time (other developers move them between modules),
+ * so this file does not break the build when they do; a missing one makes the section "n/a".
+ */
+import { TransferGenerator, type Row } from '../src/demo/simulator';
+import { encodedRecord, fastForm, fastPlanBodies, makeFastXml } from './experiments/fast-encode';
+
+type Anything = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+function find(name: string, modules: string[]): Anything {
+  for (const m of modules) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const mod = require(m);
+      if (mod[name] !== undefined) return mod[name];
+    } catch {
+      /* not there */
+    }
+  }
+  throw new Error(`cannot find ${name} in ${modules.join(', ')}`);
+}
+
+export interface EncodeResult {
+  records: number;
+  /** µs per record */
+  mapUs: number;
+  xmlUs: number;
+  fastXmlUs: number;
+  formUs: number;
+  fastFormUs: number;
+  /** planBodies of 1,000-record bundles (bigger than maxBundleBytes: split in two), per record */
+  planUs: number;
+  fastPlanUs: number;
+  identicalXml: boolean;
+  identicalForms: boolean;
+  identicalPlans: boolean;
+  bytesPerRecord: number;
+  error?: string;
+}
+
+/** jsonb's text form of a timestamptz, as the trigger's to_jsonb writes it. */
+function pgTimestamp(d: Date): string {
+  return d.toISOString().replace('Z', '+00:00');
+}
+
+function asJson(row: Row): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(row)) out[k] = v instanceof Date ? pgTimestamp(v) : v;
+  return out;
+}
+
+/** CPU milliseconds (user+system of this process) per call: immune to a busy machine's waits. */
+function timeIt(fn: () => void, minMs: number): number {
+  fn(); // warm
+  let runs = 0;
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  do {
+    fn();
+    runs++;
+  } while (performance.now() - t0 < minMs || runs < 3);
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / 1000 / runs;
+}
+
+export function encodeBench(n = 4000, minMs = 400): EncodeResult {
+  const empty = { records: n, mapUs: NaN, xmlUs: NaN, fastXmlUs: NaN, formUs: NaN, fastFormUs: NaN, planUs: NaN, fastPlanUs: NaN, identicalXml: false, identicalForms: false, identicalPlans: false, bytesPerRecord: NaN };
+  try {
+    const mapping = ['../src/mapping'];
+    const mapRow = find('mapRow', mapping);
+    const usageRecordXml = find('usageRecordXml', ['../src/xml']);
+    const multiupdateForm = find('multiupdateForm', ['../src/sender']);
+    const planBodies = find('planBodies', ['../src/sender', '../src/delivery']);
+    const maxBytes: number = find('MAX_BUNDLE_BYTES_LIMIT', ['../src/config']);
+    const fastXml = makeFastXml({
+      xmlSafe: find('xmlSafe', ['../src/xml']),
+      isoDuration: find('isoDuration', mapping),
+      rfc3339: find('rfc3339', mapping),
+      EncodeError: find('EncodeError', mapping),
+    });
+    const options = { probeName: 'dcache-transfer:bench.example.org', siteName: 'BENCH', grid: 'OSG', dcacheServerHost: 'dcache.example.org', reportTape: true };
+
+    const gen = new TransferGenerator({ seed: 3, p2pShare: 0 });
+    const rows = Array.from({ length: n }, (_, i) => {
+      const t = gen.next();
+      return { id: String(i + 1), source: 'billinginfo', capturedAtMs: Date.now(), record: asJson(t.mover), datestampMs: (t.mover.datestamp as Date).getTime(), door: t.door ? asJson(t.door) : null };
+    });
+    let records: Anything[] = [];
+    const mapMs = timeIt(() => {
+      records = rows.map((r) => mapRow(r, options)).filter((m: Anything) => m.kind === 'record').map((m: Anything) => m.record);
+    }, minMs);
+    let xml: string[] = [];
+    const xmlMs = timeIt(() => {
+      xml = records.map((r) => usageRecordXml(r));
+    }, minMs);
+    let fast: string[] = [];
+    const fastMs = timeIt(() => {
+      fast = records.map((r) => fastXml(r));
+    }, minMs);
+    const identicalXml = xml.length === fast.length && xml.every((x, i) => x === fast[i]);
+
+    const bundles: string[][] = [];
+    for (let i = 0; i < xml.length; i += 500) bundles.push(xml.slice(i, i + 500));
+    let forms: string[] = [];
+    const formMs = timeIt(() => {
+      forms = bundles.map((b) => multiupdateForm(b, options.probeName, { backlog: 0 }));
+    }, minMs);
+    let fastForms: string[] = [];
+    const fastFormMs = timeIt(() => {
+      fastForms = bundles.map((b) => fastForm(b.map(encodedRecord), options.probeName, 0));
+    }, minMs);
+    const identicalForms = forms.every((f, i) => f === fastForms[i]);
+
+    const big: string[][] = [];
+    for (let i = 0; i < xml.length; i += 1000) big.push(xml.slice(i, i + 1000));
+    let plans: Anything[] = [];
+    const planMs = timeIt(() => {
+      plans = big.map((b) => planBodies(b, options.probeName, maxBytes, 0));
+    }, minMs);
+    let fastPlans: Anything[] = [];
+    const fastPlanMs = timeIt(() => {
+      fastPlans = big.map((b) => fastPlanBodies(b.map(encodedRecord), options.probeName, maxBytes, 0));
+    }, minMs);
+    const identicalPlans = plans.every((p: Anything[], i: number) => p.length === fastPlans[i].length && p.every((x: Anything, j: number) => x.start === fastPlans[i][j].start && x.end === fastPlans[i][j].end && x.form === fastPlans[i][j].form));
+
+    const per = (ms: number, count: number) => (ms * 1000) / count;
+    return {
+      records: records.length,
+      mapUs: per(mapMs, rows.length),
+      xmlUs: per(xmlMs, records.length),
+      fastXmlUs: per(fastMs, records.length),
+      formUs: per(formMs, records.length),
+      fastFormUs: per(fastFormMs, records.length),
+      planUs: per(planMs, records.length),
+      fastPlanUs: per(fastPlanMs, records.length),
+      identicalXml,
+      identicalForms,
+      identicalPlans,
+      bytesPerRecord: forms.reduce((s, f) => s + f.length, 0) / records.length,
+    };
+  } catch (err) {
+    return { ...empty, error: (err as Error).message };
+  }
+}
