@@ -1,0 +1,116 @@
+/** What a bench run measures, and the shape of its raw results (bench/results/*.json). */
+import type { Acceptance, CopyFloor } from './baselines';
+import type { CatchupRun } from './catchup';
+import type { CostPhase } from './cost';
+import type { EncodeResult } from './encode';
+import type { LatencyRun } from './latency';
+import type { DaemonStop } from './lib/proc';
+import type { ProfileSummary } from './lib/profile';
+
+export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments'] as const;
+export type Section = (typeof ALL_SECTIONS)[number];
+
+export interface Plan {
+  mode: 'quick' | 'full';
+  sections: Section[];
+  /** Backlog sizes of the catch-up runs. */
+  sizes: number[];
+  /** Repetitions of each measurement (medians and spread are over these). */
+  runs: number;
+  /** Size of the bundle-size × workers sweep (the first catch-up size: its default runs count). */
+  sweepSize: number;
+  /** [bundleSize, workers, repetitions] */
+  sweep: [number, number, number][];
+  latencyRates: number[];
+  latencyWarmupS: number;
+  latencyWindowS: number;
+  latencyRuns: number;
+  /** Transfers already in the billing tables before the live runs (a billing database has history). */
+  historyRows: number;
+  costShapes: number[];
+  costRounds: number;
+  costWarmupS: number;
+  costWindowS: number;
+  /** Records in the collector acceptance baseline. */
+  acceptanceRecords: number;
+  /** Profile one catch-up run (probe and collector) and, in full runs, one live run. */
+  profile: boolean;
+  /** Backlog of the experiments' catch-up A/B. */
+  experimentSize: number;
+}
+
+export function makePlan(quick: boolean, options: { runs?: number; sections?: Section[]; profile?: boolean }): Plan {
+  const runs = options.runs ?? 3;
+  if (quick) {
+    return {
+      mode: 'quick',
+      sections: options.sections ?? ['catchup', 'sweep', 'latency', 'cost', 'encode'],
+      sizes: [20_000, 40_000],
+      runs,
+      sweepSize: 20_000,
+      sweep: [[100, 2, 1], [2000, 2, 1], [500, 1, 1], [500, 4, 1]],
+      latencyRates: [1000, 5000],
+      latencyWarmupS: 2,
+      latencyWindowS: 6,
+      latencyRuns: 1,
+      historyRows: 30_000,
+      costShapes: [2, 100],
+      costRounds: Math.max(2, Math.min(runs, 2)),
+      costWarmupS: 0.5,
+      costWindowS: 1.5,
+      acceptanceRecords: 10_000,
+      profile: options.profile ?? false,
+      experimentSize: 20_000,
+    };
+  }
+  return {
+    mode: 'full',
+    sections: options.sections ?? ['catchup', 'sweep', 'latency', 'cost', 'encode'],
+    sizes: [100_000, 300_000, 1_000_000],
+    runs,
+    sweepSize: 100_000,
+    sweep: [
+      ...[100, 250, 1000, 2000].map((b): [number, number, number] => [b, 2, 2]),
+      [500, 1, 2],
+      [500, 4, 2],
+      [250, 4, 1],
+      [1000, 4, 1],
+    ],
+    latencyRates: [1000, 5000],
+    latencyWarmupS: 5,
+    latencyWindowS: 30,
+    latencyRuns: runs,
+    historyRows: 200_000,
+    costShapes: [2, 100],
+    costRounds: runs,
+    costWarmupS: 1,
+    costWindowS: 5,
+    acceptanceRecords: 50_000,
+    profile: options.profile ?? true,
+    experimentSize: 100_000,
+  };
+}
+
+export interface Results {
+  startedAt: string;
+  finishedAt?: string;
+  plan: Plan;
+  machine: { cpus: number; node: string; postgres?: string; autovacuum?: string; sharedBuffers?: string; gitHead?: string; srcChanges?: number };
+  catchup: CatchupRun[];
+  copyFloor: (CopyFloor & { size: number; afterRun: number })[];
+  acceptance: (Acceptance & { afterSize: number; afterRun: number })[];
+  /** Diagnosis: the probe against the null sink. */
+  sink: CatchupRun[];
+  sweep: CatchupRun[];
+  /** Diagnosis: catch-up while doorinfo has no planner statistics. */
+  unanalyzed: CatchupRun[];
+  latency: LatencyRun[];
+  cost: CostPhase[];
+  encode: EncodeResult | null;
+  /** Experiments: catch-up with the string-built encoder, against the collector and the sink. */
+  experimentCatchup: (CatchupRun & { collector: 'collector' | 'sink'; pair: number })[];
+  /** Experiments: variants of the capture trigger (bench database only). */
+  experimentCost: CostPhase[];
+  profiles: Record<string, ProfileSummary>;
+  daemonStops: DaemonStop[];
+}
