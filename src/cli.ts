@@ -159,6 +159,7 @@ export function buildProgram(): Command {
         const { config, log, probe } = made;
         try {
           await probe.prepare();
+          if (probe.pollMode) await probe.pollWindow();
           const result = await probe.drain();
           log.info('poll finished', { delivered: result.delivered, duplicates: result.duplicates, skipped: result.skipped, quarantined: result.quarantined });
           if (!result.unavailable && config.pipeline.summarize) result.unavailable = (await probe.sendSummaries()).unavailable;
@@ -174,10 +175,11 @@ export function buildProgram(): Command {
 
   withConfigOptions(program.command('migrate').description('install or upgrade the capture triggers and the probe schema'), ['database', 'log'])
     .option('--grant-to <role>', 'grant this (existing) role the least privileges the running probe needs')
+    .option('--no-triggers', "install the probe's schema only, no triggers on dCache's tables (then run with --mode poll)")
     .action((options) =>
       guarded(async () => {
         const config = configFrom(options, ['database', 'log']);
-        const result = await migrate(config.database.url, config.database.billingSchema);
+        const result = await migrate(config.database.url, config.database.billingSchema, { triggers: options.triggers !== false });
         process.stdout.write(
           result.applied.length
             ? `applied ${result.applied.map((m) => `${m.version} (${m.name})`).join(', ')}; schema version ${result.version}\n`

@@ -79,6 +79,16 @@ export const configSchema = z.object({
     reportTape: flag.default(true),
     /** Gratia's OnlySendInterSiteTransfers: leave out DCap (site-local) transfers. */
     onlyInterSiteTransfers: flag.default(false),
+    /**
+     * capture: the triggers capture every row (the default). poll: for databases without our
+     * triggers, read billinginfo/storageinfo by datestamp windows (see docs: it can miss rows
+     * inserted later than pollOverlapSeconds + pollSettleSeconds after their datestamp).
+     */
+    mode: z.enum(['capture', 'poll']).default('capture'),
+    /** Poll mode: each window starts this far before the previous window's end. */
+    pollOverlapSeconds: z.coerce.number().nonnegative().default(3600),
+    /** Poll mode: a window ends this far before now, so rows being inserted have committed. */
+    pollSettleSeconds: z.coerce.number().nonnegative().default(60),
     /** Gratia's Summarize: one record per hour and group instead of one per transfer. */
     summarize: flag.default(false),
     /** Summarize mode: an hour is sent this long after it ended (late rows have arrived). */
@@ -147,6 +157,9 @@ export const SETTINGS: readonly Setting[] = [
   setting('pipeline.dedupWindowHours', 'dedup-window', 'hours a delivered transaction is remembered'),
   setting('pipeline.reportTape', 'report-tape', 'report storageinfo tape store/restore rows (true/false)'),
   setting('pipeline.onlyInterSiteTransfers', 'only-inter-site', 'leave out DCap transfers (true/false)'),
+  setting('pipeline.mode', 'mode', 'capture (triggers) or poll (datestamp windows, for databases without our triggers)'),
+  setting('pipeline.pollOverlapSeconds', 'poll-overlap', 'poll mode: seconds each window reaches back before the last one ended'),
+  setting('pipeline.pollSettleSeconds', 'poll-settle', 'poll mode: seconds a window ends before now'),
   setting('pipeline.summarize', 'summarize', 'send one record per hour and group (true/false; Gratia Summarize)'),
   setting('pipeline.summarySettleMinutes', 'summary-settle', 'summarize mode: minutes after an hour ends before it is sent'),
   { ...setting('log.level', 'log-level', 'error, warn, info or debug'), env: 'DCACHE_PROBE_LOG_LEVEL' },

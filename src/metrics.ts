@@ -126,7 +126,7 @@ export async function readiness(probe: Probe): Promise<Readiness> {
     problems.push(`database unreachable: ${(err as Error).message}`);
   }
   if (probe.lastDrainError) problems.push(`delivery is failing: ${probe.lastDrainError}`);
-  const listener = probe.listenerConnected;
+  const listener = probe.pollMode || probe.listenerConnected;
   if (!listener) problems.push('the LISTEN connection is down (reconnecting)');
   const heard = probe.sender.lastAcceptedAt;
   let collector = heard !== null && Date.now() - heard < COLLECTOR_FRESHNESS_MS;

@@ -66,7 +66,7 @@ export async function installedBillingSchema(client: pg.ClientBase): Promise<str
   return rows[0]?.billing_schema ?? null;
 }
 
-export async function migrate(url: string, billingSchema: string): Promise<MigrateResult> {
+export async function migrate(url: string, billingSchema: string, options: { triggers?: boolean } = {}): Promise<MigrateResult> {
   return withClient(url, async (client) => {
     const applied: Migration[] = [];
     for (const migration of listMigrations()) {
@@ -77,6 +77,7 @@ export async function migrate(url: string, billingSchema: string): Promise<Migra
         const done = await client.query('SELECT 1 FROM dcache_probe.schema_migration WHERE version = $1', [migration.version]);
         if (done.rowCount === 0) {
           await client.query("SELECT set_config('dcache_probe.billing_schema', $1, true)", [billingSchema]);
+          await client.query("SELECT set_config('dcache_probe.no_triggers', $1, true)", [options.triggers === false ? 'on' : 'off']);
           await client.query(migration.sql);
           await client.query('INSERT INTO dcache_probe.schema_migration (version, name, billing_schema) VALUES ($1, $2, $3)', [
             migration.version,

@@ -14,6 +14,7 @@ import pg from 'pg';
 import { collectorEndpoint, redactUrl, type Config } from './config';
 import { createPool, describeDatabaseError } from './db';
 import { Delivery, emptyResult, type BatchResult, type DeliveryOptions } from './delivery';
+import { runBackfill, timeArgOf } from './backfill';
 import { IdentityFiles } from './identity';
 import { WakeListener } from './listener';
 import type { Logger } from './logger';
@@ -198,7 +199,8 @@ export class Probe {
       });
     }
     // Delivery goes on (what is captured is still delivered), but an operator must know.
-    for (const problem of installation.captureProblems) this.log.error(`CAPTURE PROBLEM: ${problem}`);
+    // (In poll mode there are no triggers to have problems.)
+    if (!this.pollMode) for (const problem of installation.captureProblems) this.log.error(`CAPTURE PROBLEM: ${problem}`);
     const client = await this.pool.connect();
     const queue = new CaptureQueue(installation.billingSchema, (name) => client.escapeIdentifier(name));
     client.release();
@@ -239,18 +241,7 @@ export class Probe {
       this.metricsServer = started.server;
       this.metricsPort = started.port;
     }
-    this.listener = new WakeListener({
-      database: this.databaseOptions(),
-      heartbeatMs: this.config.database.heartbeatSeconds * 1000,
-      onWake: () => this.requestDrain(),
-      log: this.log,
-    });
-    await this.listener.start();
-    if (!(await this.listener.selfTest(this.pool))) {
-      this.log.warn('LISTEN/NOTIFY does not deliver on this connection (a transaction-mode pooler?); relying on the fallback poll', {
-        pollIntervalSeconds: this.config.pipeline.pollIntervalSeconds,
-      });
-    }
+    if (!this.pollMode) await this.startListener();
     this.handshake = this.sendHandshake();
     const poll = setInterval(() => this.requestDrain(), this.config.pipeline.pollIntervalSeconds * 1000);
     this.timers.add(poll);
@@ -263,6 +254,62 @@ export class Probe {
       siteName: this.config.probe.siteName,
     });
     this.requestDrain();
+  }
+
+  /** Capture mode: LISTEN for the triggers' notifications, and check that they arrive. */
+  private async startListener(): Promise<void> {
+    this.listener = new WakeListener({
+      database: this.databaseOptions(),
+      heartbeatMs: this.config.database.heartbeatSeconds * 1000,
+      onWake: () => this.requestDrain(),
+      log: this.log,
+    });
+    await this.listener.start();
+    if (!(await this.listener.selfTest(this.pool))) {
+      this.log.warn('LISTEN/NOTIFY does not deliver on this connection (a transaction-mode pooler?); relying on the fallback poll', {
+        pollIntervalSeconds: this.config.pipeline.pollIntervalSeconds,
+      });
+    }
+  }
+
+  /** Poll mode (no triggers): the probe reads billing rows by datestamp windows. */
+  get pollMode(): boolean {
+    return this.config.pipeline.mode === 'poll';
+  }
+
+  /**
+   * Poll mode: copies the billing rows of the next datestamp window into the queue, through
+   * the backfill's filters (already delivered, already queued or quarantined, p2p). A window
+   * starts pollOverlapSeconds before the previous one ended and ends pollSettleSeconds ago.
+   */
+  async pollWindow(): Promise<void> {
+    const p = this.config.pipeline;
+    const end = Date.now() - p.pollSettleSeconds * 1000;
+    const { rows } = await this.pool.query<{ ms: string | null }>(
+      'SELECT floor(extract(epoch FROM max(range_until)) * 1000)::bigint AS ms FROM dcache_probe.backfill_progress WHERE finished_at IS NOT NULL',
+    );
+    const lastEnd = rows[0]?.ms ? Number(rows[0].ms) : end;
+    const start = Math.min(lastEnd, end) - p.pollOverlapSeconds * 1000;
+    if (start >= end) return;
+    const result = await runBackfill({
+      url: this.config.database.url,
+      timeZone: this.config.database.timeZone,
+      queryTimeoutMs: this.config.database.queryTimeoutSeconds * 1000,
+      since: timeArgOf(new Date(start).toISOString()),
+      until: timeArgOf(new Date(end).toISOString()),
+      overlapSeconds: 0,
+      maxHistoryDays: 3650,
+      rate: 1e9,
+      maxQueue: 1e12, // this process drains the queue itself: never wait for it here
+      chunkSize: 5000,
+      dryRun: false,
+      restart: false,
+      reportTape: p.reportTape,
+      dedupWindowHours: p.dedupWindowHours,
+      log: this.log,
+      print: (line) => this.log.debug(`poll window: ${line}`),
+    });
+    if (result.total.copied > 0) this.log.debug('poll window copied rows', { since: result.since, until: result.until, copied: result.total.copied });
   }
 
   /** Sends the ProbeDetails handshake; a failure is logged, never fatal. */
@@ -319,6 +366,7 @@ export class Probe {
         this.again = false;
         if (Date.now() < this.pausedUntil) return; // collector outage: a timer resumes
         if (this.stoppedByFile()) return; // the poll timer looks again
+        if (this.pollMode) await this.pollWindow();
         const first = await this.drain();
         if (first.unavailable) return this.collectorDown(first.unavailable);
         // Going idle: arm the wake-up, wait out in-flight captures, look once more.

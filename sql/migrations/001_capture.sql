@@ -152,6 +152,11 @@ BEGIN
     IF to_regclass(format('%I.billinginfo', billing)) IS NULL THEN
         RAISE EXCEPTION 'no table %.billinginfo: is this the dCache billing database (and the right --billing-schema)?', billing;
     END IF;
+    -- "dcache-probe migrate --no-triggers": sites that may not put triggers on dCache's tables
+    -- run the probe in poll mode (it reads billinginfo by datestamp windows instead).
+    IF current_setting('dcache_probe.no_triggers', true) = 'on' THEN
+        RETURN;
+    END IF;
     EXECUTE format('CREATE TRIGGER dcache_probe_capture AFTER INSERT ON %I.billinginfo
                     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
                     EXECUTE FUNCTION dcache_probe.capture_rows()', billing);
