@@ -200,6 +200,26 @@ for (const form of ['modern', 'legacy'] as const) {
       assert.equal(await quarantineSize(db), quarantined, 'exactly the records without a VO are in the quarantine');
     });
 
+    it('the Suppress switches leave out exactly the records without a DN, without a VO, and on the Local grid', async () => {
+      await collector.reset();
+      await db.query('DELETE FROM dcache_probe.quarantine');
+      const sim = simulate(300, form === 'modern' ? 65 : 66, form);
+      await write(db, sim);
+      const config = probeConfig(db, collector.url, { SuppressNoDNRecords: '1', SuppressUnknownVORecords: '1', SuppressGridLocalRecords: '1', OnlySendInterSiteTransfers: 'false', QuarantineUnknownVORecords: '0' });
+      const result = await runCli(['poll', '--once', '--probe-config', config, '--passwd-file', file('passwd', PASSWD), '--door-grace', '0']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await queueDepth(db), 0);
+      assert.equal(await quarantineSize(db), 0, 'suppressed, not quarantined');
+      const records = (await collector.records()).map((r) => r.xml);
+      assert.ok(records.length > 0);
+      assert.ok(records.every((x) => /<DN>\//.test(x)), 'every record has a DN');
+      assert.ok(records.every((x) => /<VOName>/.test(x)), 'every record has a VO');
+      assert.ok(records.every((x) => !/<Grid>Local<\/Grid>/.test(x)), 'no Local-grid record');
+      // And what was left out is counted in the ledger as skipped, not lost.
+      const { rows } = await db.query<{ skipped: string }>(`SELECT coalesce(sum(skipped), 0) AS skipped FROM dcache_probe.delivered_hour`);
+      assert.ok(Number(rows[0]!.skipped) >= sim.filter((t) => t.reportable).length - records.length);
+    });
+
     it('EnableProbe="0" delivers nothing and says so', async () => {
       const sim = simulate(10, 63, form);
       await write(db, sim);

@@ -150,6 +150,18 @@ describe('command errors a person can act on', () => {
     assert.match(result.stderr, /probe\.siteName: is required .*DCACHE_PROBE_SITE_NAME.*--site-name/);
   });
 
+  it('verify, simulate and demo: an unreachable database exits 1 and says so; a bad time exits 2', async () => {
+    const closed = `postgres://postgres@127.0.0.1:${await freePort()}/billing`;
+    for (const args of [['verify', '--since', '2026-01-01T00:00:00Z'], ['simulate', '--duration', '1'], ['demo', '--duration', '1']]) {
+      const result = await runCli([...args, '--db-url', closed]);
+      assert.equal(result.code, 1, `${args[0]}: ${result.stderr}`);
+      assert.match(result.stderr, /cannot reach the database \(connection refused\)/, args[0]);
+    }
+    const badTime = await runCli(['verify', '--since', 'yesterday', '--db-url', closed]);
+    assert.equal(badTime.code, 2);
+    assert.match(badTime.stderr, /--since: "yesterday" is not a time/);
+  });
+
   it('an unknown command or option exits 2', async () => {
     assert.equal((await runCli(['frobnicate'])).code, 2);
     assert.equal((await runCli(['status', '--no-such-flag'])).code, 2);
