@@ -424,7 +424,9 @@ export class Probe {
         const r = await delivery.deliverBatch(this.abort.signal);
         addResults(total, r);
         if (r.claimed > 0) this.account(r);
-        if (r.unavailable || r.claimed < this.config.pipeline.bundleSize) return;
+        // Stop only on an empty claim: under a steady load most claims are short, and stopping
+        // on the first short one left a single worker draining while the backlog grew.
+        if (r.unavailable || r.claimed === 0) return;
       }
     };
     await Promise.all(Array.from({ length: this.config.pipeline.workers }, worker));
