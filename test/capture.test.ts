@@ -135,7 +135,13 @@ describe('the wake-up protocol', () => {
     assert.equal(await captureBarrier(client, 100), false, 'the barrier cannot pass an open capture');
     await writer.query('COMMIT');
     assert.equal(await captureBarrier(client, 100), true, 'and passes once it committed');
-    const held = await db.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = $1::bigint % 4294967296`, [CAPTURE_LOCK]);
+    // Advisory locks are per database; other databases on the server may hold the same key.
+    const held = await db.query(
+      `SELECT count(*)::int AS n FROM pg_locks
+        WHERE locktype = 'advisory' AND objid = $1::bigint % 4294967296
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+      [CAPTURE_LOCK],
+    );
     assert.equal(held.rows[0]!.n, 0, 'no advisory lock is left behind');
     await client.end();
     await writer.end();
