@@ -13,7 +13,7 @@ import { loadavg } from 'node:os';
 import pg from 'pg';
 import { TransferGenerator, type Row } from '../src/demo/simulator';
 import { sleep } from './lib/env';
-import { startDaemon, type CollectorProcess } from './lib/proc';
+import { cpuSeconds, startDaemon, type CollectorProcess } from './lib/proc';
 import { percentile, sorted } from './lib/stats';
 
 export interface CostPhase {
@@ -27,6 +27,12 @@ export interface CostPhase {
   deliveredPerS: number;
   queueAtEnd: number;
   loadAvg1: number;
+  /**
+   * CPU of the writers' PostgreSQL backends (where the triggers run) per inserted row, µs:
+   * what dCache's inserts cost the database server, much less sensitive to a busy machine
+   * than the insert rate.
+   */
+  writerCpuUsPerRow: number;
 }
 
 /** A phase's set-up: which triggers are enabled (all others disabled) and whether the probe runs. */
@@ -45,6 +51,7 @@ export const COST_VARIANTS: VariantSpec[] = [
   { name: 'off', triggers: [], probe: false, description: 'our triggers disabled, no probe' },
   { name: 'capture', triggers: OURS, probe: false, description: 'our triggers, no probe running (the queue grows)' },
   { name: 'capture+probe', triggers: OURS, probe: true, description: 'our triggers, `dcache-probe run` draining' },
+  { name: 'naive', triggers: ['billinginfo.bench_naive_capture', 'doorinfo.bench_naive_wake'], probe: false, description: 'reference: same copy, pg_notify in every transaction, no probe' },
   { name: 'naive+probe', triggers: ['billinginfo.bench_naive_capture', 'doorinfo.bench_naive_wake'], probe: true, description: 'reference: same copy, pg_notify in every transaction, probe draining' },
 ];
 
@@ -57,6 +64,8 @@ export const TRIGGER_EXPERIMENTS: VariantSpec[] = [
   { name: 'x: no SECURITY DEFINER/SET', triggers: ['billinginfo.bench_x_noset_capture', 'doorinfo.bench_x_noset_wake'], probe: false, description: 'ours without SECURITY DEFINER and SET search_path' },
   { name: 'x: FOR EACH ROW', triggers: ['billinginfo.bench_x_row_capture', 'doorinfo.dcache_probe_wake'], probe: false, description: 'ours as a row-level trigger (no transition table)' },
   { name: 'x: no door trigger', triggers: ['billinginfo.dcache_probe_capture'], probe: false, description: 'ours without the doorinfo wake trigger' },
+  { name: 'x: no lock/wake-up', triggers: ['billinginfo.bench_x_nowake_capture'], probe: false, description: 'ours without the advisory lock and the wake-up check (and so without the door trigger)' },
+  { name: 'x: lock+wake-up once per tx', triggers: ['billinginfo.bench_x_once_capture', 'doorinfo.bench_x_once_wake'], probe: false, description: 'ours, but the lock and the wake-up check only in the first statement of a transaction (a transaction-local flag)' },
   { name: 'x: bare copy', triggers: ['billinginfo.bench_x_lean_capture'], probe: false, description: 'lower bound: row-level INSERT of to_jsonb(NEW), nothing else' },
 ];
 
@@ -146,6 +155,55 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- ours without the advisory lock and the wake-up check
+CREATE OR REPLACE FUNCTION public.bench_x_nowake_capture() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    BEGIN
+        INSERT INTO dcache_probe.capture_queue (source, record)
+        SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS captured
+         WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'bench: %', SQLERRM;
+    END;
+    RETURN NULL;
+END $$;
+
+-- ours, with the lock and the wake-up check once per transaction: the shared lock is held to
+-- the end of the transaction anyway, and the barrier waits for it, so later statements of the
+-- same transaction need neither
+CREATE OR REPLACE FUNCTION public.bench_x_once_capture() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    BEGIN
+        IF current_setting('dcache_probe.locked', true) IS DISTINCT FROM 'y' THEN
+            PERFORM pg_advisory_xact_lock_shared(7262627701);
+            PERFORM dcache_probe.wake_listener();
+            PERFORM set_config('dcache_probe.locked', 'y', true);
+        END IF;
+        INSERT INTO dcache_probe.capture_queue (source, record)
+        SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS captured
+         WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'bench: %', SQLERRM;
+    END;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION public.bench_x_once_wake() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    BEGIN
+        IF current_setting('dcache_probe.locked', true) IS DISTINCT FROM 'y' THEN
+            PERFORM pg_advisory_xact_lock_shared(7262627701);
+            PERFORM dcache_probe.wake_listener();
+            PERFORM set_config('dcache_probe.locked', 'y', true);
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'bench: %', SQLERRM;
+    END;
+    RETURN NULL;
+END $$;
+
 -- the least a copying trigger can do
 CREATE OR REPLACE FUNCTION public.bench_x_lean_capture() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -164,6 +222,9 @@ BEGIN
         ('billinginfo', 'bench_x_noset_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_noset_capture'),
         ('doorinfo', 'bench_x_noset_wake', 'FOR EACH STATEMENT', 'bench_x_noset_wake'),
         ('billinginfo', 'bench_x_row_capture', 'FOR EACH ROW', 'bench_x_row_capture'),
+        ('billinginfo', 'bench_x_nowake_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_nowake_capture'),
+        ('billinginfo', 'bench_x_once_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_once_capture'),
+        ('doorinfo', 'bench_x_once_wake', 'FOR EACH STATEMENT', 'bench_x_once_wake'),
         ('billinginfo', 'bench_x_lean_capture', 'FOR EACH ROW', 'bench_x_lean_capture')
     ) AS v(tbl, trg, how, fn) LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS %I ON public.%I', t.trg, t.tbl);
@@ -233,6 +294,17 @@ class PairSource {
   }
 }
 
+/** user+system CPU seconds of each writer backend (pid → s). */
+async function writerBackendCpu(pool: pg.Pool): Promise<Map<number, number>> {
+  const { rows } = await pool.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'dcache billing (bench)'");
+  const out = new Map<number, number>();
+  for (const { pid } of rows) {
+    const c = cpuSeconds(pid);
+    if (c !== null) out.set(pid, c);
+  }
+  return out;
+}
+
 export interface CostContext {
   pool: pg.Pool;
   dbUrl: string;
@@ -280,12 +352,16 @@ async function phase(ctx: CostContext, spec: VariantSpec, rowsPerTransaction: nu
   };
   const writers = Promise.all(Array.from({ length: 10 }, (_, w) => writer(w)));
   let delivered0 = 0;
+  let cpu0 = new Map<number, number>();
+  let cpu1 = new Map<number, number>();
   try {
     await sleep(warmupS * 1000);
     delivered0 = (await ctx.collector.stats()).recordsAccepted;
+    cpu0 = await writerBackendCpu(ctx.pool);
     windowStart = Date.now();
     windowEnd = windowStart + windowS * 1000;
     await sleep(windowS * 1000);
+    cpu1 = await writerBackendCpu(ctx.pool);
   } finally {
     stop = true;
     await writers;
@@ -304,6 +380,7 @@ async function phase(ctx: CostContext, spec: VariantSpec, rowsPerTransaction: nu
     deliveredPerS: (delivered1 - delivered0) / windowS,
     queueAtEnd: Number(q[0]?.n ?? 0),
     loadAvg1: loadavg()[0] ?? NaN,
+    writerCpuUsPerRow: rows > 0 ? ([...cpu1].reduce((sum, [pid, c]) => sum + c - (cpu0.get(pid) ?? c), 0) * 1e6) / rows : NaN,
   };
 }
 

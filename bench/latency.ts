@@ -28,11 +28,16 @@ export interface LatencyRun {
   p90Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** Measured transfers that took longer than 1 s, and the five slowest (ms, and when in the window they were committed, s). */
+  over1s: number;
+  slowest: { ms: number; atS: number }[];
   /** Queue depth (rows) sampled every 250 ms in the measured window. */
   queueMax: number;
   queueMean: number;
   /** Mean depth in the last third of the window minus the first third (> 0: growing). */
   queueTrend: number;
+  /** Least-squares slope of the depth over the window, rows per second (> 0: falling behind). */
+  queueSlope: number;
   /** Delivered records per second at the collector, over the measured window. */
   deliveredPerS: number;
   probeCpuPerS: number;
@@ -43,6 +48,21 @@ export interface LatencyRun {
   loadAvg1: number;
   /** The probe's warning and error log lines (first 20). */
   probeWarnings: string[];
+}
+
+/** Least-squares slope of y over x. */
+function slope(x: number[], y: number[]): number {
+  const n = Math.min(x.length, y.length);
+  if (n < 2) return NaN;
+  const mx = x.reduce((a, b) => a + b, 0) / n;
+  const my = y.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    num += (x[i]! - mx) * (y[i]! - my);
+    den += (x[i]! - mx) ** 2;
+  }
+  return den === 0 ? NaN : num / den;
 }
 
 export interface LatencyContext {
@@ -94,6 +114,7 @@ export async function latencyRun(ctx: LatencyContext, rate: number, warmupS: num
   writers.catch((err) => (failed = err));
 
   const depths: number[] = [];
+  const depthAt: number[] = [];
   let cpu0 = 0;
   let delivered0 = 0;
   try {
@@ -106,6 +127,7 @@ export async function latencyRun(ctx: LatencyContext, rate: number, warmupS: num
     while (Date.now() < windowEnd) {
       if (failed) throw failed;
       depths.push(await queueDepth(ctx.pool));
+      depthAt.push(Date.now() / 1000);
       await sleep(250);
     }
     loop.disable();
@@ -134,12 +156,17 @@ export async function latencyRun(ctx: LatencyContext, rate: number, warmupS: num
   await probe.stop();
 
   const latencies: number[] = [];
+  const withTime: { ms: number; atS: number }[] = [];
   let missing = 0;
   for (const [id, at] of measured) {
     const got = received.get(id);
     if (got === undefined) missing++;
-    else latencies.push(got - at);
+    else {
+      latencies.push(got - at);
+      withTime.push({ ms: got - at, atS: (at - windowStart) / 1000 });
+    }
   }
+  withTime.sort((a, b) => b.ms - a.ms);
   const s = sorted(latencies);
   const third = Math.max(1, Math.floor(depths.length / 3));
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
@@ -153,9 +180,12 @@ export async function latencyRun(ctx: LatencyContext, rate: number, warmupS: num
     p90Ms: percentile(s, 90),
     p99Ms: percentile(s, 99),
     maxMs: s[s.length - 1] ?? NaN,
+    over1s: latencies.filter((l) => l > 1000).length,
+    slowest: withTime.slice(0, 5).map((x) => ({ ms: x.ms, atS: Math.round(x.atS * 10) / 10 })),
     queueMax: Math.max(0, ...depths),
     queueMean: mean(depths),
     queueTrend: mean(depths.slice(-third)) - mean(depths.slice(0, third)),
+    queueSlope: slope(depthAt, depths),
     deliveredPerS: (delivered1 - delivered0) / windowS,
     probeCpuPerS: (cpu1 - cpu0) / windowS,
     probePeakRssMb: (mem?.hwm ?? NaN) / 1024,

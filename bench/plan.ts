@@ -7,7 +7,7 @@ import type { LatencyRun } from './latency';
 import type { DaemonStop } from './lib/proc';
 import type { ProfileSummary } from './lib/profile';
 
-export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments'] as const;
+export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments', 'x-encode', 'x-drain', 'x-triggers', 'x-wake'] as const;
 export type Section = (typeof ALL_SECTIONS)[number];
 
 export interface Plan {
@@ -48,7 +48,7 @@ export function makePlan(quick: boolean, options: { runs?: number; sections?: Se
       sizes: [20_000, 40_000],
       runs,
       sweepSize: 20_000,
-      sweep: [[100, 2, 1], [2000, 2, 1], [500, 1, 1], [500, 4, 1]],
+      sweep: [[100, 2, 1], [2000, 2, 1], [500, 4, 1]],
       latencyRates: [1000, 5000],
       latencyWarmupS: 2,
       latencyWindowS: 6,
@@ -74,7 +74,6 @@ export function makePlan(quick: boolean, options: { runs?: number; sections?: Se
       [500, 1, 2],
       [500, 4, 2],
       [250, 4, 1],
-      [1000, 4, 1],
     ],
     latencyRates: [1000, 5000],
     latencyWarmupS: 5,
@@ -101,7 +100,8 @@ export interface Results {
   acceptance: (Acceptance & { afterSize: number; afterRun: number })[];
   /** Diagnosis: the probe against the null sink. */
   sink: CatchupRun[];
-  sweep: CatchupRun[];
+  /** In run order (seq); every other run is the default, for pairing. */
+  sweep: (CatchupRun & { seq?: number })[];
   /** Diagnosis: catch-up while doorinfo has no planner statistics. */
   unanalyzed: CatchupRun[];
   latency: LatencyRun[];

@@ -10,9 +10,17 @@ function verdict(ok: boolean | null): string {
   return ok === null ? 'n/a' : ok ? 'met' : 'MISSED';
 }
 
-/** A live run kept up: the writers reached 90% of the rate, the queue did not grow, nothing was lost. */
+/** Queue growth, rows/s (older results have only the trend: mean of the last third − the first, 2/3 of the window apart). */
+export function queueGrowth(l: LatencyRun): number {
+  return Number.isFinite(l.queueSlope) ? l.queueSlope : l.queueTrend / ((2 / 3) * l.windowS);
+}
+
+/**
+ * A live run kept up: the writers reached 90% of the rate, nothing was lost, and the queue did
+ * not grow by more than 1% of the movers arriving (half the rows are door rows).
+ */
 export function keptUp(l: LatencyRun): boolean {
-  return l.missing === 0 && l.queueTrend < 0.5 * l.targetRowsPerS && l.achievedRowsPerS >= 0.9 * l.targetRowsPerS;
+  return l.missing === 0 && l.achievedRowsPerS >= 0.9 * l.targetRowsPerS && queueGrowth(l) <= 0.01 * (l.achievedRowsPerS / 2);
 }
 
 /** rows/s of each phase ÷ the "off" phase of the same round and shape. */
@@ -21,6 +29,15 @@ function costRatios(phases: CostPhase[], shape: number, variant: string): Summar
     phases
       .filter((p) => p.rowsPerTransaction === shape && p.variant === variant)
       .map((p) => p.rowsPerS / (phases.find((o) => o.rowsPerTransaction === shape && o.round === p.round && o.variant === 'off')?.rowsPerS ?? NaN)),
+  );
+}
+
+/** Writers' backend CPU per row of each phase ÷ the "off" phase of the same round and shape. */
+function cpuRatios(phases: CostPhase[], shape: number, variant: string): Summary {
+  return summary(
+    phases
+      .filter((p) => p.rowsPerTransaction === shape && p.variant === variant)
+      .map((p) => p.writerCpuUsPerRow / (phases.find((o) => o.rowsPerTransaction === shape && o.round === p.round && o.variant === 'off')?.writerCpuUsPerRow ?? NaN)),
   );
 }
 
@@ -39,12 +56,14 @@ function costTable(phases: CostPhase[], shapes: number[], names: string[], probe
         variant === 'off' ? '' : pct(1 - ratio.median),
         fixed(summary(ps.map((p) => p.commitP50Ms)).median, 1),
         fixed(summary(ps.map((p) => p.commitP99Ms)).median, 1),
+        fixed(summary(ps.map((p) => p.writerCpuUsPerRow)).median, 0),
+        variant === 'off' ? '1.00' : spread(cpuRatios(phases, shape, variant), (n) => fixed(n, 2)),
         probeNames.has(variant) ? int(summary(ps.map((p) => p.deliveredPerS)).median) : '',
         String(ps.length),
       ]);
     }
   }
-  return table(['commits', 'variant', 'rows/s', '÷ off (paired)', 'slower by', 'commit p50 ms', 'commit p99 ms', 'delivered/s', 'rounds'], rows);
+  return table(['commits', 'variant', 'rows/s', '÷ off (paired)', 'slower by', 'commit p50 ms', 'commit p99 ms', 'PG µs/row', 'PG ÷ off', 'delivered/s', 'rounds'], rows);
 }
 
 export function report(r: Results, elapsedS: number, profileDir: string): string {
@@ -61,6 +80,8 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
     out.push('', `1. CATCH-UP: \`dcache-probe poll --once\`, bundle ${DEFAULT_BUNDLE_SIZE}, 2 workers (the defaults), a backlog of captured movers whose door rows are in doorinfo`);
     const rows: string[][] = [];
     const rates: number[] = [];
+    const fractions: number[] = [];
+    const peaks: number[] = [];
     let allRate = true;
     let allRss = true;
     for (const size of r.plan.sizes) {
@@ -73,6 +94,8 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
       const ofCollector = summary(runs.map((c, i) => c.rowsPerS / (accepts.find((a) => a.afterRun === i)?.recordsPerS ?? NaN)));
       const rss = summary(runs.map((c) => c.peakRssMb));
       rates.push(rate.median);
+      fractions.push(ofCollector.median);
+      peaks.push(rss.median);
       allRate &&= rate.median >= 20_000;
       allRss &&= rss.max < 200;
       rows.push([
@@ -94,8 +117,9 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
     out.push('   rows/s = rows ÷ the probe process\'s lifetime (start-up included); steady = first to last accepted bundle. CPU = user+system of that process');
     out.push('   (GNU time); PG CPU = the probe\'s PostgreSQL backends (sampled, a lower bound). Limits measured after each run and paired with it:');
     out.push('   COPY floor = COPY (queue ⋈ doorinfo) TO STDOUT into /dev/null; collector = a bare client posting the probe\'s own recorded bundles');
-    const byClients = [1, 2, 4].map((c) => `${c}: ${int(summary(r.acceptance.filter((a) => a.clients === c).map((a) => a.recordsPerS)).median)}`);
-    out.push(`   (${DEFAULT_BUNDLE_SIZE} records each) over 2 connections. Collector acceptance by connections, records/s: ${byClients.join(', ')}.`);
+    const sameMoment = (c: number) => r.acceptance.filter((a) => a.clients === c && (c === 2 ? a.afterRun === 0 : a.afterRun === -1));
+    const byClients = [1, 2, 4].map((c) => `${c}: ${int(summary(sameMoment(c).map((a) => a.recordsPerS)).median)}`);
+    out.push(`   (${DEFAULT_BUNDLE_SIZE} records each) over 2 connections. Collector acceptance by connections (measured together after each size's first run), records/s: ${byClients.join(', ')}.`);
     if (r.sink.length) {
       const sink = summary(r.sink.map((c) => c.rowsPerS));
       const ref = summary(r.catchup.filter((c) => c.rows === r.sink[0]!.rows).map((c) => c.rowsPerS));
@@ -106,35 +130,60 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
       const ref = summary(r.catchup.filter((c) => c.rows === u.rows).map((c) => c.pgBackendCpuPer100k));
       out.push(`   diagnosis: doorinfo without planner statistics (before ANALYZE), ${int(u.rows)} rows: ${int(u.rowsPerS)} rows/s, PG CPU ${fixed(u.pgBackendCpuPer100k, 1)} s/100k (${fixed(u.pgBackendCpuPer100k / ref.median, 1)}× analyzed)`);
     }
-    const flat = rates.length > 1 ? rates[rates.length - 1]! / rates[0]! : NaN;
-    out.push(`   largest ÷ smallest backlog, rows/s: ${fixed(flat, 2)}`);
+    const last = rates.length - 1;
+    const flat = last > 0 ? rates[last]! / rates[0]! : NaN;
+    const flatPaired = last > 0 ? fractions[last]! / fractions[0]! : NaN;
+    out.push(`   largest ÷ smallest backlog: rows/s ${fixed(flat, 2)}; probe ÷ collector (paired, cancels the machine's load) ${fixed(flatPaired, 2)}; peak RSS ${fixed(peaks[last]! / peaks[0]!, 2)}`);
     targets.push(`catch-up ≥ 20,000 rows/s: ${verdict(allRate)} (median ${rates.map(int).join(' / ')} rows/s)`);
     targets.push(`catch-up peak RSS < 200 MB: ${verdict(allRss)}`);
-    targets.push(`catch-up flat as the backlog grows (largest ÷ smallest ≥ 0.9): ${verdict(Number.isFinite(flat) ? flat >= 0.9 : null)} (${fixed(flat, 2)})`);
+    targets.push(`catch-up flat as the backlog grows (largest ÷ smallest backlog ≥ 0.9, rows/s and paired fraction of the collector): ${verdict(Number.isFinite(flat) ? flat >= 0.9 && flatPaired >= 0.9 : null)} (${fixed(flat, 2)}, ${fixed(flatPaired, 2)}); peak RSS ${peaks.map((p) => fixed(p, 0)).join(' / ')} MB`);
   }
 
   // ---------------------------------------------------------------------------- sweep
   if (r.sweep.length) {
-    out.push('', `   BUNDLE SIZE × WORKERS, ${int(r.plan.sweepSize)}-row backlog${r.catchup.length ? ' (the default\'s runs are the catch-up runs above)' : ''}`);
-    const all: CatchupRun[] = [...r.sweep, ...r.catchup.filter((c) => c.rows === r.plan.sweepSize)];
-    const keys = [...new Set(all.map((s) => `${s.bundleSize}x${s.workers}`))];
-    const medians = keys
+    const paired = r.sweep.some((s) => s.seq !== undefined);
+    out.push('', `   BUNDLE SIZE × WORKERS, ${int(r.plan.sweepSize)}-row backlog; every other run is the default, and each run is compared with the default runs`);
+    out.push('   just before and after it (paired: cancels the machine\'s changing load)');
+    const isDefault = (s: CatchupRun) => s.bundleSize === DEFAULT_BUNDLE_SIZE && s.workers === 2;
+    const ordered = [...r.sweep].sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
+    const neighbours = (i: number): CatchupRun[] => {
+      const before = ordered.slice(0, i).reverse().find(isDefault);
+      const after = ordered.slice(i + 1).find(isDefault);
+      return [before, after].filter((x): x is CatchupRun => x !== undefined);
+    };
+    const ratioTo = (i: number, f: (c: CatchupRun) => number) => {
+      const n = neighbours(i);
+      return n.length ? f(ordered[i]!) / (n.reduce((a, c) => a + f(c), 0) / n.length) : NaN;
+    };
+    const keys = [...new Set(ordered.map((s) => `${s.bundleSize}x${s.workers}`))];
+    const rows = keys
       .map((k) => {
-        const runs = all.filter((s) => `${s.bundleSize}x${s.workers}` === k);
-        return { b: runs[0]!.bundleSize, w: runs[0]!.workers, rate: summary(runs.map((s) => s.rowsPerS)), steady: summary(runs.map((s) => s.steadyRowsPerS)), cpu: summary(runs.map((s) => s.probeCpuPer100k)), rss: summary(runs.map((s) => s.peakRssMb)) };
+        const idx = ordered.map((s, i) => ({ s, i })).filter(({ s }) => `${s.bundleSize}x${s.workers}` === k);
+        const runs = idx.map(({ s }) => s);
+        const def = isDefault(runs[0]!);
+        return {
+          b: runs[0]!.bundleSize,
+          w: runs[0]!.workers,
+          def,
+          rate: summary(runs.map((s) => s.rowsPerS)),
+          rel: def ? summary([1]) : summary(idx.map(({ i }) => ratioTo(i, (c) => c.rowsPerS))),
+          cpuRel: def ? summary([1]) : summary(idx.map(({ i }) => ratioTo(i, (c) => c.probeCpuPer100k))),
+          cpu: summary(runs.map((s) => s.probeCpuPer100k)),
+          rss: summary(runs.map((s) => s.peakRssMb)),
+        };
       })
       .sort((a, b) => a.w - b.w || a.b - b.b);
-    const best = medians.reduce((a, b) => (b.rate.median > a.rate.median ? b : a));
-    const def = medians.find((x) => x.b === DEFAULT_BUNDLE_SIZE && x.w === 2);
+    const best = rows.reduce((a, b) => (b.rel.median > a.rel.median ? b : a));
     out.push(
       table(
-        ['bundle × workers', 'rows/s', '÷ best', 'steady rows/s', 'probe CPU s/100k', 'peak RSS MB', 'runs'],
-        medians.map((x) => [`${x.b} × ${x.w}${x === best ? ' (best)' : ''}${x === def ? ' (default)' : ''}`, spread(x.rate), pct(x.rate.median / best.rate.median), int(x.steady.median), fixed(x.cpu.median, 1), fixed(x.rss.median, 0), String(x.rate.n)]),
+        ['bundle × workers', 'rows/s', paired ? 'rows/s ÷ default (paired)' : 'rows/s ÷ default', 'probe CPU s/100k', 'CPU ÷ default', 'peak RSS MB', 'runs'],
+        rows.map((x) => [`${x.b} × ${x.w}${x.def ? ' (default)' : ''}${x === best ? ' (best)' : ''}`, spread(x.rate), x.def ? '1.00' : spread(x.rel, (n) => fixed(n, 2)), fixed(x.cpu.median, 1), x.def ? '1.00' : fixed(x.cpuRel.median, 2), fixed(x.rss.median, 0), String(x.rate.n)]),
       ),
     );
+    const def = rows.find((x) => x.def);
     if (def) {
-      const close = def.rate.median >= 0.95 * best.rate.median || def.rate.max >= best.rate.min;
-      targets.push(`default ${DEFAULT_BUNDLE_SIZE} × 2 is the measured best (within 5% or within the spread): ${verdict(close)} (best ${best.b} × ${best.w}, default at ${pct(def.rate.median / best.rate.median)} of it)`);
+      const ok = best === def || best.rel.median <= 1.05 || best.rel.min <= 1;
+      targets.push(`default ${DEFAULT_BUNDLE_SIZE} × 2 is the measured best (no combination faster by more than 5% in the paired median, or within its spread): ${verdict(ok)} (best ${best.b} × ${best.w}: ${fixed(best.rel.median, 2)}× the default)`);
     }
   }
 
@@ -153,8 +202,9 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
           spread(summary(runs.map((l) => l.p50Ms))),
           spread(summary(runs.map((l) => l.p99Ms))),
           spread(summary(runs.map((l) => l.maxMs))),
+          runs.every((l) => l.over1s !== undefined) ? String(runs.reduce((n, l) => n + l.over1s, 0)) : 'n/a',
           int(summary(runs.map((l) => l.queueMax)).median),
-          int(summary(runs.map((l) => l.queueTrend)).median),
+          spread(summary(runs.map(queueGrowth))),
           int(summary(runs.map((l) => l.deliveredPerS)).median),
           fixed(summary(runs.map((l) => l.probeCpuPerS)).median, 2),
           fixed(summary(runs.map((l) => l.probePeakRssMb)).median, 0),
@@ -165,26 +215,32 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
         const p99 = summary(runs.map((l) => l.p99Ms));
         if (rate === 1000) targets.push(`live p99 < 500 ms at 1,000 rows/s: ${verdict(p99.median < 500)} (p99 ${spread(p99)} ms)`);
         if (rate === 5000) targets.push(`live: keeps up at 5,000 rows/s: ${verdict(runs.every(keptUp))} (${runs.filter(keptUp).length} of ${runs.length} runs; p99 ${spread(p99)} ms)`);
+        const slow = runs.reduce((n, l) => n + (l.over1s ?? 0), 0);
+        if (slow > 0 && rate === 1000) targets.push(`  (at 1,000 rows/s ${slow} transfers took over 1 s, the slowest ${int(Math.max(...runs.map((l) => l.maxMs)))} ms: see "lost wake-up" in docs/PERFORMANCE.md)`);
       }
     }
-    out.push(table(['rows/s asked', 'achieved', 'p50 ms', 'p99 ms', 'max ms', 'queue max', 'queue trend', 'records/s', 'probe CPU cores', 'probe RSS MB', 'missing', 'kept up'], rows));
+    out.push(table(['rows/s asked', 'achieved', 'p50 ms', 'p99 ms', 'max ms', '> 1 s', 'queue max', 'queue growth rows/s', 'records/s', 'probe CPU cores', 'probe RSS MB', 'missing', 'kept up'], rows));
     const l0 = r.latency[0]!;
-    out.push(`   ${l0.windowS} s windows; queue trend = mean depth in the last third of the window − the first third; kept up = writers reached 90% of the rate,`);
-    out.push(`   trend < half a second of traffic, nothing missing. Writers' event-loop delay p99 ${fixed(summary(r.latency.map((l) => l.loopDelayP99Ms)).median, 1)} ms (bounds the error of the commit stamps).`);
+    out.push(`   ${l0.windowS} s windows, rows = billinginfo + doorinfo rows (a transfer is two). Queue growth = slope of the queue depth over the window;`);
+    out.push(`   kept up = writers reached 90% of the rate, nothing missing, and the queue grew by at most 1% of the movers arriving.`);
+    out.push(`   Writers' event-loop delay p99 ${fixed(summary(r.latency.map((l) => l.loopDelayP99Ms)).median, 1)} ms (bounds the error of the commit stamps).`);
   }
 
   // ---------------------------------------------------------------------------- 3. cost
   if (r.cost.length) {
     out.push('', '3. COST TO dCACHE: 10 writers inserting as fast as they can (one INSERT per row, prepared), alternating phases, each paired with the');
-    out.push('   "off" phase of its round; the probe (and the collector) run on the same 2 CPUs as PostgreSQL and the writers');
+    out.push('   "off" phase of its round; the probe (and the collector) run on the same 2 CPUs as PostgreSQL and the writers. PG µs/row = CPU of the');
+    out.push('   writers\' PostgreSQL backends (where the triggers run) per inserted row, which a busy machine disturbs much less than the rate.');
     const probeNames = new Set(COST_VARIANTS.filter((v) => v.probe).map((v) => v.name));
     out.push(costTable(r.cost, r.plan.costShapes, COST_VARIANTS.map((v) => v.name), probeNames));
     for (const shape of r.plan.costShapes) {
       const alone = costRatios(r.cost, shape, 'capture');
       const withProbe = costRatios(r.cost, shape, 'capture+probe');
-      const naive = costRatios(r.cost, shape, 'naive+probe');
+      const naive = costRatios(r.cost, shape, 'naive');
+      const naiveProbe = costRatios(r.cost, shape, 'naive+probe');
       if (!withProbe.n) continue;
-      targets.push(`cost, ${shape}-row commits, ≤ 10% slower: triggers alone ${verdict(alone.median >= 0.9)} (${pct(1 - alone.median)} slower); with the probe and collector draining on the same CPUs ${verdict(withProbe.median >= 0.9)} (${pct(1 - withProbe.median)}); naive NOTIFY reference ${pct(1 - naive.median)}`);
+      const aloneCpu = cpuRatios(r.cost, shape, 'capture');
+      targets.push(`cost, ${shape}-row commits, ≤ 10% slower: triggers alone ${verdict(alone.median >= 0.9)} (${pct(1 - alone.median)} slower; ${Number.isFinite(aloneCpu.median) ? `${fixed(aloneCpu.median, 2)}× the database CPU per row` : 'CPU n/a'}); with the probe and collector draining on the same CPUs ${verdict(withProbe.median >= 0.9)} (${pct(1 - withProbe.median)}); naive NOTIFY reference ${naive.n ? pct(1 - naive.median) : 'n/a'} alone${naiveProbe.n ? `, ${pct(1 - naiveProbe.median)} with the probe` : ''}`);
     }
   }
 
@@ -228,9 +284,12 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
     out.push(`   a. string-built XML and form (same bytes), catch-up of ${int(r.plan.experimentSize)} rows, paired runs:`);
     out.push(table(['delivering to', 'probe', 'rows/s', '÷ shipped', 'probe CPU s/100k', '÷ shipped', 'peak RSS MB'], rows));
   }
-  const drain = r.latency.filter((l) => l.probe === 'x: drain fix' || l.probe === 'shipped (paired)');
+  const drain = r.latency.filter((l) => l.probe === 'x: drain fix');
   if (drain.length) {
     out.push('   b. drain workers stop only on an empty claim (bench/experiments/drain-fix-patch.ts): see the "x: drain fix" and "shipped (paired)" rows in 2.');
+  }
+  if (r.latency.some((l) => l.probe === 'x: wake fix')) {
+    out.push('   d. a wake-up arriving while a drain cycle ends is no longer lost (bench/experiments/wake-fix-patch.ts): see the "x: wake fix" rows in 2.');
   }
   if (r.experimentCost.length) {
     out.push('   c. what the trigger cost is made of (variants of our functions, bench database only, no probe running):');
@@ -253,4 +312,17 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
   }
   out.push('', 'TARGETS', ...targets.map((t) => `  ${t}`));
   return out.join('\n');
+}
+
+if (require.main === module) {
+  // Re-renders a saved result: node dist/bench/report.js bench/results/latest-full.json
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const file = process.argv[2];
+  if (!file) {
+    process.stderr.write('usage: node dist/bench/report.js RESULTS.json\n');
+    process.exit(2);
+  }
+  const r = JSON.parse(require('node:fs').readFileSync(file, 'utf8')) as Results;
+  const elapsed = r.finishedAt ? (Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000 : NaN;
+  process.stdout.write(report(r, elapsed, '(see bench/results/profiles/)') + '\n');
 }

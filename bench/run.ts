@@ -8,7 +8,8 @@
  * Raw results go to bench/results/ (ignored by git). Never part of `npm test`.
  *
  * Default sections: catchup, sweep, latency, cost, encode; `--sections experiments` measures the
- * proposed src/ changes of bench/experiments/ (about 15 minutes in full size).
+ * proposed src/ changes of bench/experiments/ (about 15 minutes in full size), or one of them:
+ * x-encode, x-drain, x-triggers, x-wake.
  * --quick: small backlogs and short windows, no profiles (about 2–3 minutes on 2 CPUs); the full
  * run takes 20–35 minutes, depending on how busy the machine is.
  */
@@ -168,14 +169,17 @@ async function main(): Promise<number> {
 
   try {
     if (has('encode')) {
-      results.encode = encodeBench(plan.mode === 'quick' ? 2000 : 4000, plan.mode === 'quick' ? 150 : 400);
+      results.encode = encodeBench(plan.mode === 'quick' ? 2000 : 4000, plan.mode === 'quick' ? 100 : 400);
       const e = results.encode;
       note(e.error ? `encode microbenchmark: n/a (${e.error})` : `encode: XML ${fixed(e.xmlUs, 1)} → ${fixed(e.fastXmlUs, 1)} µs/record, form ${fixed(e.formUs, 1)} → ${fixed(e.fastFormUs, 1)} µs/record; identical ${e.identicalXml && e.identicalForms && e.identicalPlans}`);
     }
     if (has('catchup') || has('sweep')) await catchupSection();
     if (has('latency')) await latencySection();
     if (has('cost')) await costSection();
-    if (has('experiments')) await experimentSection();
+    if (has('experiments') || has('x-encode')) await encodeExperiment();
+    if (has('experiments') || has('x-drain')) await drainExperiment();
+    if (has('experiments') || has('x-triggers')) await triggerExperiment();
+    if (has('experiments') || has('x-wake')) await wakeExperiment();
   } finally {
     await collector.stop();
     for (const db of [...databases]) await db.drop().catch(() => undefined);
@@ -227,11 +231,6 @@ async function main(): Promise<number> {
         }
         bundles = recordedBundles(recording);
         note(`recorded ${bundles.forms.length} bundles (${int(bundles.records)} records, ${fixed(bundles.bytes / 1e6, 1)} MB) for the collector baseline`);
-        for (const clients of [1, 4]) {
-          const a = await collectorAcceptance(collector, bundles, DEFAULT_BUNDLE_SIZE, clients);
-          results.acceptance.push({ ...a, afterSize: size, afterRun: -1 });
-          note(`collector acceptance (${clients} connections): ${int(a.recordsPerS)} records/s`);
-        }
       }
 
       if (has('catchup')) {
@@ -245,9 +244,14 @@ async function main(): Promise<number> {
           const f = await copyFloor(db.url, size);
           results.copyFloor.push({ ...f, size, afterRun: run });
           if (bundles) {
-            const a = await collectorAcceptance(collector, bundles, DEFAULT_BUNDLE_SIZE, 2);
-            results.acceptance.push({ ...a, afterSize: size, afterRun: run });
-            note(`  limits: COPY floor ${int(f.rowsPerS)} rows/s; collector acceptance (2 connections) ${int(a.recordsPerS)} records/s`);
+            // 2 connections, as the probe's 2 workers: the paired limit. After the first run of
+            // each size also 1 and 4, at the same moment, to show what more connections give.
+            for (const clients of run === 0 ? [2, 1, 4] : [2]) {
+              const a = await collectorAcceptance(collector, bundles, DEFAULT_BUNDLE_SIZE, clients);
+              results.acceptance.push({ ...a, afterSize: size, afterRun: clients === 2 ? run : -1 });
+            }
+            const a2 = results.acceptance.filter((a) => a.afterSize === size && a.afterRun === run)[0]!;
+            note(`  limits: COPY floor ${int(f.rowsPerS)} rows/s; collector acceptance (2 connections) ${int(a2.recordsPerS)} records/s`);
           }
           save();
         }
@@ -271,13 +275,18 @@ async function main(): Promise<number> {
       }
 
       if (has('sweep') && size === plan.sweepSize) {
-        const planned = has('catchup') ? plan.sweep : [...plan.sweep, [DEFAULT_BUNDLE_SIZE, 2, plan.runs] as [number, number, number]];
-        const combos = planned.flatMap(([b, w, n]) => Array.from({ length: n }, (_, i) => ({ b, w, i })));
-        combos.sort((x, y) => x.i - y.i); // every combination once, then again
-        for (const { b, w } of combos) {
+        // Every other run is the default (500 × 2): each combination is compared with the
+        // default runs just before and after it, which cancels the machine's changing load.
+        const combos = plan.sweep
+          .filter(([b, w]) => !(b === DEFAULT_BUNDLE_SIZE && w === 2))
+          .flatMap(([b, w, n]) => Array.from({ length: n }, (_, i) => ({ b, w, i })))
+          .sort((x, y) => x.i - y.i);
+        const order = combos.flatMap((c) => [{ b: DEFAULT_BUNDLE_SIZE, w: 2, i: c.i }, c]);
+        order.push({ b: DEFAULT_BUNDLE_SIZE, w: 2, i: 0 });
+        for (const [seq, { b, w }] of order.entries()) {
           check();
           const r = await catchupRun(ctx, size, b, w);
-          results.sweep.push(r);
+          results.sweep.push({ ...r, seq });
           note(`sweep bundle ${b} × workers ${w}: ${int(r.rowsPerS)} rows/s, probe ${fixed(r.probeCpuPer100k)} CPU s/100k, peak RSS ${fixed(r.peakRssMb, 0)} MB`);
         }
       }
@@ -301,7 +310,7 @@ async function main(): Promise<number> {
     const live = await startCollector('records');
     try {
       const r = await latencyRun({ pool: db.pool, dbUrl: db.url, collector: live }, rate, plan.latencyWarmupS, options.windowS ?? plan.latencyWindowS, { cli: options.cli, label, nodeFlags: options.nodeFlags });
-      note(`live ${rate} rows/s (${label}): achieved ${int(r.achievedRowsPerS)} rows/s, latency p50 ${int(r.p50Ms)} p99 ${int(r.p99Ms)} max ${int(r.maxMs)} ms, queue max ${int(r.queueMax)} trend ${int(r.queueTrend)}, missing ${r.missing}`);
+      note(`live ${rate} rows/s (${label}): achieved ${int(r.achievedRowsPerS)} rows/s, latency p50 ${int(r.p50Ms)} p99 ${int(r.p99Ms)} max ${int(r.maxMs)} ms, ${r.over1s} over 1 s, queue max ${int(r.queueMax)} growth ${fixed(r.queueSlope, 0)}/s, missing ${r.missing}`);
       for (const w of r.probeWarnings) note(`  probe said: ${w}`);
       return r;
     } finally {
@@ -334,14 +343,16 @@ async function main(): Promise<number> {
   // ------------------------------------------------------------------ 3. cost to dCache
   async function costSection(): Promise<void> {
     const db = await open('cost');
-    results.cost = await costRuns({ pool: db.pool, dbUrl: db.url, collector }, COST_VARIANTS, plan.costShapes, plan.costRounds, plan.costWarmupS, plan.costWindowS, note);
+    // --quick leaves out naive+probe (naive alone is the reference the facts quote).
+    const variants = plan.mode === 'quick' ? COST_VARIANTS.filter((v) => v.name !== 'naive+probe') : COST_VARIANTS;
+    results.cost = await costRuns({ pool: db.pool, dbUrl: db.url, collector }, variants, plan.costShapes, plan.costRounds, plan.costWarmupS, plan.costWindowS, note);
     save();
     await close(db);
   }
 
   // ------------------------------------------------------------------ experiments
-  async function experimentSection(): Promise<void> {
-    // a. The string-built encoder in the real pipeline, paired with the shipped probe.
+  // a. The string-built encoder in the real pipeline, paired with the shipped probe.
+  async function encodeExperiment(): Promise<void> {
     {
       const db = await open('xencode');
       const ctx = { pool: db.pool, dbUrl: db.url, collector };
@@ -366,7 +377,10 @@ async function main(): Promise<number> {
       save();
       await close(db);
     }
-    // b. The drain change at the highest live rate, paired with the shipped probe.
+  }
+
+  // b. The drain change at the highest live rate, paired with the shipped probe.
+  async function drainExperiment(): Promise<void> {
     {
       const db = await liveDatabase('xlive');
       const rate = plan.latencyRates[plan.latencyRates.length - 1]!;
@@ -379,7 +393,25 @@ async function main(): Promise<number> {
       }
       await close(db);
     }
-    // c. What the trigger cost is made of: variants of our trigger functions.
+  }
+
+  // d. The lost wake-up at the end of a drain cycle, at the lowest live rate (where the probe
+  // goes idle most often), paired with the shipped probe.
+  async function wakeExperiment(): Promise<void> {
+    const db = await liveDatabase('xwake');
+    const rate = plan.latencyRates[0]!;
+    for (let pair = 0; pair < plan.runs; pair++) {
+      for (const variant of pair % 2 ? ['x: wake fix', 'shipped (paired)'] : ['shipped (paired)', 'x: wake fix']) {
+        check();
+        results.latency.push(await liveRun(db, rate, variant, variant.startsWith('x:') ? { cli: EXPERIMENT('wake-fix') } : {}));
+      }
+      save();
+    }
+    await close(db);
+  }
+
+  // c. What the trigger cost is made of: variants of our trigger functions.
+  async function triggerExperiment(): Promise<void> {
     {
       const db = await open('xcost');
       results.experimentCost = await costRuns({ pool: db.pool, dbUrl: db.url, collector }, [COST_VARIANTS[0]!, COST_VARIANTS[1]!, ...TRIGGER_EXPERIMENTS], plan.costShapes, Math.max(2, plan.costRounds - 1), plan.costWarmupS, plan.costWindowS, note);
