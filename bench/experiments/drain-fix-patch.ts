@@ -2,10 +2,11 @@
  * EXPERIMENT (bench only, not the product): one change to Probe.drain(), to measure a proposed
  * fix for src/probe.ts before anyone makes it.
  *
- * Today a drain worker that claims fewer than bundleSize rows stops for the rest of the drain;
- * under a steady load the first short batch therefore leaves a single worker draining while the
- * backlog grows (see docs/PERFORMANCE.md). Here a worker stops only when its claim comes back
- * empty.
+ * Before 61f9ada a drain worker that claimed fewer than bundleSize rows stopped for the rest of
+ * the drain; under a steady load the first short batch left a single worker draining while the
+ * backlog grew (see docs/PERFORMANCE.md). Here a worker stops only when its claim comes back
+ * empty — what src/probe.ts now does, so against a tree with 61f9ada this compares two equal
+ * probes; keep it as the template for the next change to drain().
  */
 import * as delivery from '../../src/delivery';
 import * as probe from '../../src/probe';
