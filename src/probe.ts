@@ -344,6 +344,9 @@ export class Probe {
     }
     this.running = this.runCycles().finally(() => {
       this.running = null;
+      // A wake-up that arrived while the cycle was finishing (e.g. during its last query) must
+      // start another cycle, or it would wait for the next poll.
+      if (this.again && !this.stopping) this.requestDrain();
     });
   }
 
@@ -353,10 +356,12 @@ export class Probe {
   }
 
   private later(ms: number): void {
+    if (this.stopping) return;
     const t = setTimeout(() => {
       this.timers.delete(t);
       this.requestDrain();
     }, ms);
+    t.unref(); // a pending retry must never keep a stopping process alive
     this.timers.add(t);
   }
 
@@ -391,6 +396,7 @@ export class Probe {
     } catch (err) {
       if (this.stopping) return;
       this.dbFailures++;
+      this.again = false; // retry after the backoff below, not at once
       this.lastDrainError = describeDatabaseError(err);
       const delay = backoffDelay(this.dbFailures, 500, 30_000);
       this.log.error('drain failed; retrying', { error: describeDatabaseError(err), retryInMs: delay });
