@@ -2,8 +2,8 @@
  * The probe's lifecycle: start, drain, stop.
  *
  * A "drain cycle" runs whenever something may have arrived: a notification, a (re)connect of
- * the listener, the fallback poll timer, the door-grace timer, or the end of a collector
- * outage. Overlapping requests coalesce: a request during a cycle makes it go round once more.
+ * the listener, the fallback poll timer, the door re-check timer (movers waiting for their door
+ * row), or the end of a collector outage. Overlapping requests coalesce: a request during a cycle makes it go round once more.
  * Each cycle delivers until nothing is ready, then arms the wake-up, waits out in-flight
  * captures (the barrier) and looks once more before going idle (sql/migrations/001_capture.sql
  * explains why nothing can be stranded).
@@ -81,6 +81,15 @@ export function addResults(total: BatchResult, r: BatchResult): BatchResult {
   return total;
 }
 
+/**
+ * Nothing notifies when a door row arrives (a trigger on doorinfo for that doubled what we cost
+ * dCache's inserts; sql/migrations/006_lighter_capture.sql), so while movers wait for their
+ * door row the probe looks again by itself: first after this long, then twice as long each
+ * time nothing was delivered, up to the maximum.
+ */
+export const DOOR_RECHECK_FIRST_MS = 250;
+export const DOOR_RECHECK_MAX_MS = 5_000;
+
 export const PROBE_VERSION: string = (require('../../package.json') as { version: string }).version;
 
 /** Which form of the billing schema this is, in words (for the handshake and status). */
@@ -145,6 +154,8 @@ export class Probe {
   private outages = 0;
   private pausedUntil = 0;
   private dbFailures = 0;
+  private doorRecheckTimer: NodeJS.Timeout | null = null;
+  private doorRecheckMs = DOOR_RECHECK_FIRST_MS;
 
   constructor(
     private readonly config: Config,
@@ -359,14 +370,16 @@ export class Probe {
     while (this.running) await this.running;
   }
 
-  private later(ms: number): void {
-    if (this.stopping) return;
+  private later(ms: number): NodeJS.Timeout | null {
+    if (this.stopping) return null;
     const t = setTimeout(() => {
       this.timers.delete(t);
+      if (this.doorRecheckTimer === t) this.doorRecheckTimer = null;
       this.requestDrain();
     }, ms);
     t.unref(); // a pending retry must never keep a stopping process alive
     this.timers.add(t);
+    return t;
   }
 
   private async runCycles(): Promise<void> {
@@ -378,6 +391,7 @@ export class Probe {
         if (this.pollMode) await this.pollWindow();
         const first = await this.drain();
         if (first.unavailable) return this.collectorDown(first.unavailable);
+        if (first.claimed > 0) this.doorRecheckMs = DOOR_RECHECK_FIRST_MS;
         // Going idle: arm the wake-up, wait out in-flight captures, look once more.
         await armWakeUp(this.pool);
         const clear = await captureBarrier(this.pool);
@@ -396,7 +410,7 @@ export class Probe {
       }
       this.dbFailures = 0;
       this.lastDrainError = null;
-      await this.scheduleDoorGraceWake();
+      await this.scheduleDoorRecheck();
     } catch (err) {
       if (this.stopping) return;
       this.dbFailures++;
@@ -483,15 +497,28 @@ export class Probe {
     this.later(delay);
   }
 
-  /** Movers waiting for their door row must go out when their grace period ends. */
-  private async scheduleDoorGraceWake(): Promise<void> {
+  /**
+   * Rows still queued after a cycle are movers waiting for their door row (or rows another
+   * probe is delivering). Look again soon, backing off while nothing arrives, and at the latest
+   * when the oldest one's grace period ends. One timer: a newer cycle replaces it.
+   */
+  private async scheduleDoorRecheck(): Promise<void> {
     const { rows } = await this.pool.query<{ ms: string | null }>(
       `SELECT floor(extract(epoch FROM min(captured_at)) * 1000)::bigint AS ms FROM dcache_probe.capture_queue`,
     );
+    if (this.doorRecheckTimer) {
+      clearTimeout(this.doorRecheckTimer);
+      this.timers.delete(this.doorRecheckTimer);
+      this.doorRecheckTimer = null;
+    }
     const oldest = rows[0]?.ms ? Number(rows[0].ms) : null;
-    if (oldest === null) return;
-    const due = oldest + this.config.pipeline.doorGraceSeconds * 1000 - Date.now();
-    this.later(Math.max(1000, due + 50));
+    if (oldest === null || this.stopping) {
+      this.doorRecheckMs = DOOR_RECHECK_FIRST_MS;
+      return;
+    }
+    const graceEndsIn = oldest + this.config.pipeline.doorGraceSeconds * 1000 - Date.now() + 50;
+    this.doorRecheckTimer = this.later(Math.max(DOOR_RECHECK_FIRST_MS, Math.min(this.doorRecheckMs, graceEndsIn)));
+    this.doorRecheckMs = Math.min(this.doorRecheckMs * 2, DOOR_RECHECK_MAX_MS);
   }
 
   private async pruneOldState(): Promise<void> {

@@ -23,7 +23,7 @@ export interface ProbeStatus {
   problems: string[];
 }
 
-const EXPECTED_TRIGGERS = ['billinginfo.dcache_probe_capture', 'doorinfo.dcache_probe_wake'];
+const EXPECTED_TRIGGERS = ['billinginfo.dcache_probe_capture'];
 
 export interface CaptureHealth {
   /** Enabled triggers of ours, as "table.trigger". */

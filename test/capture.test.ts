@@ -116,13 +116,39 @@ describe('the wake-up protocol', () => {
     await db.query(MOVER, ['w-1']);
     await waitFor('the first notification', () => notifications.length === 1);
     await db.query(MOVER, ['w-2']);
-    await db.query(`INSERT INTO doorinfo (datestamp, transaction, pnfsid) VALUES (now(), 'door:w', 'AB')`);
     // Round-trip on the listening connection: notifications sent before it are delivered first.
     await listener.query('SELECT 1');
     assert.equal(notifications.length, 1, 'unarmed inserts do not notify');
     await armWakeUp(listener);
-    await db.query(`INSERT INTO doorinfo (datestamp, transaction, pnfsid) VALUES (now(), 'door:w2', 'AB')`);
+    await db.query(`INSERT INTO doorinfo (datestamp, transaction, pnfsid) VALUES (now(), 'door:w', 'AB')`);
+    await listener.query('SELECT 1');
+    assert.equal(notifications.length, 1, 'door rows never notify (the probe looks again by itself while a mover waits)');
+    await db.query(MOVER, ['w-3']);
     await waitFor('the notification after re-arming', () => notifications.length === 2);
+  });
+
+  it('checks the wake-up once per transaction: later statements of it only copy their rows', async () => {
+    const fired = async () => Number((await db.query<{ v: string }>('SELECT last_value AS v FROM dcache_probe.wake_fired')).rows[0]!.v);
+    const writer = new pg.Client({ connectionString: db.url });
+    await writer.connect();
+    await armWakeUp(listener);
+    await writer.query('BEGIN');
+    await writer.query(MOVER, ['once-1']); // sees the armed listener: owes it the notification
+    const afterFirst = await fired();
+    await armWakeUp(listener); // armed again while the transaction is open
+    await writer.query(MOVER, ['once-2']);
+    assert.equal(await fired(), afterFirst, 'the second statement did not look at the wake-up again');
+    // It did not need to: the first statement's shared capture lock lasts to the end of the
+    // transaction, so the listener's barrier waits for the whole of it.
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    assert.equal(await captureBarrier(client, 100), false, 'the barrier waits for the open transaction');
+    await writer.query('COMMIT');
+    assert.equal(await captureBarrier(client, 100), true);
+    const queued = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM dcache_probe.capture_queue WHERE record ->> 'transaction' LIKE 'once-%'");
+    assert.equal(queued.rows[0]!.n, 2, 'both statements were captured');
+    await client.end();
+    await writer.end();
   });
 
   it('the barrier waits for an open capturing transaction, and gives up after its timeout without blocking writers for long', async () => {

@@ -136,3 +136,40 @@ describe('poll --once (the cron fallback)', () => {
     checkDelivery(sim, await collector.records());
   });
 });
+
+describe('a mover whose door row is committed after it', () => {
+  let db: BillingDatabase;
+  let collector: CollectorProcess;
+  withDatabaseAndCollector('modern', (d, c) => ((db = d), (collector = c)));
+
+  const mover = (transaction: string, initiator: string) =>
+    db.query(
+      `INSERT INTO billinginfo (datestamp, cellname, action, transaction, pnfsid, fullsize, transfersize, isnew, client, connectiontime, errorcode, errormessage, protocol, initiator)
+       VALUES (now(), 'pool1@dCacheDomain', 'transfer', $1, '0000AB', 10, 10, false, '192.0.2.1', 5, 0, '', 'GFtp-2.0', $2)`,
+      [transaction, initiator],
+    );
+
+  it('is delivered once its door row is there, found by the probe looking again (nothing notifies on doorinfo)', async () => {
+    // An hour of poll interval and door grace: only the probe's door re-check can deliver it.
+    const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: ['--poll-interval', '3600', '--door-grace', '3600'] });
+    try {
+      await mover('late-door-mover', 'door:GFTP@d:late');
+      // A transfer without a door to wait for, committed after the waiting one: once it has
+      // arrived, the probe has looked at the queue and left the waiting mover there.
+      await mover('no-door-mover', '<undefined>');
+      await waitFor('the transfer without a door', async () => (await collector.records()).some((r) => r.localJobId === 'no-door-mover'));
+      // (its delivery transaction commits just after the collector's answer)
+      await waitFor('the delivered row to leave the queue', async () => (await queueDepth(db)) === 1);
+      assert.ok(!(await collector.records()).some((r) => r.localJobId === 'late-door-mover'));
+
+      await db.query(`INSERT INTO doorinfo (datestamp, cellname, action, transaction, pnfsid, owner, mappeduid, mappedgid, client, connectiontime, queuedtime, errorcode, errormessage, path)
+                      VALUES (now(), 'GFTP@d', 'request', 'door:GFTP@d:late', '0000AB', '/DC=org/CN=Late Door', 1000, 1000, '192.0.2.1', 5, 0, 0, '', '/data/late')`);
+      await waitFor('the mover, after its door row', async () => (await collector.records()).some((r) => r.localJobId === 'late-door-mover'));
+      await waitFor('the queue to empty', async () => (await queueDepth(db)) === 0);
+      const late = (await collector.records()).find((r) => r.localJobId === 'late-door-mover')!;
+      assert.match(late.xml, /Late Door/, 'the record carries what only the door row has');
+    } finally {
+      assert.equal(await probe.stop(), 0);
+    }
+  });
+});
