@@ -120,9 +120,19 @@ function rfc3339Seconds(ms: number): string {
 
 export const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>';
 
+/** What comes before the records in the multiupdate payload. */
+export const ENVELOPE_HEAD = `${XML_DECLARATION}\n<RecordEnvelope>\n`;
+/** What comes after them. */
+export const ENVELOPE_TAIL = '</RecordEnvelope>';
+
+/** One record's line in the payload (the sender form-encodes each line on its own). */
+export function envelopeLine(recordXml: string): string {
+  return recordXml + '\n';
+}
+
 /** The multiupdate payload: the declaration, then each record on its own line. */
 export function recordEnvelope(recordsXml: readonly string[]): string {
-  return `${XML_DECLARATION}\n<RecordEnvelope>\n${recordsXml.map((x) => x + '\n').join('')}</RecordEnvelope>`;
+  return ENVELOPE_HEAD + recordsXml.map(envelopeLine).join('') + ENVELOPE_TAIL;
 }
 
 export interface ProbeDetails {
