@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser';
 import type { UsageRecord } from '../src/mapping';
-import { multiupdateForm } from '../src/sender';
+import { formEncode, multiupdateForm, planBodies } from '../src/sender';
 import { recordEnvelope, usageRecordXml, xmlSafe, xmlText } from '../src/xml';
 import { parseEnvelope, parseForm } from '../src/collector/server';
 
@@ -123,5 +123,118 @@ describe('the multiupdate bundle', () => {
     const records = parseEnvelope(form.get('arg1')!);
     assert.deepEqual(records.map((r) => r.localJobId), ['pool:p1@d:1-1', 'pool:p1@d:1-1']);
     assert.ok(records[1]!.xml.includes('<LocalUserId>Zoë</LocalUserId>'));
+  });
+});
+
+/** The bodies as URLSearchParams wrote them before the sender encoded records one by one. */
+function referenceForm(recordsXml: readonly string[], probeName: string, backlog = 0, bundleSize = recordsXml.length): string {
+  return new URLSearchParams({
+    command: 'multiupdate',
+    arg1: recordEnvelope(recordsXml),
+    from: probeName,
+    xmlfiles: String(backlog),
+    tarfiles: '0',
+    maxpendingfiles: '0',
+    backlog: String(backlog),
+    bundlesize: String(bundleSize),
+  }).toString();
+}
+
+/** The earlier planBodies: build the whole form, then each half, and so on. */
+function referencePlan(records: readonly string[], probeName: string, maxBytes: number, backlog: number): { start: number; end: number; form: string }[] {
+  const out: { start: number; end: number; form: string }[] = [];
+  const plan = (start: number, end: number): void => {
+    if (start >= end) return;
+    const form = referenceForm(records.slice(start, end), probeName, backlog);
+    if (Buffer.byteLength(form) <= maxBytes || end - start === 1) {
+      out.push({ start, end, form });
+      return;
+    }
+    const mid = start + Math.ceil((end - start) / 2);
+    plan(start, mid);
+    plan(mid, end);
+  };
+  plan(0, records.length);
+  return out;
+}
+
+let printableAscii = '';
+for (let c = 0x20; c <= 0x7e; c++) printableAscii += String.fromCharCode(c);
+let allAscii = '';
+for (let c = 0; c <= 0x7f; c++) allAscii += String.fromCharCode(c);
+
+/** Values with every character that form encoding treats differently from the plain ones. */
+const AWKWARD = [
+  printableAscii,
+  allAscii,
+  `<&>"'`,
+  "!'()~*-._ +%=&",
+  'a b\tc\nd\r\ne',
+  'Zoë Ünïcode ß € \u00A0 \u07FF \u0800 \uFFFD \uFFFF',
+  '🚀 𝄞 \u{10FFFF} \u{10000}',
+  '%20%2B%7E%', // already looks encoded
+  '',
+];
+/** Strings that are not well-formed UTF-16: URLSearchParams writes U+FFFD for a lone surrogate. */
+const LONE_SURROGATES = ['\uD800', '\uDC00', 'a\uD83Db', 'a\uDE00b', '\uDE00\uD83D', '\uD83D\uD83D\uDE00', 'x\uD83D'];
+
+describe('form encoding, byte-identical to URLSearchParams', () => {
+  it('encodes every character as URLSearchParams does', () => {
+    for (const value of [...AWKWARD, ...LONE_SURROGATES]) {
+      assert.equal(formEncode(value), new URLSearchParams({ v: value }).toString().slice('v='.length), JSON.stringify(value));
+    }
+    for (let c = 0; c <= 0xffff; c++) {
+      const value = String.fromCharCode(c);
+      assert.equal(formEncode(value), new URLSearchParams({ v: value }).toString().slice('v='.length), `U+${c.toString(16)}`);
+    }
+  });
+
+  it('gives the same multiupdate body for records with awkward characters', () => {
+    const records = AWKWARD.flatMap((value) => [
+      usageRecordXml({ ...RECORD, dn: value, localUserId: value, localJobId: `job ${value}` }),
+      usageRecordXml({ ...RECORD, resources: [{ description: value, value }], submitHost: value }),
+    ]);
+    const names = ['dcache-transfer:probe.example.org', `probe ${printableAscii}`, 'zoë 🚀 (test)'];
+    for (const name of names) {
+      for (let n = 0; n <= records.length; n += 3) {
+        const bundle = records.slice(0, n);
+        assert.equal(multiupdateForm(bundle, name), referenceForm(bundle, name), `${n} records from ${name}`);
+      }
+      for (const [backlog, bundleSize] of [[0, 1], [12345, 500], [1e21, 7], [-1, 0.5]] as const) {
+        assert.equal(multiupdateForm(records, name, { backlog, bundleSize }), referenceForm(records, name, backlog, bundleSize), `backlog ${backlog}, bundleSize ${bundleSize}`);
+      }
+    }
+  });
+
+  it('gives the same body for strings that are not records, lone surrogates included', () => {
+    // multiupdateForm takes any strings; a record line always ends in '\n', so even a lone
+    // surrogate at the edge of a record cannot pair with one in the next record.
+    const strings = [...AWKWARD, ...LONE_SURROGATES, '\uD83D', '\uDE00'];
+    assert.equal(multiupdateForm(strings, 'p\uD800'), referenceForm(strings, 'p\uD800'));
+    assert.equal(multiupdateForm(['a\uD83D', '\uDE00b'], 'p'), referenceForm(['a\uD83D', '\uDE00b'], 'p'));
+  });
+
+  it('splits bundles exactly where the earlier planner did, with the same bodies', () => {
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const records = Array.from({ length: 37 }, (_, i) => {
+      const value = AWKWARD[i % AWKWARD.length]!.repeat(1 + Math.floor(random() * 4));
+      return usageRecordXml({ ...RECORD, localJobId: `pool:p1@d:${i}`, dn: value, submitHost: i % 5 ? undefined : value });
+    });
+    const name = 'dcache-transfer:probe.example.org';
+    const whole = Buffer.byteLength(referenceForm(records, name, 3));
+    const one = Buffer.byteLength(referenceForm(records.slice(0, 1), name, 3));
+    // Limits around the sizes where the planner's decisions change, and the extremes.
+    const limits = [0, 1, one - 1, one, one + 1, 10_000, 20_000, Math.floor(whole / 3), Math.floor(whole / 2), Math.ceil(whole / 2) + 1, whole - 1, whole, whole + 1, 1_800_000];
+    for (const half of [records.slice(0, 19), records.slice(19)]) limits.push(Buffer.byteLength(referenceForm(half, name, 3)) - 1, Buffer.byteLength(referenceForm(half, name, 3)));
+    let splits = 0;
+    for (const maxBytes of limits) {
+      for (const bundle of [records, records.slice(0, 9), records.slice(0, 1), []]) {
+        const planned = planBodies(bundle, name, maxBytes, 3);
+        assert.deepEqual(planned, referencePlan(bundle, name, maxBytes, 3), `${bundle.length} records, maxBytes ${maxBytes}`);
+        if (planned.length > 1) splits++;
+      }
+    }
+    assert.ok(splits >= 10, 'the limits make the planner split');
   });
 });
