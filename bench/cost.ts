@@ -45,7 +45,7 @@ export interface VariantSpec {
   description: string;
 }
 
-const OURS = ['billinginfo.dcache_probe_capture', 'doorinfo.dcache_probe_wake'];
+const OURS = ['billinginfo.dcache_probe_capture'];
 
 export const COST_VARIANTS: VariantSpec[] = [
   { name: 'off', triggers: [], probe: false, description: 'our triggers disabled, no probe' },
@@ -56,18 +56,46 @@ export const COST_VARIANTS: VariantSpec[] = [
 ];
 
 /**
- * EXPERIMENTS (bench database only): variants of our capture triggers, to find what the trigger
- * cost is made of. Each is ours with one thing changed.
+ * EXPERIMENTS (bench database only): variants of our capture trigger, to find what its cost is
+ * made of. Each is ours (sql/migrations/006_lighter_capture.sql) with one thing changed, plus
+ * the design before 006 and two lower bounds.
  */
 export const TRIGGER_EXPERIMENTS: VariantSpec[] = [
-  { name: 'x: no EXCEPTION block', triggers: ['billinginfo.bench_x_noexc_capture', 'doorinfo.bench_x_noexc_wake'], probe: false, description: 'ours without the EXCEPTION blocks (no subtransaction per statement)' },
-  { name: 'x: no SECURITY DEFINER/SET', triggers: ['billinginfo.bench_x_noset_capture', 'doorinfo.bench_x_noset_wake'], probe: false, description: 'ours without SECURITY DEFINER and SET search_path' },
-  { name: 'x: FOR EACH ROW', triggers: ['billinginfo.bench_x_row_capture', 'doorinfo.dcache_probe_wake'], probe: false, description: 'ours as a row-level trigger (no transition table)' },
-  { name: 'x: no door trigger', triggers: ['billinginfo.dcache_probe_capture'], probe: false, description: 'ours without the doorinfo wake trigger' },
-  { name: 'x: no lock/wake-up', triggers: ['billinginfo.bench_x_nowake_capture'], probe: false, description: 'ours without the advisory lock and the wake-up check (and so without the door trigger)' },
-  { name: 'x: lock+wake-up once per tx', triggers: ['billinginfo.bench_x_once_capture', 'doorinfo.bench_x_once_wake'], probe: false, description: 'ours, but the lock and the wake-up check only in the first statement of a transaction (a transaction-local flag)' },
-  { name: 'x: bare copy', triggers: ['billinginfo.bench_x_lean_capture'], probe: false, description: 'lower bound: row-level INSERT of to_jsonb(NEW), nothing else' },
+  { name: 'x: before 006', triggers: ['billinginfo.bench_x_v1_capture', 'doorinfo.bench_x_v1_wake'], probe: false, description: 'the design of 001_capture.sql: lock and wake-up check in every statement, and a doorinfo trigger' },
+  { name: 'x: no EXCEPTION block', triggers: ['billinginfo.bench_x_noexc_capture'], probe: false, description: 'ours without the EXCEPTION block (no subtransaction per statement)' },
+  { name: 'x: no SECURITY DEFINER/SET', triggers: ['billinginfo.bench_x_noset_capture'], probe: false, description: 'ours without SECURITY DEFINER and SET search_path' },
+  { name: 'x: no lock/wake-up', triggers: ['billinginfo.bench_x_nowake_capture'], probe: false, description: 'ours without the advisory lock and the wake-up check: the copy alone' },
+  { name: 'x: bare copy', triggers: ['billinginfo.bench_x_lean_capture'], probe: false, description: 'lower bound of a copy: row-level INSERT of to_jsonb(NEW), nothing else' },
+  { name: 'x: empty trigger', triggers: ['billinginfo.bench_x_empty_capture'], probe: false, description: 'lower bound of any statement trigger: a transition table and a PL/pgSQL call that does nothing' },
 ];
+
+/** Ours (006), with the parts the experiments take out marked by placeholders. */
+function oursVariant(name: string, opts: { definer: boolean; exception: boolean; wake: boolean }): string {
+  const header = opts.definer ? 'SECURITY DEFINER SET search_path = pg_catalog, pg_temp' : '';
+  const copy = `
+        INSERT INTO dcache_probe.capture_queue (source, record)
+        SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS captured
+         WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';`;
+  const wake = !opts.wake
+    ? ''
+    : `
+        IF current_setting('dcache_probe.wake_checked', true) IS DISTINCT FROM 'on' THEN
+            PERFORM pg_advisory_xact_lock_shared(7262627701);
+            PERFORM set_config('dcache_probe.wake_checked', 'on', true);
+            SELECT a.last_value, f.last_value INTO armed, fired FROM dcache_probe.wake_armed a, dcache_probe.wake_fired f;
+            IF armed > fired THEN
+                PERFORM setval('dcache_probe.wake_fired', armed);
+                PERFORM pg_notify('dcache_probe', '');
+            END IF;
+        END IF;`;
+  const body = opts.exception ? `BEGIN${copy}${wake}\n    EXCEPTION WHEN OTHERS THEN\n        RAISE WARNING 'bench: %', SQLERRM;\n    END;` : `${copy}${wake}`;
+  return `CREATE OR REPLACE FUNCTION public.${name}() RETURNS trigger LANGUAGE plpgsql ${header} AS $$
+DECLARE armed bigint; fired bigint;
+BEGIN
+    ${body}
+    RETURN NULL;
+END $$;`;
+}
 
 /** The naive reference and the experiments' functions and triggers (created disabled). */
 const BENCH_TRIGGERS_SQL = `
@@ -85,27 +113,9 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- ours without EXCEPTION blocks
-CREATE OR REPLACE FUNCTION public.bench_x_noexc_capture() RETURNS trigger
+-- the design before migration 006 (as in 001_capture.sql)
+CREATE OR REPLACE FUNCTION public.bench_x_v1_listener() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM pg_advisory_xact_lock_shared(7262627701);
-    INSERT INTO dcache_probe.capture_queue (source, record)
-    SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS captured
-     WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
-    PERFORM dcache_probe.wake_listener();
-    RETURN NULL;
-END $$;
-CREATE OR REPLACE FUNCTION public.bench_x_noexc_wake() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM pg_advisory_xact_lock_shared(7262627701);
-    PERFORM dcache_probe.wake_listener();
-    RETURN NULL;
-END $$;
-
--- ours without SECURITY DEFINER / SET search_path (also for the wake function they call)
-CREATE OR REPLACE FUNCTION public.bench_x_noset_listener() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE armed bigint; fired bigint;
 BEGIN
     SELECT last_value INTO armed FROM dcache_probe.wake_armed;
@@ -115,99 +125,46 @@ BEGIN
         PERFORM pg_notify('dcache_probe', '');
     END IF;
 END $$;
-CREATE OR REPLACE FUNCTION public.bench_x_noset_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION public.bench_x_v1_capture() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     BEGIN
         PERFORM pg_advisory_xact_lock_shared(7262627701);
         INSERT INTO dcache_probe.capture_queue (source, record)
         SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS captured
          WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
-        PERFORM public.bench_x_noset_listener();
+        PERFORM public.bench_x_v1_listener();
     EXCEPTION WHEN OTHERS THEN
         RAISE WARNING 'bench: %', SQLERRM;
     END;
     RETURN NULL;
 END $$;
-CREATE OR REPLACE FUNCTION public.bench_x_noset_wake() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    BEGIN
-        PERFORM pg_advisory_xact_lock_shared(7262627701);
-        PERFORM public.bench_x_noset_listener();
-    EXCEPTION WHEN OTHERS THEN
-        RAISE WARNING 'bench: %', SQLERRM;
-    END;
-    RETURN NULL;
-END $$;
-
--- ours as a row-level trigger
-CREATE OR REPLACE FUNCTION public.bench_x_row_capture() RETURNS trigger
+CREATE OR REPLACE FUNCTION public.bench_x_v1_wake() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     BEGIN
         PERFORM pg_advisory_xact_lock_shared(7262627701);
-        IF (to_jsonb(NEW) ->> 'p2p') IS DISTINCT FROM 'true' THEN
-            INSERT INTO dcache_probe.capture_queue (source, record) VALUES (TG_TABLE_NAME, to_jsonb(NEW));
-        END IF;
-        PERFORM dcache_probe.wake_listener();
+        PERFORM public.bench_x_v1_listener();
     EXCEPTION WHEN OTHERS THEN
         RAISE WARNING 'bench: %', SQLERRM;
     END;
     RETURN NULL;
 END $$;
 
--- ours without the advisory lock and the wake-up check
-CREATE OR REPLACE FUNCTION public.bench_x_nowake_capture() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    BEGIN
-        INSERT INTO dcache_probe.capture_queue (source, record)
-        SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS captured
-         WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
-    EXCEPTION WHEN OTHERS THEN
-        RAISE WARNING 'bench: %', SQLERRM;
-    END;
-    RETURN NULL;
-END $$;
-
--- ours, with the lock and the wake-up check once per transaction: the shared lock is held to
--- the end of the transaction anyway, and the barrier waits for it, so later statements of the
--- same transaction need neither
-CREATE OR REPLACE FUNCTION public.bench_x_once_capture() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    BEGIN
-        IF current_setting('dcache_probe.locked', true) IS DISTINCT FROM 'y' THEN
-            PERFORM pg_advisory_xact_lock_shared(7262627701);
-            PERFORM dcache_probe.wake_listener();
-            PERFORM set_config('dcache_probe.locked', 'y', true);
-        END IF;
-        INSERT INTO dcache_probe.capture_queue (source, record)
-        SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS captured
-         WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
-    EXCEPTION WHEN OTHERS THEN
-        RAISE WARNING 'bench: %', SQLERRM;
-    END;
-    RETURN NULL;
-END $$;
-CREATE OR REPLACE FUNCTION public.bench_x_once_wake() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    BEGIN
-        IF current_setting('dcache_probe.locked', true) IS DISTINCT FROM 'y' THEN
-            PERFORM pg_advisory_xact_lock_shared(7262627701);
-            PERFORM dcache_probe.wake_listener();
-            PERFORM set_config('dcache_probe.locked', 'y', true);
-        END IF;
-    EXCEPTION WHEN OTHERS THEN
-        RAISE WARNING 'bench: %', SQLERRM;
-    END;
-    RETURN NULL;
-END $$;
+${oursVariant('bench_x_noexc_capture', { definer: true, exception: false, wake: true })}
+${oursVariant('bench_x_noset_capture', { definer: false, exception: true, wake: true })}
+${oursVariant('bench_x_nowake_capture', { definer: true, exception: true, wake: false })}
 
 -- the least a copying trigger can do
 CREATE OR REPLACE FUNCTION public.bench_x_lean_capture() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO dcache_probe.capture_queue (source, record) VALUES (TG_TABLE_NAME, to_jsonb(NEW));
+    RETURN NULL;
+END $$;
+
+-- the least any statement-level trigger with a transition table costs
+CREATE OR REPLACE FUNCTION public.bench_x_empty_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
     RETURN NULL;
 END $$;
 
@@ -217,15 +174,13 @@ BEGIN
     FOR t IN SELECT * FROM (VALUES
         ('billinginfo', 'bench_naive_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_naive_capture'),
         ('doorinfo', 'bench_naive_wake', 'FOR EACH STATEMENT', 'bench_naive_wake'),
+        ('billinginfo', 'bench_x_v1_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_v1_capture'),
+        ('doorinfo', 'bench_x_v1_wake', 'FOR EACH STATEMENT', 'bench_x_v1_wake'),
         ('billinginfo', 'bench_x_noexc_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_noexc_capture'),
-        ('doorinfo', 'bench_x_noexc_wake', 'FOR EACH STATEMENT', 'bench_x_noexc_wake'),
         ('billinginfo', 'bench_x_noset_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_noset_capture'),
-        ('doorinfo', 'bench_x_noset_wake', 'FOR EACH STATEMENT', 'bench_x_noset_wake'),
-        ('billinginfo', 'bench_x_row_capture', 'FOR EACH ROW', 'bench_x_row_capture'),
         ('billinginfo', 'bench_x_nowake_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_nowake_capture'),
-        ('billinginfo', 'bench_x_once_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_once_capture'),
-        ('doorinfo', 'bench_x_once_wake', 'FOR EACH STATEMENT', 'bench_x_once_wake'),
-        ('billinginfo', 'bench_x_lean_capture', 'FOR EACH ROW', 'bench_x_lean_capture')
+        ('billinginfo', 'bench_x_lean_capture', 'FOR EACH ROW', 'bench_x_lean_capture'),
+        ('billinginfo', 'bench_x_empty_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_empty_capture')
     ) AS v(tbl, trg, how, fn) LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS %I ON public.%I', t.trg, t.tbl);
         EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON public.%I %s EXECUTE FUNCTION public.%I()', t.trg, t.tbl, t.how, t.fn);
