@@ -14,7 +14,9 @@ import { createHash } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { BadRequest, XML_ERROR, parseEnvelope, type EnvelopeRecord } from './envelope';
+
+export { BadRequest, parseEnvelope } from './envelope';
 
 /** GRACC reads at most this much form body. */
 export const GRACC_MAX_BODY = 10 * 1024 * 1024;
@@ -69,15 +71,6 @@ export interface CollectorStats {
   lastAcceptedAt: number | null;
 }
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
-const XML_ERROR = 'Error handling request: error unmarshalling xml';
-// XML 1.0 forbids these (GRACC's Go decoder refuses them).
-const FORBIDDEN = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/;
-
-const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', removeNSPrefix: true, parseTagValue: false, isArray: (name) => name === 'Resource' });
-
-export class BadRequest extends Error {}
-
 /** Decodes one form value strictly: invalid UTF-8 is an error, as in GRACC. */
 function decodeFormValue(raw: string): string {
   try {
@@ -104,26 +97,6 @@ export function contentHash(recordXml: string): string {
     .replace(/<RecordIdentity\b[^>]*?(\/>|>[\s\S]*?<\/RecordIdentity>)/, '')
     .replace(/<(VOName|ReportableVOName|LocalUserId|SiteName|Grid)>[\s\S]*?<\/\1>/g, '');
   return createHash('sha256').update(stripped).digest('hex');
-}
-
-/** Validates a multiupdate envelope as GRACC would; returns the records' XML. */
-export function parseEnvelope(arg1: string): { localJobId: string; xml: string }[] {
-  const decl = arg1.match(/^\s*<\?xml([^?]*)\?>/);
-  if (decl && !/encoding\s*=\s*["']utf-8["']/i.test(decl[1]!) && /encoding/.test(decl[1]!)) throw new BadRequest(XML_ERROR);
-  if (/<!DOCTYPE/i.test(arg1) || FORBIDDEN.test(arg1)) throw new BadRequest(XML_ERROR);
-  if (XMLValidator.validate(arg1) !== true) throw new BadRequest(XML_ERROR);
-  const records = arg1.match(/<JobUsageRecord\b[\s\S]*?<\/JobUsageRecord>/g) ?? [];
-  return records.map((xml) => {
-    const doc = parser.parse(xml) as { JobUsageRecord?: Record<string, unknown> };
-    const jur = doc.JobUsageRecord;
-    if (!jur) throw new BadRequest(XML_ERROR);
-    const identity = jur.RecordIdentity as Record<string, string> | undefined;
-    for (const time of [jur.StartTime, jur.EndTime, identity?.['@createTime']]) {
-      if (time !== undefined && !RFC3339.test(String(time))) throw new BadRequest(XML_ERROR);
-    }
-    const localJobId = String((jur.JobIdentity as Record<string, unknown> | undefined)?.LocalJobId ?? '');
-    return { localJobId, xml };
-  });
 }
 
 export class GratiaCollector {
@@ -222,7 +195,7 @@ export class GratiaCollector {
     if (arg1 === undefined) return this.answer(res, 400, 'Error handling request: missing key "arg1"');
     if (form.get('from') === undefined) return this.answer(res, 400, 'Error handling request: missing key "from"');
 
-    let records: { localJobId: string; xml: string }[];
+    let records: EnvelopeRecord[];
     try {
       records = parseEnvelope(arg1);
     } catch (err) {
@@ -251,7 +224,7 @@ export class GratiaCollector {
     return this.answer(res, 200, 'OK');
   }
 
-  private store(r: { localJobId: string; xml: string }, receivedAt: number): void {
+  private store(r: EnvelopeRecord, receivedAt: number): void {
     this.stats.recordsAccepted++;
     const hash = contentHash(r.xml);
     if (this.seen.has(hash)) this.stats.duplicateRecords++;
