@@ -139,7 +139,7 @@ interface RecordFields {
   jobIdentities: number;
 }
 
-/** Where the record's elements sit on the stack: root, JobUsageRecord, its children, theirs. */
+/** The depth of a record (the stack's length while it is open): the root is 1, its children 2. */
 const RECORD_DEPTH = 2;
 
 /**
