@@ -59,25 +59,45 @@ interface ClaimedRowSql {
   door: Record<string, unknown> | null;
 }
 
-export class CaptureQueue {
-  private readonly claimSql: string;
-
-  constructor(billingSchema: string, quoteIdentifier: (name: string) => string) {
-    const doorinfo = `${quoteIdentifier(billingSchema)}.doorinfo`;
-    // A mover is ready when it is not a billinginfo row, when it has no door to wait for
-    // (p2p destinations "pool:...", "<undefined>"), when its door row is there, or when it has
-    // waited the grace period.
-    this.claimSql = `
+/**
+ * The claim: up to $1 ready rows, oldest first, locked FOR UPDATE SKIP LOCKED, each with its
+ * door row (`doorinfo`: the quoted, schema-qualified table) and its datestamp as epoch ms.
+ *
+ * A mover (billinginfo row) *waits* for its door row while it is younger than the grace period
+ * ($2 seconds) and has a door to wait for (its initiator is not empty, "<undefined>" or a p2p
+ * "pool:..."). A row is ready when it does not wait, or when its door row is there.
+ *
+ * Each mover's door is looked up once, by a scalar subquery (ORDER BY ... LIMIT 1: the earliest
+ * door row by datestamp and cellname). For a waiting mover that happens in the claiming query,
+ * and its result decides readiness below LockRows, so the LIMIT counts, and locks, exactly the
+ * rows returned; it yields only the door's ctid, and the door row is turned into JSON after
+ * locking, for the returned rows only (rows another worker holds are skipped, having cost one
+ * lookup at most). A mover that does not wait gets its door looked up after locking. A scalar
+ * subquery is never hashed: an EXISTS here let the planner, when doorinfo had no statistics,
+ * hash all of doorinfo in every claim. OFFSET 0 keeps `door` a subquery, so that its lookup is
+ * not repeated in both the WHERE and the select list. Only queue rows are locked.
+ */
+export function claimQuery(doorinfo: string): string {
+  return `
       WITH claimed AS (
-        SELECT q.id, q.source, q.captured_at, q.record
+        SELECT q.id, q.source, q.captured_at, q.record, door.ctid AS door_ctid
           FROM dcache_probe.capture_queue q
-         WHERE q.source <> 'billinginfo'
-            OR q.captured_at <= now() - make_interval(secs => $2)
-            OR coalesce(q.record ->> 'initiator', '') = ''
-            OR q.record ->> 'initiator' = '<undefined>'
-            OR q.record ->> 'initiator' LIKE 'pool:%'
-            OR EXISTS (SELECT 1 FROM ${doorinfo} d
-                        WHERE d.transaction = q.record ->> 'initiator' AND d.pnfsid = q.record ->> 'pnfsid')
+         CROSS JOIN LATERAL (
+           SELECT q.source = 'billinginfo'
+              AND q.captured_at > now() - make_interval(secs => $2)
+              AND coalesce(q.record ->> 'initiator', '') NOT IN ('', '<undefined>')
+              AND q.record ->> 'initiator' NOT LIKE 'pool:%' AS waits
+         ) w
+         CROSS JOIN LATERAL (
+           SELECT CASE WHEN w.waits THEN (
+                    SELECT d.ctid FROM ${doorinfo} d
+                     WHERE d.transaction = q.record ->> 'initiator' AND d.pnfsid = q.record ->> 'pnfsid'
+                     ORDER BY d.datestamp, d.cellname
+                     LIMIT 1)
+                  END AS ctid
+           OFFSET 0
+         ) door
+         WHERE NOT w.waits OR door.ctid IS NOT NULL
          ORDER BY q.id
          LIMIT $1
          FOR UPDATE OF q SKIP LOCKED
@@ -85,16 +105,23 @@ export class CaptureQueue {
       SELECT c.id, c.source, c.record,
              floor(extract(epoch FROM c.captured_at) * 1000)::bigint AS captured_ms,
              dcache_probe.epoch_ms(c.record ->> 'datestamp') AS datestamp_ms,
-             door.record AS door
+             CASE WHEN c.door_ctid IS NOT NULL
+                  THEN (SELECT to_jsonb(d) FROM ${doorinfo} d WHERE d.ctid = c.door_ctid)
+                  WHEN c.source = 'billinginfo'
+                  THEN (SELECT to_jsonb(d) FROM ${doorinfo} d
+                         WHERE d.transaction = c.record ->> 'initiator' AND d.pnfsid = c.record ->> 'pnfsid'
+                         ORDER BY d.datestamp, d.cellname
+                         LIMIT 1)
+             END AS door
         FROM claimed c
-        LEFT JOIN LATERAL (
-          SELECT to_jsonb(d) AS record FROM ${doorinfo} d
-           WHERE c.source = 'billinginfo'
-             AND d.transaction = c.record ->> 'initiator' AND d.pnfsid = c.record ->> 'pnfsid'
-           ORDER BY d.datestamp, d.cellname
-           LIMIT 1
-        ) door ON true
        ORDER BY c.id`;
+}
+
+export class CaptureQueue {
+  private readonly claimSql: string;
+
+  constructor(billingSchema: string, quoteIdentifier: (name: string) => string) {
+    this.claimSql = claimQuery(`${quoteIdentifier(billingSchema)}.doorinfo`);
   }
 
   /** Locks up to `limit` ready rows for this transaction, oldest first. */
