@@ -220,6 +220,24 @@ describe('installation and removal', () => {
     }
   });
 
+  it('analyzes a doorinfo that has rows but no planner statistics, once', async () => {
+    const db = await createBillingDatabase('modern', { migrate: false });
+    try {
+      await db.query('ALTER TABLE doorinfo SET (autovacuum_enabled = false)');
+      await db.query(`INSERT INTO doorinfo (datestamp, transaction, pnfsid) SELECT now(), 'door:' || i, 'P' || i FROM generate_series(1, 1000) AS i`);
+      const statistics = async () => (await db.query(`SELECT count(*)::int AS n FROM pg_stats WHERE tablename = 'doorinfo'`)).rows[0]!.n as number;
+      assert.equal(await statistics(), 0);
+      const first = await runCli(['migrate', '--db-url', db.url]);
+      assert.equal(first.code, 0, first.stderr);
+      assert.match(first.stdout, /analyzed public\.doorinfo: it had no planner statistics/);
+      assert.ok((await statistics()) > 0);
+      const again = await migrate(db.url, 'public');
+      assert.equal(again.doorinfo, 'present');
+    } finally {
+      await db.drop();
+    }
+  });
+
   it('refuses to install on a database without billinginfo, naming the table', async () => {
     const db = await createBillingDatabase('modern', { migrate: false });
     try {
