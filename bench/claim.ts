@@ -252,6 +252,8 @@ async function phase(url: string, label: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  const only = process.env.VARIANTS?.split(',');
+  if (only) for (const n of Object.keys(VARIANTS)) if (!only.includes(n)) delete VARIANTS[n];
   const print = args.indexOf('--print');
   if (print >= 0) {
     console.log(VARIANTS[args[print + 1]!]);
@@ -260,8 +262,6 @@ async function main(): Promise<void> {
   const existing = args.indexOf('--url');
   if (existing >= 0) {
     const url = args[existing + 1]!;
-    const only = process.env.VARIANTS?.split(',');
-    if (only) for (const n of Object.keys(VARIANTS)) if (!only.includes(n)) delete VARIANTS[n];
     await phase(url, url.split('/').pop()!);
     return;
   }
