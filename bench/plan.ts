@@ -7,7 +7,7 @@ import type { LatencyRun } from './latency';
 import type { DaemonStop } from './lib/proc';
 import type { ProfileSummary } from './lib/profile';
 
-export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments', 'x-encode', 'x-drain', 'x-triggers', 'x-wake'] as const;
+export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments', 'x-encode', 'x-triggers'] as const;
 export type Section = (typeof ALL_SECTIONS)[number];
 
 export interface Plan {

@@ -284,13 +284,6 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
     out.push(`   a. string-built XML and form (same bytes), catch-up of ${int(r.plan.experimentSize)} rows, paired runs:`);
     out.push(table(['delivering to', 'probe', 'rows/s', '÷ shipped', 'probe CPU s/100k', '÷ shipped', 'peak RSS MB'], rows));
   }
-  const drain = r.latency.filter((l) => l.probe === 'x: drain fix');
-  if (drain.length) {
-    out.push('   b. drain workers stop only on an empty claim (bench/experiments/drain-fix-patch.ts): see the "x: drain fix" and "shipped (paired)" rows in 2.');
-  }
-  if (r.latency.some((l) => l.probe === 'x: wake fix')) {
-    out.push('   d. a wake-up arriving while a drain cycle ends is no longer lost (bench/experiments/wake-fix-patch.ts): see the "x: wake fix" rows in 2.');
-  }
   if (r.experimentCost.length) {
     out.push('   c. what the trigger cost is made of (variants of our functions, bench database only, no probe running):');
     out.push(costTable(r.experimentCost, r.plan.costShapes, ['off', 'capture', ...TRIGGER_EXPERIMENTS.map((v) => v.name)], new Set()));

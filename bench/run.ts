@@ -9,7 +9,7 @@
  *
  * Default sections: catchup, sweep, latency, cost, encode; `--sections experiments` measures the
  * proposed src/ changes of bench/experiments/ (about 15 minutes in full size), or one of them:
- * x-encode, x-drain, x-triggers, x-wake.
+ * x-encode, x-triggers.
  * --quick: small backlogs and short windows, no profiles (about 2–3 minutes on 2 CPUs); the full
  * run takes 20–35 minutes, depending on how busy the machine is.
  */
@@ -177,9 +177,7 @@ async function main(): Promise<number> {
     if (has('latency')) await latencySection();
     if (has('cost')) await costSection();
     if (has('experiments') || has('x-encode')) await encodeExperiment();
-    if (has('experiments') || has('x-drain')) await drainExperiment();
     if (has('experiments') || has('x-triggers')) await triggerExperiment();
-    if (has('experiments') || has('x-wake')) await wakeExperiment();
   } finally {
     await collector.stop();
     for (const db of [...databases]) await db.drop().catch(() => undefined);
@@ -377,37 +375,6 @@ async function main(): Promise<number> {
       save();
       await close(db);
     }
-  }
-
-  // b. The drain change at the highest live rate, paired with the shipped probe.
-  async function drainExperiment(): Promise<void> {
-    {
-      const db = await liveDatabase('xlive');
-      const rate = plan.latencyRates[plan.latencyRates.length - 1]!;
-      for (let pair = 0; pair < plan.runs; pair++) {
-        for (const variant of pair % 2 ? ['x: drain fix', 'shipped (paired)'] : ['shipped (paired)', 'x: drain fix']) {
-          check();
-          results.latency.push(await liveRun(db, rate, variant, variant.startsWith('x:') ? { cli: EXPERIMENT('drain-fix') } : {}));
-        }
-        save();
-      }
-      await close(db);
-    }
-  }
-
-  // d. The lost wake-up at the end of a drain cycle, at the lowest live rate (where the probe
-  // goes idle most often), paired with the shipped probe.
-  async function wakeExperiment(): Promise<void> {
-    const db = await liveDatabase('xwake');
-    const rate = plan.latencyRates[0]!;
-    for (let pair = 0; pair < plan.runs; pair++) {
-      for (const variant of pair % 2 ? ['x: wake fix', 'shipped (paired)'] : ['shipped (paired)', 'x: wake fix']) {
-        check();
-        results.latency.push(await liveRun(db, rate, variant, variant.startsWith('x:') ? { cli: EXPERIMENT('wake-fix') } : {}));
-      }
-      save();
-    }
-    await close(db);
   }
 
   // c. What the trigger cost is made of: variants of our trigger functions.
