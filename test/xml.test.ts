@@ -3,7 +3,9 @@ import { describe, it } from 'node:test';
 import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser';
 import type { UsageRecord } from '../src/mapping';
 import { formEncode, multiupdateForm, planBodies } from '../src/sender';
-import { recordEnvelope, usageRecordXml, xmlSafe, xmlText } from '../src/xml';
+import { recordEnvelope, usageRecordXml, usageRecordXmlBuilt, xmlSafe, xmlText } from '../src/xml';
+import { mapRow } from '../src/mapping';
+import { TransferGenerator } from '../src/demo/simulator';
 import { parseEnvelope, parseForm } from '../src/collector/server';
 
 const RECORD: UsageRecord = {
@@ -95,6 +97,37 @@ describe('JobUsageRecord XML', () => {
 
   it('is byte-identical for the same record', () => {
     assert.equal(usageRecordXml({ ...RECORD }), usageRecordXml({ ...RECORD }));
+  });
+});
+
+describe('record templates (the builder once per record shape)', () => {
+  const AWKWARD = ['', ' ', '&', '<>', '"\'', '&amp;', 'a\u0001b', '\u0001', '\u00010\u0001', 'Zoë 🚀', '\uD800', 'x\ty\nz\r', ']]>', '<!-- -->'];
+
+  it('write every record byte for byte as building it whole with fast-xml-parser does', () => {
+    const options = { probeName: 'dcache-transfer:test.example.org', siteName: 'TEST', grid: 'OSG', dcacheServerHost: 'dcache.example.org', reportTape: true };
+    const generator = new TransferGenerator({ seed: 17, p2pShare: 0, errorShare: 0.1, noDoorShare: 0.1 });
+    let compared = 0;
+    for (let i = 0; i < 3000; i++) {
+      const t = generator.next();
+      const json = (row: Record<string, unknown>) => JSON.parse(JSON.stringify(row)) as Record<string, unknown>;
+      const mapped = mapRow({ id: String(i), source: 'billinginfo', capturedAtMs: Date.now(), record: json(t.mover), datestampMs: (t.mover.datestamp as Date).getTime(), door: t.door ? json(t.door) : null }, options);
+      if (mapped.kind !== 'record') continue;
+      assert.equal(usageRecordXml(mapped.record), usageRecordXmlBuilt(mapped.record));
+      compared++;
+    }
+    assert.ok(compared > 2000, `compared ${compared} simulated records`);
+  });
+
+  it('are byte-identical with awkward, empty and placeholder-like values in every field', () => {
+    for (const value of AWKWARD) {
+      const variants: UsageRecord[] = [
+        { ...RECORD, recordId: value, localJobId: value, dn: value, localUserId: value, voName: value, reportableVoName: value, submitHost: value, action: value, probeName: value, siteName: value, grid: value },
+        { ...RECORD, resources: [{ description: value, value }, { description: 'Protocol', value }], status: value as unknown as number },
+        { ...RECORD, dn: undefined, localUserId: value, resources: [] },
+        { ...RECORD, voName: value, reportableVoName: undefined, submitHost: undefined, njobs: 3 },
+      ];
+      for (const record of variants) assert.equal(usageRecordXml(record), usageRecordXmlBuilt(record), JSON.stringify(value));
+    }
   });
 });
 
