@@ -387,6 +387,10 @@ describe('Dockerfile', () => {
     assert.deepEqual(variablesIn(read('Dockerfile')).filter((v) => !KNOWN_VARIABLES.has(v)), []);
   });
 
+  it('runs node with the heap setting the benchmarks measured (a 4 MB young generation)', () => {
+    assert.ok(instructions(runtime, 'ENV').some((e) => e.args === 'NODE_OPTIONS=--max-semi-space-size=4'));
+  });
+
   it('copies only files that exist and are not excluded by .dockerignore, or that an earlier stage built', () => {
     const ignored = read('.dockerignore')
       .split('\n')
@@ -476,6 +480,7 @@ describe('host deployment files and docs/DEPLOYING.md', () => {
     assert.deepEqual(directive('Type'), ['simple']);
     assert.ok(directive('User')[0] && directive('User')[0] !== 'root');
     assert.deepEqual(directive('EnvironmentFile'), ['/etc/dcache-probe/env']);
+    assert.deepEqual(directive('Environment'), ['NODE_OPTIONS=--max-semi-space-size=4'], 'the heap setting the benchmarks measured (docs/PERFORMANCE.md)');
     assert.match(directive('ExecStart')[0]!, /\/dcache-probe run$/);
     assert.deepEqual(directive('Restart'), ['on-failure']);
     assert.deepEqual(directive('KillSignal'), ['SIGTERM']);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type pg from 'pg';
 import type { AcceptedRecord, CollectorStats } from '../../src/collector/server';
-import { CLI, COLLECTOR_MAIN, sleep, waitFor } from './env';
+import { CLI, COLLECTOR_MAIN, probeNodeFlags, sleep, waitFor } from './env';
 
 const CLK_TCK = 100; // getconf CLK_TCK on Linux/x86_64
 const GNU_TIME = '/usr/bin/time';
@@ -207,7 +207,7 @@ export function probeArgs(p: ProbeArgs): string[] {
 
 /** `dcache-probe poll --once`, measured. */
 export function pollOnce(p: ProbeArgs, options: RunOptions = {}): Promise<MeasuredRun> {
-  return runMeasured([p.cli ?? CLI, 'poll', '--once', ...probeArgs(p)], options);
+  return runMeasured([p.cli ?? CLI, 'poll', '--once', ...probeArgs(p)], { ...options, nodeFlags: probeNodeFlags(options.nodeFlags) });
 }
 
 export interface DaemonStop {
@@ -236,7 +236,7 @@ export const daemonStops: DaemonStop[] = [];
 
 /** `dcache-probe run` as a daemon; resolves once it says it is running. */
 export async function startDaemon(p: ProbeArgs, nodeFlags: string[] = [], cwd?: string): Promise<DaemonProcess> {
-  const child = spawn(process.execPath, [...nodeFlags, p.cli ?? CLI, 'run', ...probeArgs({ ...p, extra: ['--log-level', 'info', ...(p.extra ?? [])] })], {
+  const child = spawn(process.execPath, [...probeNodeFlags(nodeFlags), p.cli ?? CLI, 'run', ...probeArgs({ ...p, extra: ['--log-level', 'info', ...(p.extra ?? [])] })], {
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd,
   });
