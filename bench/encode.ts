@@ -1,7 +1,8 @@
 /**
  * 5. Encoding cost, in this process (no database, no network): what the probe spends per record
  * on mapping, XML and the urlencoded form, with the shipped functions and with the string-built
- * prototype of bench/experiments/fast-encode.ts, which must produce the same bytes (checked for
+ * prototype of bench/experiments/fast-encode.ts (and, for the XML, with the whole record through
+ * fast-xml-parser's builder, as before the templates), which must produce the same bytes (checked for
  * every record, every bundle and every split).
  *
  * The shipped functions are looked up at run time (other developers move them between modules),
@@ -31,6 +32,8 @@ export interface EncodeResult {
   mapUs: number;
   xmlUs: number;
   fastXmlUs: number;
+  /** usageRecordXmlBuilt: the whole record through fast-xml-parser's builder (before the templates); NaN if absent */
+  builtXmlUs: number;
   formUs: number;
   fastFormUs: number;
   /** planBodies of 1,000-record bundles (bigger than maxBundleBytes: split in two), per record */
@@ -69,7 +72,7 @@ function timeIt(fn: () => void, minMs: number): number {
 }
 
 export function encodeBench(n = 4000, minMs = 400): EncodeResult {
-  const empty = { records: n, mapUs: NaN, xmlUs: NaN, fastXmlUs: NaN, formUs: NaN, fastFormUs: NaN, planUs: NaN, fastPlanUs: NaN, identicalXml: false, identicalForms: false, identicalPlans: false, bytesPerRecord: NaN };
+  const empty = { records: n, mapUs: NaN, xmlUs: NaN, fastXmlUs: NaN, builtXmlUs: NaN, formUs: NaN, fastFormUs: NaN, planUs: NaN, fastPlanUs: NaN, identicalXml: false, identicalForms: false, identicalPlans: false, bytesPerRecord: NaN };
   try {
     const mapping = ['../src/mapping'];
     const mapRow = find('mapRow', mapping);
@@ -102,7 +105,17 @@ export function encodeBench(n = 4000, minMs = 400): EncodeResult {
     const fastMs = timeIt(() => {
       fast = records.map((r) => fastXml(r));
     }, minMs);
-    const identicalXml = xml.length === fast.length && xml.every((x, i) => x === fast[i]);
+    let built: string[] = xml;
+    let builtMs = NaN;
+    try {
+      const usageRecordXmlBuilt = find('usageRecordXmlBuilt', ['../src/xml']);
+      builtMs = timeIt(() => {
+        built = records.map((r) => usageRecordXmlBuilt(r));
+      }, minMs);
+    } catch {
+      /* a build without the templates */
+    }
+    const identicalXml = xml.length === fast.length && xml.every((x, i) => x === fast[i] && x === built[i]);
 
     const bundles: string[][] = [];
     for (let i = 0; i < xml.length; i += 500) bundles.push(xml.slice(i, i + 500));
@@ -134,6 +147,7 @@ export function encodeBench(n = 4000, minMs = 400): EncodeResult {
       mapUs: per(mapMs, rows.length),
       xmlUs: per(xmlMs, records.length),
       fastXmlUs: per(fastMs, records.length),
+      builtXmlUs: per(builtMs, records.length),
       formUs: per(formMs, records.length),
       fastFormUs: per(fastFormMs, records.length),
       planUs: per(planMs, records.length),
