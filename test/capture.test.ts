@@ -199,6 +199,28 @@ describe('housekeeping', () => {
 });
 
 describe('installation and removal', () => {
+  it('upgrading an installation from before migration 006 removes the doorinfo trigger and keeps capturing', async () => {
+    const db = await createBillingDatabase('modern');
+    try {
+      // The state 005 left: 006 not applied, the doorinfo wake-up trigger and its functions there.
+      await db.query('DELETE FROM dcache_probe.schema_migration WHERE version = 6');
+      await db.query(`CREATE FUNCTION dcache_probe.wake_listener() RETURNS void LANGUAGE sql AS 'SELECT'`);
+      await db.query(`CREATE FUNCTION dcache_probe.wake_on_door() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'`);
+      await db.query('CREATE TRIGGER dcache_probe_wake AFTER INSERT ON doorinfo FOR EACH STATEMENT EXECUTE FUNCTION dcache_probe.wake_on_door()');
+      const upgraded = await migrate(db.url, 'public');
+      assert.deepEqual(upgraded.applied.map((m) => m.version), [6]);
+      const left = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relname = 'doorinfo' AND NOT t.tgisinternal`);
+      assert.equal(left.rows[0]!.n, 0, 'no trigger of ours on doorinfo');
+      const functions = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_proc WHERE proname IN ('wake_on_door', 'wake_listener')`);
+      assert.equal(functions.rows[0]!.n, 0);
+      await db.query(MOVER, ['after-upgrade']);
+      const queued = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM dcache_probe.capture_queue WHERE record ->> 'transaction' = 'after-upgrade'`);
+      assert.equal(queued.rows[0]!.n, 1);
+    } finally {
+      await db.drop();
+    }
+  });
+
   it("uninstall removes all of ours and leaves dCache's tables, views and rows", async () => {
     const db = await createBillingDatabase('modern');
     try {

@@ -17,13 +17,21 @@
 -- waits for the whole transaction, all its later statements included, before the listener's
 -- last look at the queue. The protocol itself is unchanged (see 001_capture.sql).
 
+-- Found by the function it calls (as uninstall does), so a billing schema renamed since 001
+-- is no problem.
 DO $drop$
 DECLARE
-    billing text := current_setting('dcache_probe.billing_schema');
+    t record;
 BEGIN
-    IF to_regclass(format('%I.doorinfo', billing)) IS NOT NULL THEN
-        EXECUTE format('DROP TRIGGER IF EXISTS dcache_probe_wake ON %I.doorinfo', billing);
-    END IF;
+    FOR t IN
+        SELECT tg.tgname, c.relname, n.nspname
+          FROM pg_trigger tg
+          JOIN pg_class c     ON c.oid = tg.tgrelid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE tg.tgfoid = 'dcache_probe.wake_on_door()'::regprocedure
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %I.%I', t.tgname, t.nspname, t.relname);
+    END LOOP;
 END
 $drop$;
 DROP FUNCTION dcache_probe.wake_on_door();
