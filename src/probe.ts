@@ -3,7 +3,8 @@
  *
  * A "drain cycle" runs whenever something may have arrived: a notification, a (re)connect of
  * the listener, the fallback poll timer, the door re-check timer (movers waiting for their door
- * row), or the end of a collector outage. Overlapping requests coalesce: a request during a cycle makes it go round once more.
+ * row), or the end of a collector outage. Overlapping requests coalesce: a request during a
+ * cycle makes it go round once more.
  * Each cycle delivers until nothing is ready, then arms the wake-up, waits out in-flight
  * captures (the barrier) and looks once more before going idle (sql/migrations/001_capture.sql
  * explains why nothing can be stranded).
