@@ -84,6 +84,7 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
     const peaks: number[] = [];
     let allRate = true;
     let allRss = true;
+    let maxPeak = 0;
     for (const size of r.plan.sizes) {
       const runs = r.catchup.filter((c) => c.rows === size);
       if (!runs.length) continue;
@@ -96,6 +97,7 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
       rates.push(rate.median);
       fractions.push(ofCollector.median);
       peaks.push(rss.median);
+      maxPeak = Math.max(maxPeak, rss.max);
       allRate &&= rate.median >= 20_000;
       allRss &&= rss.max < 200;
       rows.push([
@@ -135,7 +137,8 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
     const flatPaired = last > 0 ? fractions[last]! / fractions[0]! : NaN;
     out.push(`   largest ÷ smallest backlog: rows/s ${fixed(flat, 2)}; probe ÷ collector (paired, cancels the machine's load) ${fixed(flatPaired, 2)}; peak RSS ${fixed(peaks[last]! / peaks[0]!, 2)}`);
     targets.push(`catch-up ≥ 20,000 rows/s: ${verdict(allRate)} (median ${rates.map(int).join(' / ')} rows/s)`);
-    targets.push(`catch-up peak RSS < 200 MB: ${verdict(allRss)}`);
+    // Strict: every run under the target, not only the medians.
+    targets.push(`catch-up peak RSS < 200 MB in every run: ${verdict(allRss)} (medians ${peaks.map((p) => fixed(p, 0)).join(' / ')} MB, highest run ${fixed(maxPeak, 0)} MB)`);
     targets.push(`catch-up flat as the backlog grows (largest ÷ smallest backlog ≥ 0.9, rows/s and paired fraction of the collector): ${verdict(Number.isFinite(flat) ? flat >= 0.9 && flatPaired >= 0.9 : null)} (${fixed(flat, 2)}, ${fixed(flatPaired, 2)}); peak RSS ${peaks.map((p) => fixed(p, 0)).join(' / ')} MB`);
   }
 
