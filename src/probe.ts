@@ -517,8 +517,11 @@ export class Probe {
       this.doorRecheckMs = DOOR_RECHECK_FIRST_MS;
       return;
     }
+    // Rows past their grace period that are still queued are held by another probe (or the
+    // database's clock is behind ours): back off for them as well.
     const graceEndsIn = oldest + this.config.pipeline.doorGraceSeconds * 1000 - Date.now() + 50;
-    this.doorRecheckTimer = this.later(Math.max(DOOR_RECHECK_FIRST_MS, Math.min(this.doorRecheckMs, graceEndsIn)));
+    const delay = graceEndsIn > 0 ? Math.min(this.doorRecheckMs, graceEndsIn) : this.doorRecheckMs;
+    this.doorRecheckTimer = this.later(Math.max(DOOR_RECHECK_FIRST_MS, delay));
     this.doorRecheckMs = Math.min(this.doorRecheckMs * 2, DOOR_RECHECK_MAX_MS);
   }
 

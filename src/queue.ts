@@ -67,20 +67,20 @@ interface ClaimedRowSql {
  * ($2 seconds) and has a door to wait for (its initiator is not empty, "<undefined>" or a p2p
  * "pool:..."). A row is ready when it does not wait, or when its door row is there.
  *
- * Each mover's door is looked up once, by a scalar subquery (ORDER BY ... LIMIT 1: the earliest
- * door row by datestamp and cellname). For a waiting mover that happens in the claiming query,
- * and its result decides readiness below LockRows, so the LIMIT counts, and locks, exactly the
- * rows returned; it yields only the door's ctid, and the door row is turned into JSON after
- * locking, for the returned rows only (rows another worker holds are skipped, having cost one
- * lookup at most). A mover that does not wait gets its door looked up after locking. A scalar
- * subquery is never hashed: an EXISTS here let the planner, when doorinfo had no statistics,
- * hash all of doorinfo in every claim. OFFSET 0 keeps `door` a subquery, so that its lookup is
- * not repeated in both the WHERE and the select list. Only queue rows are locked.
+ * Readiness of a waiting mover is tested in the claiming query, below LockRows, so the LIMIT
+ * counts, and locks, exactly the rows returned; it is a scalar subquery (does a door row with
+ * this transaction and pnfsid exist?), which the planner never hashes: an EXISTS here let it,
+ * when doorinfo had no statistics, hash all of doorinfo in every claim. A mover that does not
+ * wait costs no lookup there. OFFSET 0 keeps `door` a subquery, so that its lookup is not
+ * repeated. After locking, each returned mover gets its door row (the earliest by datestamp and
+ * cellname) as JSON; rows another worker holds are skipped, having cost one lookup at most.
+ * The door is found by its key both times, not by ctid: a ctid is unique only within one table,
+ * and a site may partition doorinfo. Only queue rows are locked.
  */
 export function claimQuery(doorinfo: string): string {
   return `
       WITH claimed AS (
-        SELECT q.id, q.source, q.captured_at, q.record, door.ctid AS door_ctid
+        SELECT q.id, q.source, q.captured_at, q.record
           FROM dcache_probe.capture_queue q
          CROSS JOIN LATERAL (
            SELECT q.source = 'billinginfo'
@@ -90,14 +90,13 @@ export function claimQuery(doorinfo: string): string {
          ) w
          CROSS JOIN LATERAL (
            SELECT CASE WHEN w.waits THEN (
-                    SELECT d.ctid FROM ${doorinfo} d
+                    SELECT true FROM ${doorinfo} d
                      WHERE d.transaction = q.record ->> 'initiator' AND d.pnfsid = q.record ->> 'pnfsid'
-                     ORDER BY d.datestamp, d.cellname
                      LIMIT 1)
-                  END AS ctid
+                  END AS found
            OFFSET 0
          ) door
-         WHERE NOT w.waits OR door.ctid IS NOT NULL
+         WHERE NOT w.waits OR door.found
          ORDER BY q.id
          LIMIT $1
          FOR UPDATE OF q SKIP LOCKED
@@ -105,9 +104,7 @@ export function claimQuery(doorinfo: string): string {
       SELECT c.id, c.source, c.record,
              floor(extract(epoch FROM c.captured_at) * 1000)::bigint AS captured_ms,
              dcache_probe.epoch_ms(c.record ->> 'datestamp') AS datestamp_ms,
-             CASE WHEN c.door_ctid IS NOT NULL
-                  THEN (SELECT to_jsonb(d) FROM ${doorinfo} d WHERE d.ctid = c.door_ctid)
-                  WHEN c.source = 'billinginfo'
+             CASE WHEN c.source = 'billinginfo'
                   THEN (SELECT to_jsonb(d) FROM ${doorinfo} d
                          WHERE d.transaction = c.record ->> 'initiator' AND d.pnfsid = c.record ->> 'pnfsid'
                          ORDER BY d.datestamp, d.cellname

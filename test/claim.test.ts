@@ -128,6 +128,21 @@ for (const form of ['modern', 'legacy'] as const) {
       }
     });
 
+    it('finds door rows in tables that inherit from doorinfo (a partitioned or archived billing database)', async () => {
+      await db.query('DELETE FROM dcache_probe.capture_queue');
+      await db.query('CREATE TABLE doorinfo_archive () INHERITS (doorinfo)');
+      try {
+        // The child's first row has the ctid (0,1), as has the parent's first row (this one, or
+        // an earlier test's): a ctid does not identify a door row across the two.
+        await door('door:GFTP@d:other', 'AB08', '2024-05-01 09:00:00', 'GFTP-other@d');
+        await db.query(`INSERT INTO doorinfo_archive (datestamp, cellname, action, transaction, pnfsid) VALUES ('2024-05-01 10:00:00', 'GFTP-archived@d', 'request', 'door:GFTP@d:arch', 'AB09')`);
+        await mover('m-archived', 'door:GFTP@d:arch', 'AB09');
+        assert.deepEqual(await claimed(), [['m-archived', 'GFTP-archived@d']]);
+      } finally {
+        await db.query('DROP TABLE doorinfo_archive');
+      }
+    });
+
     if (form === 'modern') {
       it('never scans all of doorinfo, even when doorinfo has no statistics', async () => {
         await db.query('DELETE FROM dcache_probe.capture_queue');
