@@ -124,9 +124,56 @@ const CLAIM_LATERAL_CTID = `
  */
 const CLAIM_EXISTS_OFFSET0 = CLAIM_005.replace(`AND d.pnfsid = q.record ->> 'pnfsid')`, `AND d.pnfsid = q.record ->> 'pnfsid' OFFSET 0)`);
 
+/**
+ * "ctid-176327e": the claim as 176327e shipped it: the waiting mover's door looked up once, its
+ * ctid kept, the row fetched by that ctid after locking. Not usable (a ctid is unique only
+ * within one table, and a site may partition doorinfo); kept to measure what the key lookup
+ * that replaced it costs.
+ */
+function claimByCtid(doorinfo: string): string {
+  return `
+      WITH claimed AS (
+        SELECT q.id, q.source, q.captured_at, q.record, door.ctid AS door_ctid
+          FROM dcache_probe.capture_queue q
+         CROSS JOIN LATERAL (
+           SELECT q.source = 'billinginfo'
+              AND q.captured_at > now() - make_interval(secs => $2)
+              AND coalesce(q.record ->> 'initiator', '') NOT IN ('', '<undefined>')
+              AND q.record ->> 'initiator' NOT LIKE 'pool:%' AS waits
+         ) w
+         CROSS JOIN LATERAL (
+           SELECT CASE WHEN w.waits THEN (
+                    SELECT d.ctid FROM ${doorinfo} d
+                     WHERE d.transaction = q.record ->> 'initiator' AND d.pnfsid = q.record ->> 'pnfsid'
+                     ORDER BY d.datestamp, d.cellname
+                     LIMIT 1)
+                  END AS ctid
+           OFFSET 0
+         ) door
+         WHERE NOT w.waits OR door.ctid IS NOT NULL
+         ORDER BY q.id
+         LIMIT $1
+         FOR UPDATE OF q SKIP LOCKED
+      )
+      SELECT c.id, c.source, c.record,
+             floor(extract(epoch FROM c.captured_at) * 1000)::bigint AS captured_ms,
+             dcache_probe.epoch_ms(c.record ->> 'datestamp') AS datestamp_ms,
+             CASE WHEN c.door_ctid IS NOT NULL
+                  THEN (SELECT to_jsonb(d) FROM ${doorinfo} d WHERE d.ctid = c.door_ctid)
+                  WHEN c.source = 'billinginfo'
+                  THEN (SELECT to_jsonb(d) FROM ${doorinfo} d
+                         WHERE d.transaction = c.record ->> 'initiator' AND d.pnfsid = c.record ->> 'pnfsid'
+                         ORDER BY d.datestamp, d.cellname
+                         LIMIT 1)
+             END AS door
+        FROM claimed c
+       ORDER BY c.id`;
+}
+
 const VARIANTS: Record<string, string> = {
   '005': CLAIM_005,
   new: claimQuery(DOORINFO),
+  'ctid-176327e': claimByCtid(DOORINFO),
   'lateral-jsonb': CLAIM_LATERAL_JSONB,
   'lateral-ctid': CLAIM_LATERAL_CTID,
   'exists-offset0': CLAIM_EXISTS_OFFSET0,
