@@ -9,33 +9,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BadRequest, XML_ERROR, parseEnvelope, readPlain } from '../src/collector/envelope';
 import { rng } from '../src/demo/simulator';
-import type { UsageRecord } from '../src/mapping';
 import { probeDetailsXml, recordEnvelope, usageRecordXml } from '../src/xml';
+import { SAMPLE_RECORD } from './helpers/records';
 
-const RECORD: UsageRecord = {
-  recordId: 'dcache-transfer:probe.example.org:pool:p1@d:1-1',
-  createTimeMs: Date.parse('2024-03-14T18:32:00.750Z'),
-  localJobId: 'pool:p1@d:1-1',
-  dn: '/DC=org/CN=Jane Doe',
-  localUserId: '/DC=org/CN=Jane Doe',
-  voName: 'cms',
-  reportableVoName: 'cms',
-  resources: [
-    { description: 'Source', value: 'p1@d@dcache.example.org' },
-    { description: 'Destination', value: '192.0.2.1' },
-    { description: 'Protocol', value: 'GFtp-2.0' },
-  ],
-  startTimeMs: Date.parse('2024-03-14T18:31:48.589Z'),
-  endTimeMs: Date.parse('2024-03-14T18:31:57.123Z'),
-  networkBytes: 964544,
-  durationMs: 8534,
-  action: 'transfer',
-  submitHost: 'client.example.edu',
-  status: 0,
-  probeName: 'dcache-transfer:probe.example.org',
-  siteName: 'EXAMPLE_SE',
-  grid: 'OSG',
-};
+const RECORD = SAMPLE_RECORD;
 
 const PROBE_RECORDS = [
   usageRecordXml(RECORD),
