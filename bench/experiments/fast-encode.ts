@@ -1,13 +1,10 @@
 /**
- * EXPERIMENT (bench only, not the product): the probe's record encoding written with plain
- * string building instead of fast-xml-parser's XMLBuilder and URLSearchParams, producing the
- * SAME BYTES (collectors deduplicate by content, so a re-sent record must be byte-identical;
- * bench/encode.ts checks every record and every form against the shipped functions).
- *
- *  - fastUsageRecordXml: one template per record, one escape pass per value;
- *  - encodedRecord + fastForm: each record is form-encoded once; a bundle's body size is known
- *    from the parts, so splitting a bundle that is too large never re-encodes it (the shipped
- *    planBodies builds the whole form, then each half, and so on).
+ * EXPERIMENT (bench only, not the product): usageRecordXml written as one string template per
+ * record with one escape pass per value, instead of fast-xml-parser, producing the SAME BYTES
+ * (collectors deduplicate by content, so a re-sent record must be byte-identical; bench/encode.ts
+ * checks every record against the shipped function). It measures what the product owner's
+ * choice of fast-xml-parser costs. (Its form half, each record form-encoded once and bundles
+ * split from sizes, went into src/sender.ts.)
  */
 
 type Anything = any; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -72,46 +69,4 @@ export function makeFastXml(h: Helpers): (record: Anything) => string {
       '</JobUsageRecord>'
     );
   };
-}
-
-/** application/x-www-form-urlencoded exactly as URLSearchParams writes it. */
-export function formEncode(value: string): string {
-  return encodeURIComponent(value)
-    .replace(/%20/g, '+')
-    .replace(/[!'()~]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
-}
-
-const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>';
-const HEAD = formEncode(`${XML_DECLARATION}\n<RecordEnvelope>\n`);
-const TAIL = formEncode('</RecordEnvelope>');
-
-/** A record's part of the arg1 field, encoded once. */
-export function encodedRecord(xml: string): string {
-  return formEncode(xml + '\n');
-}
-
-/** The multiupdate form of encoded records (same bytes as the shipped multiupdateForm). */
-export function fastForm(encoded: readonly string[], probeName: string, backlog = 0): string {
-  return `command=multiupdate&arg1=${HEAD}${encoded.join('')}${TAIL}&from=${formEncode(probeName)}&xmlfiles=${backlog}&tarfiles=0&maxpendingfiles=0&backlog=${backlog}&bundlesize=${encoded.length}`;
-}
-
-/** The shipped planBodies' cuts, from sizes alone: each body is built once. */
-export function fastPlanBodies(encoded: readonly string[], probeName: string, maxBytes: number, backlog = 0): { start: number; end: number; form: string }[] {
-  const prefix = [0];
-  for (const e of encoded) prefix.push(prefix[prefix.length - 1]! + e.length);
-  const fixed = (n: number) => fastForm([], probeName, backlog).length - '0'.length + String(n).length;
-  const out: { start: number; end: number; form: string }[] = [];
-  const plan = (start: number, end: number): void => {
-    if (start >= end) return;
-    const size = fixed(end - start) + prefix[end]! - prefix[start]!;
-    if (size <= maxBytes || end - start === 1) {
-      out.push({ start, end, form: fastForm(encoded.slice(start, end), probeName, backlog) });
-      return;
-    }
-    const mid = start + Math.ceil((end - start) / 2);
-    plan(start, mid);
-    plan(mid, end);
-  };
-  plan(0, encoded.length);
-  return out;
 }
