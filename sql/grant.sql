@@ -2,11 +2,14 @@
 -- needs. The runner substitutes the quoted role and billing schema names (psql-style
 -- :"role" / :"billing" placeholders, quoted as identifiers, never as text).
 GRANT USAGE ON SCHEMA dcache_probe TO :"role";
--- UPDATE: the claim locks rows with SELECT ... FOR UPDATE SKIP LOCKED; INSERT: quarantine retry.
-GRANT SELECT, INSERT, UPDATE, DELETE ON dcache_probe.capture_queue TO :"role";
+-- INSERT: quarantine retry. (No UPDATE: since 008 the claim locks no queue row.)
+GRANT SELECT, INSERT, DELETE ON dcache_probe.capture_queue TO :"role";
 GRANT USAGE ON SEQUENCE dcache_probe.capture_queue_id_seq TO :"role";
 GRANT SELECT, INSERT, DELETE ON dcache_probe.quarantine TO :"role";
 GRANT SELECT, INSERT, DELETE ON dcache_probe.delivered_key TO :"role";
+-- The claim's leases (migration 008): claimed, renewed (UPDATE), settled or given back.
+GRANT SELECT, INSERT, UPDATE, DELETE ON dcache_probe.claim TO :"role";
+GRANT USAGE ON SEQUENCE dcache_probe.claim_batch_seq TO :"role";
 GRANT SELECT ON dcache_probe.schema_migration TO :"role";
 GRANT SELECT, INSERT, UPDATE ON dcache_probe.delivered_hour TO :"role";                -- the ledger (verify)
 GRANT SELECT, INSERT, UPDATE ON dcache_probe.summary_state, dcache_probe.summary_group TO :"role";  -- Summarize mode

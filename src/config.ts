@@ -74,6 +74,12 @@ export const configSchema = z.object({
     maxBundleBytes: positiveInt.max(MAX_BUNDLE_BYTES_LIMIT).default(MAX_BUNDLE_BYTES_LIMIT),
     doorGraceSeconds: nonNegativeNumber.default(120),
     pollIntervalSeconds: z.coerce.number().positive().default(30),
+    /**
+     * How long a claimed batch stays the probe's without a renewal (renewed every third of it
+     * while the collector is asked): a killed or stopped probe's rows are claimable again after
+     * at most this long.
+     */
+    leaseSeconds: z.coerce.number().min(3).max(3600).default(30),
     workers: positiveInt.max(16).default(2),
     dedupWindowHours: z.coerce.number().positive().default(48),
     reportTape: flag.default(true),
@@ -153,6 +159,7 @@ export const SETTINGS: readonly Setting[] = [
   setting('pipeline.maxBundleBytes', 'max-bundle-bytes', 'upper bound of one request body'),
   setting('pipeline.doorGraceSeconds', 'door-grace', 'seconds a mover waits for its door row'),
   setting('pipeline.pollIntervalSeconds', 'poll-interval', 'seconds between fallback polls'),
+  setting('pipeline.leaseSeconds', 'lease', "seconds a claimed batch is held without renewal (a killed probe's rows return after this)"),
   setting('pipeline.workers', 'workers', 'bundles delivered in parallel'),
   setting('pipeline.dedupWindowHours', 'dedup-window', 'hours a delivered transaction is remembered'),
   setting('pipeline.reportTape', 'report-tape', 'report storageinfo tape store/restore rows (true/false)'),

@@ -67,3 +67,25 @@ export function describeDatabaseError(err: unknown): string {
       return e.message ?? String(err);
   }
 }
+
+/**
+ * Runs `work` in a transaction on a client of the pool: COMMIT when it resolves, ROLLBACK when
+ * it throws. A client that failed inside the transaction is destroyed, not returned to the pool
+ * (its connection may be broken, or in an unknown state).
+ */
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let failed = false;
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    failed = true;
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release(failed);
+  }
+}

@@ -1,15 +1,29 @@
 /**
- * Delivery: claim a batch from the queue, turn it into records, send them, and delete the
- * rows in the same transaction only after the collector acknowledged them.
+ * Delivery: claim a batch from the queue, turn it into records, send them, and settle the
+ * rows. No transaction is open while the collector is asked (migration 008):
  *
- * Outcomes per claimed row, all decided inside one transaction:
+ *  1. claim: one short transaction under the claim lock: give back expired leases, pick up to
+ *     bundleSize ready rows, encode them, record a lease and reserve their delivery keys. A
+ *     batch with nothing to send (or in Summarize mode) is settled in the same transaction.
+ *  2. send: nothing open. The lease is renewed meanwhile (one-statement transactions); when it
+ *     cannot be kept (the database is gone past the lease, or another probe took it over), the
+ *     send is abandoned.
+ *  3. settle: one short transaction, fenced by the lease: rows deleted, keys kept, refused
+ *     records quarantined, ledger and hooks. If the collector could not be reached, the lease
+ *     is given back instead and the rows stay queued.
+ *
+ * Outcomes per claimed row:
  *  - delivered:   acknowledged by the collector (200 "OK")
  *  - duplicate:   its transaction was already delivered (two billing cells insert every row)
  *  - skipped:     not reportable (pool-to-pool copies, tape rows when tape reporting is off)
  *  - quarantined: could not be encoded, or the collector refused exactly this record
- * If the collector is unavailable the transaction rolls back and the rows stay queued.
+ *  - left:        stays queued: its transaction is in flight in another lease, or this
+ *                 batch's lease was lost (the rows are another probe's now)
  */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type pg from 'pg';
+import { inTransaction } from './db';
 import type { Logger } from './logger';
 import { EncodeError, mapRow, type CapturedRow, type MappingOptions, type UsageRecord } from './mapping';
 import { CaptureQueue, deliveryKey, ledgerEntries, type QuarantineEntry } from './queue';
@@ -27,10 +41,12 @@ export interface DeliveryOptions {
   bundleSize: number;
   maxBundleBytes: number;
   doorGraceSeconds: number;
+  /** How long a claim holds its rows without a renewal (pipeline.leaseSeconds). */
+  leaseSeconds: number;
   mapping: MappingOptions;
   /**
-   * Runs inside the delivery transaction, after the collector acknowledged, before COMMIT:
-   * for state that must agree exactly with what was delivered (e.g. statistics).
+   * Runs inside the settling transaction, before COMMIT: for state that must agree exactly
+   * with what was delivered (e.g. statistics).
    */
   onDelivered?: (client: pg.ClientBase, delivered: readonly DeliveredRecord[]) => Promise<void>;
   /** Summarize mode: records are added to hourly summaries (sent by summary.ts), not sent. */
@@ -43,16 +59,18 @@ export interface BatchResult {
   duplicates: number;
   skipped: number;
   quarantined: number;
+  /** Claimed rows that stay queued (see the module comment); claimed - left were settled. */
+  left: number;
   /** Collector requests made (after splitting). */
   requests: number;
-  /** Set when the collector could not be reached; nothing of the batch was committed. */
+  /** Set when the collector could not be reached; the batch's lease was given back. */
   unavailable?: string;
   /** Commit-to-acknowledgement latencies (capture time to ack), ms, one per delivered row. */
   latenciesMs: number[];
 }
 
 export function emptyResult(): BatchResult {
-  return { claimed: 0, delivered: 0, duplicates: 0, skipped: 0, quarantined: 0, requests: 0, latenciesMs: [] };
+  return { claimed: 0, delivered: 0, duplicates: 0, skipped: 0, quarantined: 0, left: 0, requests: 0, latenciesMs: [] };
 }
 
 /** A row on its way: the encoded record and what it came from. */
@@ -62,14 +80,104 @@ interface Encoded {
   xml: string;
 }
 
+/** A claimed row with a delivery key: to send, or held back by a switch (identity quarantine). */
+interface Keyed {
+  row: CapturedRow;
+  key: string;
+  encoded?: Encoded;
+  heldBack?: string;
+}
+
+/** What a claimed batch became, decided in the claim and completed by the collector's answers. */
+interface Batch {
+  rows: CapturedRow[];
+  /** The lease's id, when something is to be sent. */
+  lease: string | null;
+  skipped: CapturedRow[];
+  quarantine: QuarantineEntry[];
+  keyed: Keyed[];
+  toSend: Encoded[];
+  duplicates: number;
+  /** Rows whose transaction another lease has in flight: settled as duplicates or left. */
+  waiting: Keyed[];
+}
+
 class CollectorUnavailable extends Error {}
 
 /** Bodies are never planned smaller than this (a single record is always sent alone). */
 const MIN_BODY_LIMIT = 16 * 1024;
 
+/** Identifies this process's leases in dcache_probe.claim (for people reading it). */
+function leaseOwner(): string {
+  return `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+}
+
+/**
+ * Keeps a batch's lease while its records are on their way: renews it every third of the
+ * lease, and aborts the send when it can no longer be sure the lease holds (a renewal said it
+ * is gone, or none succeeded for five sixths of the lease: the margin covers the time a renewal
+ * takes). Times are the probe's own, measured from before each renewal was sent, so the
+ * database's clock never has to agree with ours.
+ */
+class LeaseKeeper {
+  private readonly controller = new AbortController();
+  private readonly renewals: NodeJS.Timeout;
+  private expiry: NodeJS.Timeout | null = null;
+  private renewing = false;
+  lost: string | null = null;
+  readonly signal: AbortSignal;
+
+  constructor(
+    private readonly queue: CaptureQueue,
+    private readonly pool: pg.Pool,
+    private readonly batch: string,
+    private readonly leaseSeconds: number,
+    heldSince: number,
+    outer: AbortSignal | undefined,
+  ) {
+    this.signal = outer ? AbortSignal.any([outer, this.controller.signal]) : this.controller.signal;
+    this.extend(heldSince);
+    this.renewals = setInterval(() => void this.renew(), (leaseSeconds * 1000) / 3);
+    this.renewals.unref();
+  }
+
+  private extend(from: number): void {
+    if (this.expiry) clearTimeout(this.expiry);
+    const ms = from + (this.leaseSeconds * 1000 * 5) / 6 - Date.now();
+    this.expiry = setTimeout(() => this.lose(`no renewal succeeded within ${this.leaseSeconds * (5 / 6)} s`), Math.max(0, ms));
+    this.expiry.unref();
+  }
+
+  private async renew(): Promise<void> {
+    if (this.renewing || this.lost) return;
+    this.renewing = true;
+    const before = Date.now();
+    try {
+      if (await this.queue.renewLease(this.pool, this.batch, this.leaseSeconds)) this.extend(before);
+      else this.lose('another probe took the lease over');
+    } catch {
+      // The database is unreachable: the next renewal tries again; the expiry timer decides.
+    } finally {
+      this.renewing = false;
+    }
+  }
+
+  private lose(why: string): void {
+    if (this.lost) return;
+    this.lost = why;
+    this.controller.abort();
+  }
+
+  stop(): void {
+    clearInterval(this.renewals);
+    if (this.expiry) clearTimeout(this.expiry);
+  }
+}
+
 export class Delivery {
   /** Body limit; lowered when a collector answers "too large" (as the Gratia library did). */
   private bodyLimit: number;
+  private readonly owner = leaseOwner();
 
   /** The mapping options (summary records are built with the same). */
   get mapping(): MappingOptions {
@@ -89,82 +197,138 @@ export class Delivery {
   /** Claims and delivers one batch. */
   async deliverBatch(signal?: AbortSignal): Promise<BatchResult> {
     const result = emptyResult();
-    const client = await this.pool.connect();
-    let broken = false;
+    const heldSince = Date.now();
+    const batch = await inTransaction(this.pool, (client) => this.claim(client, result));
+    if (batch?.lease == null) return result; // nothing claimed, or settled in the claim
+
+    const keeper = new LeaseKeeper(this.queue, this.pool, batch.lease, this.options.leaseSeconds, heldSince, signal);
+    let unavailable: string | null = null;
     try {
-      await client.query('BEGIN');
-      const rows = await this.queue.claim(client, this.options.bundleSize, this.options.doorGraceSeconds);
-      result.claimed = rows.length;
-      if (rows.length === 0) {
-        await client.query('COMMIT');
+      await this.sendAll(batch.toSend, batch.quarantine, result, keeper.signal);
+    } catch (err) {
+      if (!(err instanceof CollectorUnavailable)) throw err;
+      unavailable = err.message;
+    } finally {
+      keeper.stop();
+    }
+    if (keeper.lost !== null || unavailable !== null) {
+      // Give the rows back at once (if the database is unreachable, the lease runs out by itself).
+      await this.queue.releaseLease(this.pool, batch.lease).catch(() => undefined);
+      result.left = batch.rows.length;
+      if (keeper.lost !== null && !signal?.aborted) {
+        this.log.warn('gave up a batch whose lease could not be kept; its rows are delivered again (byte-identical)', { reason: keeper.lost, rows: batch.rows.length });
         return result;
       }
-
-      const quarantine: QuarantineEntry[] = [];
-      const skipped: CapturedRow[] = [];
-      // Rows with a transaction: to send, or held back by a switch. Both take a delivery key,
-      // so that the second copy of a transaction (two billing cells) is a duplicate either way.
-      const keyed: { row: CapturedRow; key: string; xml?: string; record?: UsageRecord; heldBack?: string }[] = [];
-      for (const row of rows) {
-        try {
-          const mapped = mapRow(row, this.options.mapping);
-          if (mapped.kind === 'skip') {
-            skipped.push(row);
-            continue;
-          }
-          const key = deliveryKey(row.source, String(row.record.transaction));
-          if (mapped.kind === 'quarantine') keyed.push({ row, key, heldBack: mapped.reason });
-          else keyed.push({ row, key, xml: usageRecordXml(mapped.record), record: mapped.record });
-        } catch (err) {
-          const reason = err instanceof EncodeError ? err.message : `cannot encode: ${(err as Error).message}`;
-          quarantine.push({ id: row.id, door: row.door, stage: 'encode', reason });
-        }
-      }
-
-      // Keep the first row of each transaction not yet delivered; drop the rest as duplicates.
-      const fresh = await this.queue.markDelivered(client, keyed.map((k) => k.key));
-      const toSend: Encoded[] = [];
-      for (const k of keyed) {
-        if (!fresh.delete(k.key)) result.duplicates++;
-        else if (k.heldBack !== undefined) quarantine.push({ id: k.row.id, door: k.row.door, stage: 'identity', reason: k.heldBack });
-        else toSend.push({ row: k.row, xml: k.xml!, record: k.record! });
-      }
-
-      const keyOf = new Map(keyed.map((k) => [k.row.id, k.key]));
-      if (this.options.summarize) await addToSummaries(client, aggregate(toSend.map((e) => e.record)));
-      else await this.sendAll(toSend, quarantine, result, signal);
-
-      // A record the collector refused was not delivered: forget its key, so that an
-      // operator's "quarantine retry" can deliver it later.
-      const refused = new Set(quarantine.filter((q) => q.stage === 'collector').map((q) => q.id));
-      await this.queue.forgetDelivered(client, [...refused].map((id) => keyOf.get(id)!));
-      await this.queue.quarantine(client, quarantine);
-      await this.queue.remove(client, rows.map((r) => r.id));
-      const acknowledged = toSend.filter((e) => !refused.has(e.row.id));
-      const delivered = acknowledged.map((e) => e.row);
-      await this.queue.addToLedger(client, ledgerEntries([...delivered.map((row) => ({ row, delivered: true })), ...skipped.map((row) => ({ row, delivered: false }))]));
-      await this.options.onDelivered?.(client, acknowledged.map((e) => ({ row: e.row, record: e.record })));
-      await client.query('COMMIT');
-      result.quarantined = quarantine.length;
-      result.skipped = skipped.length;
-      const ackedAt = Date.now();
-      // (In summarize mode the rows are only summed here; their records go out by the hour.)
-      if (!this.options.summarize) for (const row of delivered) result.latenciesMs.push(ackedAt - row.capturedAtMs);
-      result.delivered = delivered.length;
-      for (const q of quarantine) this.log.warn('quarantined a billing row', { stage: q.stage, reason: q.reason, queueId: q.id });
-      return result;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
-      if (err instanceof CollectorUnavailable) {
-        return { ...emptyResult(), claimed: result.claimed, requests: result.requests, unavailable: err.message };
-      }
-      broken = true;
-      throw err;
-    } finally {
-      client.release(broken);
+      return { ...result, unavailable: unavailable ?? 'stopped' };
     }
+    const settled = await inTransaction(this.pool, async (client) => {
+      if (!(await this.queue.endLease(client, batch.lease!))) return false;
+      await this.settle(client, batch, result);
+      return true;
+    });
+    if (!settled) {
+      result.left = batch.rows.length;
+      this.log.warn('the lease ran out before the collector answered; another probe delivers these rows again (byte-identical)', { rows: batch.rows.length });
+    }
+    return result;
+  }
+
+  /**
+   * The claim transaction: returns null when nothing was ready; a batch without a lease was
+   * settled here (nothing to send, or Summarize mode).
+   */
+  private async claim(client: pg.ClientBase, result: BatchResult): Promise<Batch | null> {
+    await this.queue.claimLock(client);
+    for (const expired of await this.queue.expireLeases(client)) {
+      this.log.warn('took back a lease that was not renewed in time; its rows are delivered again', { owner: expired.owner, rows: expired.rows });
+    }
+    const rows = await this.queue.claim(client, this.options.bundleSize, this.options.doorGraceSeconds);
+    result.claimed = rows.length;
+    if (rows.length === 0) return null;
+
+    const batch = this.encode(rows);
+    const sends = !this.options.summarize && batch.keyed.some((k) => k.encoded);
+    if (sends) {
+      batch.lease = await this.queue.lease(client, this.owner, rows.map((r) => r.id), batch.keyed.map((k) => k.key), this.options.leaseSeconds);
+    }
+    // Keep the first row of each transaction whose key was free. A taken key was delivered, or
+    // is in flight in another lease (or was given back just now): then the row waits, and the
+    // settling transaction looks at the key again.
+    const fresh = await this.queue.reserveKeys(client, batch.keyed.map((k) => k.key), batch.lease);
+    const taken = await this.queue.keyStates(client, batch.keyed.filter((k) => !fresh.has(k.key)).map((k) => k.key));
+    const seen = new Set<string>();
+    for (const k of batch.keyed) {
+      const first = !seen.has(k.key);
+      seen.add(k.key);
+      if (first && fresh.has(k.key)) {
+        if (k.heldBack !== undefined) batch.quarantine.push({ id: k.row.id, door: k.row.door, stage: 'identity', reason: k.heldBack });
+        else batch.toSend.push(k.encoded!);
+      } else if (!first || taken.get(k.key) === 'delivered') batch.duplicates++;
+      else batch.waiting.push(k);
+    }
+
+    if (this.options.summarize) await addToSummaries(client, aggregate(batch.toSend.map((e) => e.record)));
+    if (batch.toSend.length === 0 || this.options.summarize) {
+      if (batch.lease !== null) await this.queue.endLease(client, batch.lease);
+      batch.lease = null;
+      await this.settle(client, batch, result);
+    }
+    return batch;
+  }
+
+  /** Maps and encodes each claimed row (pure, apart from the identity files' lookups). */
+  private encode(rows: CapturedRow[]): Batch {
+    const batch: Batch = { rows, lease: null, skipped: [], quarantine: [], keyed: [], toSend: [], duplicates: 0, waiting: [] };
+    for (const row of rows) {
+      try {
+        const mapped = mapRow(row, this.options.mapping);
+        if (mapped.kind === 'skip') {
+          batch.skipped.push(row);
+          continue;
+        }
+        const key = deliveryKey(row.source, String(row.record.transaction));
+        if (mapped.kind === 'quarantine') batch.keyed.push({ row, key, heldBack: mapped.reason });
+        else batch.keyed.push({ row, key, encoded: { row, record: mapped.record, xml: usageRecordXml(mapped.record) } });
+      } catch (err) {
+        const reason = err instanceof EncodeError ? err.message : `cannot encode: ${(err as Error).message}`;
+        batch.quarantine.push({ id: row.id, door: row.door, stage: 'encode', reason });
+      }
+    }
+    return batch;
+  }
+
+  /**
+   * Records every settled row's fate in one transaction: refused keys released, quarantine,
+   * rows removed, ledger, hooks. Rows still waiting for another lease's outcome stay queued
+   * unless that transaction turned out delivered.
+   */
+  private async settle(client: pg.ClientBase, batch: Batch, result: BatchResult): Promise<void> {
+    // A waiting row is a duplicate once its transaction is delivered; while it is in flight,
+    // or after its lease was given back undelivered, the row stays queued.
+    const states = await this.queue.keyStates(client, batch.waiting.map((k) => k.key));
+    const left = new Set(batch.waiting.filter((k) => states.get(k.key) !== 'delivered').map((k) => k.row.id));
+
+    // A record the collector refused was not delivered: forget its key, so that an
+    // operator's "quarantine retry" can deliver it later.
+    const keyOf = new Map(batch.keyed.map((k) => [k.row.id, k.key]));
+    const refused = new Set(batch.quarantine.filter((q) => q.stage === 'collector').map((q) => q.id));
+    await this.queue.forgetDelivered(client, [...refused].map((id) => keyOf.get(id)!));
+    await this.queue.quarantine(client, batch.quarantine);
+    await this.queue.remove(client, batch.rows.filter((r) => !left.has(r.id)).map((r) => r.id));
+    const acknowledged = batch.toSend.filter((e) => !refused.has(e.row.id));
+    const delivered = acknowledged.map((e) => e.row);
+    await this.queue.addToLedger(client, ledgerEntries([...delivered.map((row) => ({ row, delivered: true })), ...batch.skipped.map((row) => ({ row, delivered: false }))]));
+    await this.options.onDelivered?.(client, acknowledged.map((e) => ({ row: e.row, record: e.record })));
+
+    result.quarantined = batch.quarantine.length;
+    result.skipped = batch.skipped.length;
+    result.duplicates = batch.duplicates + batch.waiting.length - left.size;
+    result.left = left.size;
+    result.delivered = delivered.length;
+    const ackedAt = Date.now();
+    // (In summarize mode the rows are only summed here; their records go out by the hour.)
+    if (!this.options.summarize) for (const row of delivered) result.latenciesMs.push(ackedAt - row.capturedAtMs);
+    for (const q of batch.quarantine) this.log.warn('quarantined a billing row', { stage: q.stage, reason: q.reason, queueId: q.id });
   }
 
   /**

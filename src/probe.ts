@@ -77,9 +77,15 @@ export function addResults(total: BatchResult, r: BatchResult): BatchResult {
   total.duplicates += r.duplicates;
   total.skipped += r.skipped;
   total.quarantined += r.quarantined;
+  total.left += r.left;
   total.requests += r.requests;
   if (r.unavailable) total.unavailable = r.unavailable;
   return total;
+}
+
+/** Whether a batch (or drain) settled any row: the drain goes on only while it does. */
+function settledAny(r: BatchResult): boolean {
+  return r.claimed > r.left;
 }
 
 /**
@@ -90,6 +96,9 @@ export function addResults(total: BatchResult, r: BatchResult): BatchResult {
  */
 export const DOOR_RECHECK_FIRST_MS = 250;
 export const DOOR_RECHECK_MAX_MS = 5_000;
+
+/** The server ends a probe session left idle inside a transaction this long. */
+export const IDLE_IN_TRANSACTION_MS = 30_000;
 
 export const PROBE_VERSION: string = (require('../../package.json') as { version: string }).version;
 
@@ -183,13 +192,10 @@ export class Probe {
 
   private databaseOptions() {
     const db = this.config.database;
-    const c = this.config.collector;
-    // A delivery transaction waits for the collector (retry budget plus one request timeout,
-    // again for each half of a refused bundle). Past twice that, the server ends the session:
-    // a probe that died behind a half-open connection must not keep its rows locked for the
-    // hours TCP takes to notice.
-    const idleInTransactionMs = 2 * (c.retryBudgetSeconds + c.timeoutSeconds) * 1000 + 60_000;
-    return { url: db.url, timeZone: db.timeZone, queryTimeoutMs: db.queryTimeoutSeconds * 1000, idleInTransactionMs };
+    // No transaction of the probe waits on the network (claims are leases, src/delivery.ts):
+    // one left idle this long is a probe that stopped or vanished mid-statement, and the
+    // server ends it rather than let it hold back vacuum.
+    return { url: db.url, timeZone: db.timeZone, queryTimeoutMs: db.queryTimeoutSeconds * 1000, idleInTransactionMs: IDLE_IN_TRANSACTION_MS };
   }
 
   get listenerConnected(): boolean {
@@ -224,6 +230,7 @@ export class Probe {
       bundleSize: this.config.pipeline.bundleSize,
       maxBundleBytes: this.config.pipeline.maxBundleBytes,
       doorGraceSeconds: this.config.pipeline.doorGraceSeconds,
+      leaseSeconds: this.config.pipeline.leaseSeconds,
       mapping: {
         probeName: this.config.probe.name,
         siteName: this.config.probe.siteName,
@@ -392,13 +399,13 @@ export class Probe {
         if (this.pollMode) await this.pollWindow();
         const first = await this.drain();
         if (first.unavailable) return this.collectorDown(first.unavailable);
-        if (first.claimed > 0) this.doorRecheckMs = DOOR_RECHECK_FIRST_MS;
+        if (settledAny(first)) this.doorRecheckMs = DOOR_RECHECK_FIRST_MS;
         // Going idle: arm the wake-up, wait out in-flight captures, look once more.
         await armWakeUp(this.pool);
         const clear = await captureBarrier(this.pool);
         const second = await this.drain();
         if (second.unavailable) return this.collectorDown(second.unavailable);
-        if (second.claimed > 0) this.again = true;
+        if (settledAny(second)) this.again = true;
         if (!clear && !this.again) {
           // A long dCache transaction holds the capture lock; do not queue behind it again
           // at once (that would pause dCache's other writers), look again shortly.
@@ -449,9 +456,10 @@ export class Probe {
         const r = await delivery.deliverBatch(this.abort.signal);
         addResults(total, r);
         if (r.claimed > 0) this.account(r);
-        // Stop only on an empty claim: under a steady load most claims are short, and stopping
-        // on the first short one left a single worker draining while the backlog grew.
-        if (r.unavailable || r.claimed === 0) return;
+        // Stop only on a claim that settled nothing: under a steady load most claims are short,
+        // and stopping on the first short one left a single worker draining while the backlog
+        // grew. (Rows left queued, waiting for another lease, are looked at again later.)
+        if (r.unavailable || !settledAny(r)) return;
       }
     };
     await Promise.all(Array.from({ length: this.config.pipeline.workers }, worker));
@@ -504,8 +512,10 @@ export class Probe {
    * when the oldest one's grace period ends. One timer: a newer cycle replaces it.
    */
   private async scheduleDoorRecheck(): Promise<void> {
-    const { rows } = await this.pool.query<{ ms: string | null }>(
-      `SELECT floor(extract(epoch FROM min(captured_at)) * 1000)::bigint AS ms FROM dcache_probe.capture_queue`,
+    const { rows } = await this.pool.query<{ ms: string | null; lease_ms: string | null }>(
+      `SELECT floor(extract(epoch FROM min(captured_at)) * 1000)::bigint AS ms,
+              (SELECT ceil(extract(epoch FROM min(leased_until) - now()) * 1000)::bigint FROM dcache_probe.claim) AS lease_ms
+         FROM dcache_probe.capture_queue`,
     );
     if (this.doorRecheckTimer) {
       clearTimeout(this.doorRecheckTimer);
@@ -519,8 +529,10 @@ export class Probe {
     }
     // Rows past their grace period that are still queued are held by another probe (or the
     // database's clock is behind ours): back off for them as well.
+    // A lease (another probe's, or one of ours that was lost) that runs out frees its rows.
     const graceEndsIn = oldest + this.config.pipeline.doorGraceSeconds * 1000 - Date.now() + 50;
-    const delay = graceEndsIn > 0 ? Math.min(this.doorRecheckMs, graceEndsIn) : this.doorRecheckMs;
+    const leaseEndsIn = rows[0]?.lease_ms ? Number(rows[0].lease_ms) + 50 : Infinity;
+    const delay = Math.min(graceEndsIn > 0 ? Math.min(this.doorRecheckMs, graceEndsIn) : this.doorRecheckMs, leaseEndsIn > 0 ? leaseEndsIn : this.doorRecheckMs);
     this.doorRecheckTimer = this.later(Math.max(DOOR_RECHECK_FIRST_MS, delay));
     this.doorRecheckMs = Math.min(this.doorRecheckMs * 2, DOOR_RECHECK_MAX_MS);
   }

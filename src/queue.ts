@@ -2,10 +2,14 @@
  * The capture queue: every query the running probe makes against its own tables and the
  * billing tables lives here.
  *
- * A batch is claimed with FOR UPDATE SKIP LOCKED inside a transaction that stays open until
- * the collector has acknowledged the batch; only then are the rows deleted and the transaction
- * committed. So concurrent probes never claim the same rows, and a probe that dies (SIGKILL,
- * lost connection) simply rolls back: its rows are claimable again at once.
+ * A batch is claimed with a lease, not with a transaction held open (migration 008): the
+ * claim is a short transaction that picks ready rows no live lease holds, records one lease
+ * row for the batch and reserves the batch's delivery keys, and commits before anything is
+ * sent. While the records are on their way the lease is renewed; the acknowledgement deletes
+ * the rows in another short transaction, fenced by the lease (a probe whose lease expired and
+ * was taken over changes nothing). Claims are serialised among all probes by an advisory lock
+ * of ours that dCache never takes, so two claims cannot pick the same rows; a lease that was
+ * not renewed in time (a killed, stopped or cut-off probe) is given back by the next claim.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
@@ -67,15 +71,17 @@ interface ClaimedRowSql {
  * ($2 seconds) and has a door to wait for (its initiator is not empty, "<undefined>" or a p2p
  * "pool:..."). A row is ready when it does not wait, or when its door row is there.
  *
- * Readiness of a waiting mover is tested in the claiming query, below LockRows, so the LIMIT
- * counts, and locks, exactly the rows returned; it is a scalar subquery (does a door row with
+ * Rows held by a live lease (dcache_probe.claim) are left out; the claim runs under CLAIM_LOCK
+ * (see claimLock), right after expired leases were given back, so what it sees is exact.
+ *
+ * Readiness of a waiting mover is tested in the claiming query itself, so the LIMIT counts
+ * exactly the rows returned; it is a scalar subquery (does a door row with
  * this transaction and pnfsid exist?), which the planner never hashes: an EXISTS here let it,
  * when doorinfo had no statistics, hash all of doorinfo in every claim. A mover that does not
  * wait costs no lookup there. OFFSET 0 keeps `door` a subquery, so that its lookup is not
- * repeated. After locking, each returned mover gets its door row (the earliest by datestamp and
- * cellname) as JSON; rows another worker holds are skipped, having cost one lookup at most.
- * The door is found by its key both times, not by ctid: a ctid is unique only within one table,
- * and a site may partition doorinfo. Only queue rows are locked.
+ * repeated. After the LIMIT, each returned mover gets its door row (the earliest by datestamp
+ * and cellname) as JSON. The door is found by its key both times, not by ctid: a ctid is unique
+ * only within one table, and a site may partition doorinfo. No row is locked.
  */
 export function claimQuery(doorinfo: string): string {
   return `
@@ -96,10 +102,10 @@ export function claimQuery(doorinfo: string): string {
                   END AS found
            OFFSET 0
          ) door
-         WHERE NOT w.waits OR door.found
+         WHERE (NOT w.waits OR door.found)
+           AND q.id NOT IN (SELECT unnest(l.ids) FROM dcache_probe.claim l)
          ORDER BY q.id
          LIMIT $1
-         FOR UPDATE OF q SKIP LOCKED
       )
       SELECT c.id, c.source, c.record,
              floor(extract(epoch FROM c.captured_at) * 1000)::bigint AS captured_ms,
@@ -121,7 +127,7 @@ export class CaptureQueue {
     this.claimSql = claimQuery(`${quoteIdentifier(billingSchema)}.doorinfo`);
   }
 
-  /** Locks up to `limit` ready rows for this transaction, oldest first. */
+  /** Up to `limit` ready rows that no lease holds, oldest first (under claimLock). */
   async claim(client: pg.ClientBase, limit: number, doorGraceSeconds: number): Promise<CapturedRow[]> {
     const { rows } = await client.query<ClaimedRowSql>(this.claimSql, [limit, doorGraceSeconds]);
     return rows.map((r) => ({
@@ -134,21 +140,97 @@ export class CaptureQueue {
     }));
   }
 
+  /** Serialises claims among every probe on this database, to the end of the transaction. */
+  async claimLock(client: pg.ClientBase): Promise<void> {
+    await client.query('SELECT pg_advisory_xact_lock($1)', [CLAIM_LOCK]);
+  }
+
   /**
-   * Records these keys as delivered; returns the ones that were new. A key another probe has
-   * inserted but not committed makes this wait for that probe's outcome, so the same
-   * transaction is never delivered by two probes.
+   * Gives back every lease that was not renewed in time (its probe was killed, stopped or cut
+   * off): its rows become claimable and the delivery keys it reserved are released. Run under
+   * claimLock before the claim. The lease's own probe, if it still runs, finds at its
+   * acknowledgement that the lease is gone and changes nothing.
    */
-  async markDelivered(client: pg.ClientBase, keys: readonly string[]): Promise<Set<string>> {
+  async expireLeases(client: pg.ClientBase): Promise<ExpiredLease[]> {
+    const { rows } = await client.query<ExpiredLease>(`
+      WITH expired AS (
+        DELETE FROM dcache_probe.claim WHERE leased_until < now()
+        RETURNING batch, owner, keys, cardinality(ids) AS n
+      ), released AS (
+        DELETE FROM dcache_probe.delivered_key k USING expired e
+         WHERE k.key = ANY (e.keys) AND k.batch = e.batch
+      )
+      SELECT owner, n AS rows FROM expired`);
+    return rows;
+  }
+
+  /** Records a lease on these rows (and the keys reserved for them); returns its batch id. */
+  async lease(client: pg.ClientBase, owner: string, ids: readonly string[], keys: readonly string[], leaseSeconds: number): Promise<string> {
+    const { rows } = await client.query<{ batch: string }>(
+      `INSERT INTO dcache_probe.claim (owner, ids, keys, leased_until)
+       VALUES ($1, $2::bigint[], $3::uuid[], now() + make_interval(secs => $4))
+       RETURNING batch`,
+      [owner, ids, keys, leaseSeconds],
+    );
+    return rows[0]!.batch;
+  }
+
+  /**
+   * Reserves these delivery keys for a batch (null: settled in this very transaction);
+   * returns the ones that were free. A key that is taken belongs to a transaction that was
+   * delivered, or that another lease has in flight (see inFlight).
+   */
+  async reserveKeys(client: pg.ClientBase, keys: readonly string[], batch: string | null): Promise<Set<string>> {
     if (keys.length === 0) return new Set();
     const { rows } = await client.query<{ key: string }>(
-      `INSERT INTO dcache_probe.delivered_key (key)
-       SELECT DISTINCT k FROM unnest($1::uuid[]) AS k ORDER BY k
+      `INSERT INTO dcache_probe.delivered_key (key, batch)
+       SELECT DISTINCT k, $2::bigint FROM unnest($1::uuid[]) AS k ORDER BY k
        ON CONFLICT DO NOTHING
        RETURNING key`,
-      [keys],
+      [keys, batch],
     );
     return new Set(rows.map((r) => r.key));
+  }
+
+  /**
+   * What became of these keys: 'in-flight' while a live lease holds the key (not delivered
+   * yet, perhaps never), 'delivered' once it is kept without one. A key not in the answer is
+   * free: its lease was given back undelivered.
+   */
+  async keyStates(client: pg.ClientBase, keys: readonly string[]): Promise<Map<string, 'in-flight' | 'delivered'>> {
+    if (keys.length === 0) return new Map();
+    const { rows } = await client.query<{ key: string; in_flight: boolean }>(
+      `SELECT k.key, c.batch IS NOT NULL AS in_flight
+         FROM dcache_probe.delivered_key k LEFT JOIN dcache_probe.claim c ON c.batch = k.batch
+        WHERE k.key = ANY ($1::uuid[])`,
+      [keys],
+    );
+    return new Map(rows.map((r) => [r.key, r.in_flight ? 'in-flight' : 'delivered']));
+  }
+
+  /** Extends a lease (one statement, its own transaction); false if it is no longer ours. */
+  async renewLease(db: pg.Pool | pg.ClientBase, batch: string, leaseSeconds: number): Promise<boolean> {
+    const { rowCount } = await db.query('UPDATE dcache_probe.claim SET leased_until = now() + make_interval(secs => $2) WHERE batch = $1', [batch, leaseSeconds]);
+    return rowCount === 1;
+  }
+
+  /** Gives a lease back undelivered: its rows are claimable again, its keys free. */
+  async releaseLease(db: pg.Pool | pg.ClientBase, batch: string): Promise<void> {
+    await db.query(
+      `WITH c AS (DELETE FROM dcache_probe.claim WHERE batch = $1 RETURNING batch, keys)
+       DELETE FROM dcache_probe.delivered_key k USING c WHERE k.key = ANY (c.keys) AND k.batch = c.batch`,
+      [batch],
+    );
+  }
+
+  /**
+   * The acknowledgement's fence, first in its transaction: ends the lease, so its keys count as
+   * delivered once the transaction commits. False if the lease expired and was given back (the
+   * rows may be another probe's by now): then the transaction must change nothing.
+   */
+  async endLease(client: pg.ClientBase, batch: string): Promise<boolean> {
+    const { rowCount } = await client.query('DELETE FROM dcache_probe.claim WHERE batch = $1', [batch]);
+    return rowCount === 1;
   }
 
   /**
@@ -211,6 +293,15 @@ export async function pruneOldState(db: pg.Pool, dedupWindowHours: number, chunk
   );
   return (keys.rowCount ?? 0) + (summaries.rowCount ?? 0);
 }
+
+/** A lease given back by expireLeases: whose it was and how many rows it held. */
+export interface ExpiredLease {
+  owner: string;
+  rows: number;
+}
+
+/** Serialises claims among probes (migration 008); any constant unique to us, never dCache's. */
+export const CLAIM_LOCK = 7262627702;
 
 /** The wake-up protocol's listener side (see sql/migrations/001_capture.sql). */
 export const WAKE_CHANNEL = 'dcache_probe';

@@ -1,11 +1,12 @@
 /**
  * The claim (`CaptureQueue.claim`): which rows are ready, which door row comes with a mover,
- * and that FOR UPDATE SKIP LOCKED with LIMIT locks exactly the rows it returns.
+ * and the leases (migration 008): what a live lease holds is left out, an expired one is given
+ * back with its keys, and a lost lease's acknowledgement is fenced off.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { CaptureQueue, claimQuery } from '../src/queue';
+import { CaptureQueue, claimQuery, deliveryKey } from '../src/queue';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
 
 const GRACE = 120;
@@ -88,31 +89,88 @@ for (const form of ['modern', 'legacy'] as const) {
       ]);
     });
 
-    it('locks exactly the rows it returns: LIMIT counts ready rows only, and rows another claim holds are skipped', async () => {
+    /** One claim as the delivery makes it: under the claim lock, leasing what it returns. */
+    const claimAndLease = async (limit: number, owner: string, leaseSeconds = 60): Promise<{ batch: string; transactions: string[] }> => {
+      const client = await connect();
+      await client.query('BEGIN');
+      try {
+        await queue.claimLock(client);
+        await queue.expireLeases(client);
+        const rows = await queue.claim(client, limit, GRACE);
+        const keys = rows.map((r) => deliveryKey(r.source, String(r.record.transaction)));
+        const batch = await queue.lease(client, owner, rows.map((r) => r.id), keys, leaseSeconds);
+        await queue.reserveKeys(client, keys, batch);
+        await client.query('COMMIT');
+        return { batch, transactions: rows.map((r) => r.record.transaction as string) };
+      } catch (err) {
+        await client.query('ROLLBACK');
+        throw err;
+      }
+    };
+
+    it('LIMIT counts ready rows only, and rows a live lease holds are left out without any row lock', async () => {
+      await db.query('DELETE FROM dcache_probe.claim');
       await db.query('DELETE FROM dcache_probe.capture_queue');
       for (let i = 1; i <= 6; i++) {
         await mover(`r${i}`, `door:x:${i}`, `P${i}`);
         if (i % 2 === 0) await door(`door:x:${i}`, `P${i}`, '2024-05-01 10:00:00', `door-${i}`);
       }
-      const first = await connect();
-      const second = await connect();
-      const third = await connect();
-      await first.query('BEGIN');
-      await second.query('BEGIN');
-      await third.query('BEGIN');
-      try {
-        const a = (await queue.claim(first, 1, GRACE)).map((r) => r.record.transaction);
-        const b = (await queue.claim(second, 1, GRACE)).map((r) => r.record.transaction);
-        assert.deepEqual([a, b], [['r2'], ['r4']]);
-        // Everything else is unlocked: the waiting movers and the ready row past the LIMIT.
-        const free = await third.query(`SELECT record ->> 'transaction' AS t FROM dcache_probe.capture_queue ORDER BY id FOR UPDATE SKIP LOCKED`);
-        assert.deepEqual(
-          free.rows.map((r) => r.t),
-          ['r1', 'r3', 'r5', 'r6'],
-        );
-      } finally {
-        await Promise.all([first, second, third].map((c) => c.query('ROLLBACK')));
-      }
+      const a = await claimAndLease(1, 'probe-a');
+      const b = await claimAndLease(1, 'probe-b');
+      assert.deepEqual([a.transactions, b.transactions], [['r2'], ['r4']]);
+      // Nothing of the queue is locked: the leases are committed rows, not open transactions.
+      const free = await db.query(`SELECT record ->> 'transaction' AS t FROM dcache_probe.capture_queue ORDER BY id FOR UPDATE SKIP LOCKED`);
+      assert.equal(free.rows.length, 6);
+      assert.deepEqual(await claimed(), [['r6', 'door-6']]);
+    });
+
+    it('gives an expired lease back: its rows are claimable again and the keys it reserved are free', async () => {
+      await db.query('DELETE FROM dcache_probe.claim');
+      await db.query('DELETE FROM dcache_probe.delivered_key');
+      await db.query('DELETE FROM dcache_probe.capture_queue');
+      await mover('e1', '<undefined>');
+      await mover('e2', '<undefined>');
+      const dead = await claimAndLease(1, 'killed-probe');
+      assert.deepEqual(dead.transactions, ['e1']);
+      const key = deliveryKey('billinginfo', 'e1');
+      const client = await connect();
+      assert.equal((await queue.keyStates(client, [key])).get(key), 'in-flight');
+      // The killed probe renews no more; its lease runs out.
+      await db.query(`UPDATE dcache_probe.claim SET leased_until = now() - interval '1 second' WHERE batch = $1`, [dead.batch]);
+      await client.query('BEGIN');
+      const expired = await queue.expireLeases(client);
+      await client.query('COMMIT');
+      assert.deepEqual(expired, [{ owner: 'killed-probe', rows: 1 }]);
+      assert.equal((await queue.keyStates(client, [key])).has(key), false, 'the key is free again');
+      assert.deepEqual((await claimAndLease(10, 'survivor')).transactions, ['e1', 'e2']);
+      // The killed probe's acknowledgement, had it come back, is refused by the fence.
+      assert.equal(await queue.renewLease(client, dead.batch, 30), false);
+      await client.query('BEGIN');
+      assert.equal(await queue.endLease(client, dead.batch), false);
+      await client.query('ROLLBACK');
+    });
+
+    it('a key is in flight while its lease lives, delivered once the lease ends, free once it is given back', async () => {
+      await db.query('DELETE FROM dcache_probe.claim');
+      await db.query('DELETE FROM dcache_probe.delivered_key');
+      await db.query('DELETE FROM dcache_probe.capture_queue');
+      await mover('k1', '<undefined>');
+      await mover('k2', '<undefined>');
+      const k1 = deliveryKey('billinginfo', 'k1');
+      const k2 = deliveryKey('billinginfo', 'k2');
+      const one = await claimAndLease(1, 'p');
+      const two = await claimAndLease(1, 'p');
+      const client = await connect();
+      assert.deepEqual([...(await queue.keyStates(client, [k1, k2])).values()], ['in-flight', 'in-flight']);
+      await client.query('BEGIN');
+      assert.equal(await queue.endLease(client, one.batch), true);
+      await client.query('COMMIT');
+      await queue.releaseLease(client, two.batch);
+      const states = await queue.keyStates(client, [k1, k2]);
+      assert.equal(states.get(k1), 'delivered');
+      assert.equal(states.has(k2), false);
+      // A released lease's rows are claimable again; an ended one's rows were the acknowledger's to delete.
+      assert.deepEqual((await claimed()).map(([t]) => t), ['k1', 'k2']);
     });
 
     it('returns NULL as the datestamp of an unreadable value instead of failing', async () => {
