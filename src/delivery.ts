@@ -3,8 +3,9 @@
  * rows. No transaction is open while the collector is asked (migration 008):
  *
  *  1. claim: one short transaction under the claim lock: give back expired leases, pick up to
- *     bundleSize ready rows, encode them, record a lease and reserve their delivery keys. A
- *     batch with nothing to send (or in Summarize mode) is settled in the same transaction.
+ *     bundleSize ready rows and lease them, in one statement. Then, with nothing open, read the
+ *     rows and encode them; and in another short transaction reserve their delivery keys. A
+ *     batch with nothing to send (or in Summarize mode) is settled in that transaction.
  *  2. send: nothing open. The lease is renewed meanwhile (one-statement transactions); when it
  *     cannot be kept (the database is gone past the lease, or another probe took it over), the
  *     send is abandoned.
@@ -26,7 +27,7 @@ import type pg from 'pg';
 import { inTransaction } from './db';
 import type { Logger } from './logger';
 import { EncodeError, mapRow, type CapturedRow, type MappingOptions, type UsageRecord } from './mapping';
-import { CaptureQueue, deliveryKey, ledgerEntries, type QuarantineEntry } from './queue';
+import { CaptureQueue, ClaimBusy, deliveryKey, ledgerEntries, type QuarantineEntry } from './queue';
 import { planBodies, type CollectorSender } from './sender';
 import { addToSummaries, aggregate } from './summary';
 import { usageRecordXml } from './xml';
@@ -91,7 +92,7 @@ interface Keyed {
 /** What a claimed batch became, decided in the claim and completed by the collector's answers. */
 interface Batch {
   rows: CapturedRow[];
-  /** The lease's id, when something is to be sent. */
+  /** The lease's id, until the batch is settled or given back. */
   lease: string | null;
   skipped: CapturedRow[];
   quarantine: QuarantineEntry[];
@@ -198,8 +199,13 @@ export class Delivery {
   async deliverBatch(signal?: AbortSignal): Promise<BatchResult> {
     const result = emptyResult();
     const heldSince = Date.now();
-    const batch = await inTransaction(this.pool, (client) => this.claim(client, result));
-    if (batch?.lease == null) return result; // nothing claimed, or settled in the claim
+    const lease = await this.claim();
+    if (lease === null) return result;
+    const rows = await this.queue.leasedRows(this.pool, lease);
+    result.claimed = rows.length;
+    const batch = this.encode(lease, rows);
+    await inTransaction(this.pool, (client) => this.reserve(client, batch, result));
+    if (batch.lease === null) return result; // settled with the reservation: nothing to send
 
     const keeper = new LeaseKeeper(this.queue, this.pool, batch.lease, this.options.leaseSeconds, heldSince, signal);
     let unavailable: string | null = null;
@@ -234,23 +240,31 @@ export class Delivery {
   }
 
   /**
-   * The claim transaction: returns null when nothing was ready; a batch without a lease was
-   * settled here (nothing to send, or Summarize mode).
+   * The claim transaction, under the claim lock: gives back expired leases, then picks and
+   * leases ready rows. Returns the lease, or null when nothing is ready (or another probe's
+   * claim held the lock too long: the next cycle looks again).
    */
-  private async claim(client: pg.ClientBase, result: BatchResult): Promise<Batch | null> {
-    await this.queue.claimLock(client);
-    for (const expired of await this.queue.expireLeases(client)) {
-      this.log.warn('took back a lease that was not renewed in time; its rows are delivered again', { owner: expired.owner, rows: expired.rows });
+  private async claim(): Promise<string | null> {
+    try {
+      return await inTransaction(this.pool, async (client) => {
+        await this.queue.claimLock(client);
+        for (const expired of await this.queue.expireLeases(client)) {
+          this.log.warn('took back a lease that was not renewed in time; its rows are delivered again', { owner: expired.owner, rows: expired.rows });
+        }
+        return this.queue.pickAndLease(client, this.options.bundleSize, this.options.doorGraceSeconds, this.owner, this.options.leaseSeconds);
+      });
+    } catch (err) {
+      if (!(err instanceof ClaimBusy)) throw err;
+      this.log.debug(err.message);
+      return null;
     }
-    const rows = await this.queue.claim(client, this.options.bundleSize, this.options.doorGraceSeconds);
-    result.claimed = rows.length;
-    if (rows.length === 0) return null;
+  }
 
-    const batch = this.encode(rows);
-    const sends = !this.options.summarize && batch.keyed.some((k) => k.encoded);
-    if (sends) {
-      batch.lease = await this.queue.lease(client, this.owner, rows.map((r) => r.id), batch.keyed.map((k) => k.key), this.options.leaseSeconds);
-    }
+  /**
+   * Reserves the batch's delivery keys and sorts its rows by what to do with them. A batch with
+   * nothing to send, and every batch in Summarize mode, is settled here and its lease ended.
+   */
+  private async reserve(client: pg.ClientBase, batch: Batch, result: BatchResult): Promise<void> {
     // Keep the first row of each transaction whose key was free. A taken key was delivered, or
     // is in flight in another lease (or was given back just now): then the row waits, and the
     // settling transaction looks at the key again.
@@ -269,16 +283,15 @@ export class Delivery {
 
     if (this.options.summarize) await addToSummaries(client, aggregate(batch.toSend.map((e) => e.record)));
     if (batch.toSend.length === 0 || this.options.summarize) {
-      if (batch.lease !== null) await this.queue.endLease(client, batch.lease);
+      await this.queue.endLease(client, batch.lease!);
       batch.lease = null;
       await this.settle(client, batch, result);
     }
-    return batch;
   }
 
   /** Maps and encodes each claimed row (pure, apart from the identity files' lookups). */
-  private encode(rows: CapturedRow[]): Batch {
-    const batch: Batch = { rows, lease: null, skipped: [], quarantine: [], keyed: [], toSend: [], duplicates: 0, waiting: [] };
+  private encode(lease: string, rows: CapturedRow[]): Batch {
+    const batch: Batch = { rows, lease, skipped: [], quarantine: [], keyed: [], toSend: [], duplicates: 0, waiting: [] };
     for (const row of rows) {
       try {
         const mapped = mapRow(row, this.options.mapping);

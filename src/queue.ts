@@ -64,29 +64,25 @@ interface ClaimedRowSql {
 }
 
 /**
- * The claim: up to $1 ready rows, oldest first, locked FOR UPDATE SKIP LOCKED, each with its
- * door row (`doorinfo`: the quoted, schema-qualified table) and its datestamp as epoch ms.
+ * Picking: the ids of up to $1 ready rows, oldest first, that no live lease holds.
  *
  * A mover (billinginfo row) *waits* for its door row while it is younger than the grace period
  * ($2 seconds) and has a door to wait for (its initiator is not empty, "<undefined>" or a p2p
- * "pool:..."). A row is ready when it does not wait, or when its door row is there.
+ * "pool:..."). A row is ready when it does not wait, or when its door row (in `doorinfo`: the
+ * quoted, schema-qualified table) is there.
  *
- * Rows held by a live lease (dcache_probe.claim) are left out; the claim runs under CLAIM_LOCK
- * (see claimLock), right after expired leases were given back, so what it sees is exact.
- *
- * Readiness of a waiting mover is tested in the claiming query itself, so the LIMIT counts
- * exactly the rows returned; it is a scalar subquery (does a door row with
- * this transaction and pnfsid exist?), which the planner never hashes: an EXISTS here let it,
- * when doorinfo had no statistics, hash all of doorinfo in every claim. A mover that does not
- * wait costs no lookup there. OFFSET 0 keeps `door` a subquery, so that its lookup is not
- * repeated. After the LIMIT, each returned mover gets its door row (the earliest by datestamp
- * and cellname) as JSON. The door is found by its key both times, not by ctid: a ctid is unique
- * only within one table, and a site may partition doorinfo. No row is locked.
+ * Readiness of a waiting mover is tested in the picking query itself, so the LIMIT counts
+ * exactly the rows picked; it is a scalar subquery (does a door row with this transaction and
+ * pnfsid exist?), which the planner never hashes: an EXISTS here let it, when doorinfo had no
+ * statistics, hash all of doorinfo in every claim. A mover that does not wait costs no lookup.
+ * OFFSET 0 keeps `door` a subquery, so that its lookup is not repeated. The door is found by its
+ * key, not by ctid: a ctid is unique only within one table, and a site may partition doorinfo.
+ * No row is locked: picking runs under CLAIM_LOCK, right after expired leases were given back,
+ * and records its lease in the same statement (leaseQuery), so what it sees is exact.
  */
-export function claimQuery(doorinfo: string): string {
+export function pickQuery(doorinfo: string): string {
   return `
-      WITH claimed AS (
-        SELECT q.id, q.source, q.captured_at, q.record
+        SELECT q.id
           FROM dcache_probe.capture_queue q
          CROSS JOIN LATERAL (
            SELECT q.source = 'billinginfo'
@@ -105,31 +101,68 @@ export function claimQuery(doorinfo: string): string {
          WHERE (NOT w.waits OR door.found)
            AND q.id NOT IN (SELECT unnest(l.ids) FROM dcache_probe.claim l)
          ORDER BY q.id
-         LIMIT $1
-      )
-      SELECT c.id, c.source, c.record,
-             floor(extract(epoch FROM c.captured_at) * 1000)::bigint AS captured_ms,
-             dcache_probe.epoch_ms(c.record ->> 'datestamp') AS datestamp_ms,
-             CASE WHEN c.source = 'billinginfo'
+         LIMIT $1`;
+}
+
+/**
+ * The claim's one statement under CLAIM_LOCK: picks ($1 rows, $2 s grace) and records a lease
+ * for owner $3 of $4 seconds. It answers only the lease's id (no row if nothing is ready): the
+ * rows are read after the claim committed (leasedRowsQuery), so the lock is never held while a
+ * large answer travels to a probe that may have stopped reading.
+ */
+export function leaseQuery(doorinfo: string): string {
+  return `
+      WITH picked AS (${pickQuery(doorinfo)})
+      INSERT INTO dcache_probe.claim (owner, ids, keys, leased_until)
+      SELECT $3, array_agg(id ORDER BY id), '{}', now() + make_interval(secs => $4)
+        FROM picked
+      HAVING count(*) > 0
+      RETURNING batch`;
+}
+
+/**
+ * A lease's rows ($1: the batch), oldest first, each with its door row (the earliest by
+ * datestamp and cellname) as JSON, and its datestamp as epoch ms (dcache_probe.epoch_ms turns
+ * an unreadable value into NULL, so one bad row can never stop the queue).
+ */
+export function leasedRowsQuery(doorinfo: string): string {
+  return `
+      SELECT q.id, q.source, q.record,
+             floor(extract(epoch FROM q.captured_at) * 1000)::bigint AS captured_ms,
+             dcache_probe.epoch_ms(q.record ->> 'datestamp') AS datestamp_ms,
+             CASE WHEN q.source = 'billinginfo'
                   THEN (SELECT to_jsonb(d) FROM ${doorinfo} d
-                         WHERE d.transaction = c.record ->> 'initiator' AND d.pnfsid = c.record ->> 'pnfsid'
+                         WHERE d.transaction = q.record ->> 'initiator' AND d.pnfsid = q.record ->> 'pnfsid'
                          ORDER BY d.datestamp, d.cellname
                          LIMIT 1)
              END AS door
-        FROM claimed c
-       ORDER BY c.id`;
+        FROM dcache_probe.capture_queue q
+       WHERE q.id = ANY ((SELECT ids FROM dcache_probe.claim WHERE batch = $1)::bigint[])
+       ORDER BY q.id`;
 }
 
 export class CaptureQueue {
-  private readonly claimSql: string;
+  private readonly leaseSql: string;
+  private readonly leasedRowsSql: string;
 
   constructor(billingSchema: string, quoteIdentifier: (name: string) => string) {
-    this.claimSql = claimQuery(`${quoteIdentifier(billingSchema)}.doorinfo`);
+    const doorinfo = `${quoteIdentifier(billingSchema)}.doorinfo`;
+    this.leaseSql = leaseQuery(doorinfo);
+    this.leasedRowsSql = leasedRowsQuery(doorinfo);
   }
 
-  /** Up to `limit` ready rows that no lease holds, oldest first (under claimLock). */
-  async claim(client: pg.ClientBase, limit: number, doorGraceSeconds: number): Promise<CapturedRow[]> {
-    const { rows } = await client.query<ClaimedRowSql>(this.claimSql, [limit, doorGraceSeconds]);
+  /**
+   * Picks up to `limit` ready rows and leases them to `owner` (under claimLock); returns the
+   * lease's id, or null when nothing is ready.
+   */
+  async pickAndLease(client: pg.ClientBase, limit: number, doorGraceSeconds: number, owner: string, leaseSeconds: number): Promise<string | null> {
+    const { rows } = await client.query<{ batch: string }>(this.leaseSql, [limit, doorGraceSeconds, owner, leaseSeconds]);
+    return rows[0]?.batch ?? null;
+  }
+
+  /** A lease's rows, oldest first, with their door rows. */
+  async leasedRows(db: pg.Pool | pg.ClientBase, batch: string): Promise<CapturedRow[]> {
+    const { rows } = await db.query<ClaimedRowSql>(this.leasedRowsSql, [batch]);
     return rows.map((r) => ({
       id: r.id,
       source: r.source,
@@ -140,9 +173,22 @@ export class CaptureQueue {
     }));
   }
 
-  /** Serialises claims among every probe on this database, to the end of the transaction. */
+  /**
+   * Serialises claims among every probe on this database, to the end of the transaction. The
+   * holder's transaction is ended by the server if it idles CLAIM_IDLE_MS inside it (a probe
+   * stopped between two statements of its claim must not stop its partner's claims); a waiter
+   * gives up after CLAIM_WAIT_MS (ClaimBusy) and looks again later.
+   */
   async claimLock(client: pg.ClientBase): Promise<void> {
-    await client.query('SELECT pg_advisory_xact_lock($1)', [CLAIM_LOCK]);
+    try {
+      await client.query(
+        `SELECT set_config('idle_in_transaction_session_timeout', $2, true), set_config('lock_timeout', $3, true), pg_advisory_xact_lock($1)`,
+        [CLAIM_LOCK, String(CLAIM_IDLE_MS), String(CLAIM_WAIT_MS)],
+      );
+    } catch (err) {
+      if ((err as { code?: string }).code === '55P03') throw new ClaimBusy();
+      throw err;
+    }
   }
 
   /**
@@ -164,29 +210,24 @@ export class CaptureQueue {
     return rows;
   }
 
-  /** Records a lease on these rows (and the keys reserved for them); returns its batch id. */
-  async lease(client: pg.ClientBase, owner: string, ids: readonly string[], keys: readonly string[], leaseSeconds: number): Promise<string> {
-    const { rows } = await client.query<{ batch: string }>(
-      `INSERT INTO dcache_probe.claim (owner, ids, keys, leased_until)
-       VALUES ($1, $2::bigint[], $3::uuid[], now() + make_interval(secs => $4))
-       RETURNING batch`,
-      [owner, ids, keys, leaseSeconds],
-    );
-    return rows[0]!.batch;
-  }
-
   /**
-   * Reserves these delivery keys for a batch (null: settled in this very transaction);
+   * Reserves these delivery keys for a lease (null: settled in this very transaction);
    * returns the ones that were free. A key that is taken belongs to a transaction that was
    * delivered, or that another lease has in flight (see inFlight).
    */
   async reserveKeys(client: pg.ClientBase, keys: readonly string[], batch: string | null): Promise<Set<string>> {
     if (keys.length === 0) return new Set();
+    // The lease remembers what it reserved, so that an expired lease can give its keys back.
     const { rows } = await client.query<{ key: string }>(
-      `INSERT INTO dcache_probe.delivered_key (key, batch)
-       SELECT DISTINCT k, $2::bigint FROM unnest($1::uuid[]) AS k ORDER BY k
-       ON CONFLICT DO NOTHING
-       RETURNING key`,
+      `WITH reserved AS (
+         INSERT INTO dcache_probe.delivered_key (key, batch)
+         SELECT DISTINCT k, $2::bigint FROM unnest($1::uuid[]) AS k ORDER BY k
+         ON CONFLICT DO NOTHING
+         RETURNING key
+       ), noted AS (
+         UPDATE dcache_probe.claim SET keys = $1::uuid[] WHERE batch = $2::bigint
+       )
+       SELECT key FROM reserved`,
       [keys, batch],
     );
     return new Set(rows.map((r) => r.key));
@@ -302,6 +343,17 @@ export interface ExpiredLease {
 
 /** Serialises claims among probes (migration 008); any constant unique to us, never dCache's. */
 export const CLAIM_LOCK = 7262627702;
+/** See CaptureQueue.claimLock. */
+export const CLAIM_IDLE_MS = 2_000;
+export const CLAIM_WAIT_MS = 5_000;
+
+/** Another probe's claim held the claim lock longer than CLAIM_WAIT_MS: look again later. */
+export class ClaimBusy extends Error {
+  readonly code = 'CLAIM_BUSY';
+  constructor() {
+    super('another claim held the claim lock too long');
+  }
+}
 
 /** The wake-up protocol's listener side (see sql/migrations/001_capture.sql). */
 export const WAKE_CHANNEL = 'dcache_probe';

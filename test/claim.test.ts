@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { CaptureQueue, claimQuery, deliveryKey } from '../src/queue';
+import { CaptureQueue, deliveryKey, pickQuery } from '../src/queue';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
 
 const GRACE = 120;
@@ -43,7 +43,8 @@ for (const form of ['modern', 'legacy'] as const) {
       const client = await connect();
       await client.query('BEGIN');
       try {
-        const rows = await queue.claim(client, limit, grace);
+        const batch = await queue.pickAndLease(client, limit, grace, 'test', 60);
+        const rows = batch === null ? [] : await queue.leasedRows(client, batch);
         return rows.map((r) => [r.record.transaction as string, r.door === null ? null : (r.door.cellname as string)]);
       } finally {
         await client.query('ROLLBACK');
@@ -96,11 +97,11 @@ for (const form of ['modern', 'legacy'] as const) {
       try {
         await queue.claimLock(client);
         await queue.expireLeases(client);
-        const rows = await queue.claim(client, limit, GRACE);
-        const keys = rows.map((r) => deliveryKey(r.source, String(r.record.transaction)));
-        const batch = await queue.lease(client, owner, rows.map((r) => r.id), keys, leaseSeconds);
-        await queue.reserveKeys(client, keys, batch);
+        const batch = (await queue.pickAndLease(client, limit, GRACE, owner, leaseSeconds))!;
         await client.query('COMMIT');
+        const rows = await queue.leasedRows(client, batch);
+        const keys = rows.map((r) => deliveryKey(r.source, String(r.record.transaction)));
+        await queue.reserveKeys(client, keys, batch);
         return { batch, transactions: rows.map((r) => r.record.transaction as string) };
       } catch (err) {
         await client.query('ROLLBACK');
@@ -179,7 +180,7 @@ for (const form of ['modern', 'legacy'] as const) {
       const client = await connect();
       await client.query('BEGIN');
       try {
-        const [row] = await queue.claim(client, 10, GRACE);
+        const [row] = await queue.leasedRows(client, (await queue.pickAndLease(client, 10, GRACE, 'test', 60))!);
         assert.equal(row?.datestampMs, null);
       } finally {
         await client.query('ROLLBACK');
@@ -214,7 +215,7 @@ for (const form of ['modern', 'legacy'] as const) {
         const client = await connect();
         await client.query('BEGIN');
         try {
-          const { rows } = await client.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${claimQuery('"public".doorinfo')}`, [500, GRACE]);
+          const { rows } = await client.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${pickQuery('"public".doorinfo')}`, [500, GRACE]);
           const plan = rows[0]['QUERY PLAN'][0].Plan;
           assert.equal(plan['Actual Rows'], 500);
           const scans: string[] = [];
