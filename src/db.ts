@@ -44,6 +44,9 @@ export function createPool(options: DatabaseOptions): pg.Pool {
   // An idle client's error (server restart) must not crash the process; the next checkout
   // gets a fresh connection.
   pool.on('error', () => undefined);
+  // A checked-out client's error (its session ended by the server) must not crash it either:
+  // the query in progress fails, and the caller handles that.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

@@ -198,16 +198,21 @@ export class Delivery {
   /** Claims and delivers one batch. */
   async deliverBatch(signal?: AbortSignal): Promise<BatchResult> {
     const result = emptyResult();
-    const heldSince = Date.now();
     const lease = await this.claim();
     if (lease === null) return result;
     const rows = await this.queue.leasedRows(this.pool, lease);
     result.claimed = rows.length;
     const batch = this.encode(lease, rows);
-    await inTransaction(this.pool, (client) => this.reserve(client, batch, result));
+    const reservedAt = Date.now();
+    const kept = await inTransaction(this.pool, (client) => this.reserve(client, batch, result));
+    if (!kept) {
+      result.left = rows.length;
+      this.log.warn('lease lost before its keys were reserved (was the probe stopped?): whoever took it delivers the rows', { rows: rows.length });
+      return result;
+    }
     if (batch.lease === null) return result; // settled with the reservation: nothing to send
 
-    const keeper = new LeaseKeeper(this.queue, this.pool, batch.lease, this.options.leaseSeconds, heldSince, signal);
+    const keeper = new LeaseKeeper(this.queue, this.pool, batch.lease, this.options.leaseSeconds, reservedAt, signal);
     let unavailable: string | null = null;
     try {
       await this.sendAll(batch.toSend, batch.quarantine, result, keeper.signal);
@@ -222,7 +227,7 @@ export class Delivery {
       await this.queue.releaseLease(this.pool, batch.lease).catch(() => undefined);
       result.left = batch.rows.length;
       if (keeper.lost !== null && !signal?.aborted) {
-        this.log.warn('gave up a batch whose lease could not be kept; its rows are delivered again (byte-identical)', { reason: keeper.lost, rows: batch.rows.length });
+        this.log.warn('lease lost while the collector was asked: gave the batch up; its rows are delivered again (byte-identical)', { reason: keeper.lost, rows: batch.rows.length });
         return result;
       }
       return { ...result, unavailable: unavailable ?? 'stopped' };
@@ -234,7 +239,7 @@ export class Delivery {
     });
     if (!settled) {
       result.left = batch.rows.length;
-      this.log.warn('the lease ran out before the collector answered; another probe delivers these rows again (byte-identical)', { rows: batch.rows.length });
+      this.log.warn('lease lost before the collector answered: whoever took it delivers the rows again (byte-identical)', { rows: batch.rows.length });
     }
     return result;
   }
@@ -263,8 +268,11 @@ export class Delivery {
   /**
    * Reserves the batch's delivery keys and sorts its rows by what to do with them. A batch with
    * nothing to send, and every batch in Summarize mode, is settled here and its lease ended.
+   * Fenced like the acknowledgement: the lease is renewed first (which also locks its row
+   * against expiry until this commits); false, and nothing changed, if it was already gone.
    */
-  private async reserve(client: pg.ClientBase, batch: Batch, result: BatchResult): Promise<void> {
+  private async reserve(client: pg.ClientBase, batch: Batch, result: BatchResult): Promise<boolean> {
+    if (!(await this.queue.renewLease(client, batch.lease!, this.options.leaseSeconds))) return false;
     // Keep the first row of each transaction whose key was free. A taken key was delivered, or
     // is in flight in another lease (or was given back just now): then the row waits, and the
     // settling transaction looks at the key again.
@@ -287,6 +295,7 @@ export class Delivery {
       batch.lease = null;
       await this.settle(client, batch, result);
     }
+    return true;
   }
 
   /** Maps and encodes each claimed row (pure, apart from the identity files' lookups). */

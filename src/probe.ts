@@ -97,8 +97,13 @@ function settledAny(r: BatchResult): boolean {
 export const DOOR_RECHECK_FIRST_MS = 250;
 export const DOOR_RECHECK_MAX_MS = 5_000;
 
-/** The server ends a probe session left idle inside a transaction this long. */
-export const IDLE_IN_TRANSACTION_MS = 30_000;
+/**
+ * The server ends a probe session left idle inside a transaction this long. Every transaction
+ * of the probe is a few statements with nothing in between (no network, no sleep): one idle
+ * this long belongs to a probe that stopped (SIGSTOP, a VM pause) or vanished, and what it
+ * holds (uncommitted delivery keys its partner may wait for, vacuum's horizon) must go.
+ */
+export const IDLE_IN_TRANSACTION_MS = 5_000;
 
 export const PROBE_VERSION: string = (require('../../package.json') as { version: string }).version;
 
