@@ -253,7 +253,7 @@ export class Probe {
       this.metrics = new ProbeMetrics(this);
       const routes = this.statistics ? chainRoutes(this.hooks.extraRoutes, this.statistics.routes) : this.hooks.extraRoutes;
       const started = await startMetricsServer(this, this.metrics, this.config.metrics, routes);
-      this.statistics?.start(this.metrics.registry);
+      this.statistics?.start(this.metrics.registry, this.config.metrics.personalLabels);
       this.metricsServer = started.server;
       this.metricsPort = started.port;
     }
