@@ -37,7 +37,11 @@ RUN chmod 0755 /app/dist/src/cli.js && ln -s /app/dist/src/cli.js /usr/local/bin
 USER node
 
 # The metrics/health server listens on all interfaces inside the container (the default,
-# 127.0.0.1, would be unreachable from outside it). Publish the port deliberately.
+# 127.0.0.1, would be unreachable from outside it). Publish the port deliberately. On 0.0.0.0 the
+# dashboard and /api/ need credentials, or `run` exits 2 naming the settings: mount a users file
+# (dcache-probe hash-password) or a token file, e.g. as a secret, and point
+# DCACHE_PROBE_HTTP_USERS_FILE or DCACHE_PROBE_HTTP_TOKEN_FILE at it (docs/DEPLOYING.md). No
+# credentials are baked into the image.
 ENV DCACHE_PROBE_METRICS_HOST=0.0.0.0
 EXPOSE 9464
 
@@ -48,8 +52,10 @@ ENV NODE_OPTIONS=--max-semi-space-size=4
 # /healthz answers 200 while the process serves requests. There is no curl in the slim image:
 # node's built-in fetch does it. It follows DCACHE_PROBE_METRICS_PORT when that is set (keep the
 # metrics server on, port > 0, in a container; a port set only in a config file is not seen).
+# /healthz needs no credentials unless DCACHE_PROBE_HTTP_OPEN_PATHS closes it; then the check
+# sends the token of DCACHE_PROBE_HTTP_TOKEN_FILE.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.DCACHE_PROBE_METRICS_PORT||9464)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "-e", "const f=process.env.DCACHE_PROBE_HTTP_TOKEN_FILE,h={};if(f)h.authorization='Bearer '+require('fs').readFileSync(f,'utf8').trim();fetch('http://127.0.0.1:'+(process.env.DCACHE_PROBE_METRICS_PORT||9464)+'/healthz',{headers:h}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 
 # node is PID 1: the probe handles SIGTERM itself (stop claiming, finish the bundle in flight
 # within --stop-deadline, default 10 s). Give `docker stop` more than that (-t 30).

@@ -7,6 +7,7 @@
  * key and where the bad value came from (the file's path, the variable or the flag).
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -24,6 +25,30 @@ const required = (what: string) => {
 };
 const nonNegativeNumber = z.coerce.number().nonnegative();
 const flag = z.preprocess((v) => (typeof v === 'string' ? /^(1|true|yes|on)$/i.test(v.trim()) : v), z.boolean());
+
+/** The HTTP server's operational routes: open without credentials unless metrics.openPaths says otherwise. */
+export const OPERATIONAL_PATHS = ['/metrics', '/healthz', '/readyz'] as const;
+
+/** An address or a network ("192.0.2.7", "10.0.0.0/8", "2001:db8::/32"), or null if it is neither. */
+export function networkOf(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | null {
+  const [address = '', prefixText, ...rest] = text.trim().split('/');
+  const version = isIP(address);
+  if (!version || rest.length) return null;
+  const max = version === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+  if (!(prefix >= 0 && prefix <= max)) return null;
+  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** A comma-separated list (or a YAML/JSON list) whose entries all pass `valid`; one message names the first bad entry. */
+const listOf = (valid: (entry: string) => boolean, what: string) =>
+  z.preprocess(
+    (v) => (typeof v === 'string' ? v.split(',').map((e) => e.trim()).filter(Boolean) : v),
+    z.array(z.string()).superRefine((list, ctx) => {
+      const bad = list.find((e) => !valid(e));
+      if (bad !== undefined) ctx.addIssue({ code: 'custom', message: `"${bad}" is not ${what}` });
+    }),
+  );
 
 export const configSchema = z.object({
   database: z.object({
@@ -107,8 +132,22 @@ export const configSchema = z.object({
   metrics: z.object({
     /** Port of the HTTP server with /metrics, /healthz and /readyz; 0 turns it off. */
     port: z.coerce.number().int().min(0).max(65535).default(9464),
-    /** Address it listens on (0.0.0.0 in a container). */
+    /** Address it listens on (0.0.0.0 in a container; then the dashboard needs credentials). */
     host: z.string().min(1).default('127.0.0.1'),
+    /** Credentials of the dashboard and /api/ (src/http-auth.ts): a file holding one token. */
+    tokenFile: z.string().min(1).optional(),
+    /** ... and/or a file of `user:$scrypt$…` lines (made by `dcache-probe hash-password`). */
+    usersFile: z.string().min(1).optional(),
+    /** Behind an authenticating reverse proxy: the request header naming the user it let in. */
+    proxyUserHeader: z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be an HTTP header name, e.g. X-Remote-User').optional(),
+    /** The proxies whose proxyUserHeader is believed (addresses or networks); no one else's is. */
+    trustedProxies: listOf((e) => networkOf(e) !== null, 'an IP address or network (192.0.2.7, 10.0.0.0/8, 2001:db8::/32)').default([]),
+    /** Which operational routes answer without credentials ("none": all need them). */
+    openPaths: z
+      .preprocess((v) => (typeof v === 'string' && v.trim() === 'none' ? [] : v), listOf((e) => (OPERATIONAL_PATHS as readonly string[]).includes(e), `one of ${OPERATIONAL_PATHS.join(', ')} (or "none")`))
+      .default([...OPERATIONAL_PATHS]),
+    /** Allow personal data (DNs, user names, client networks) as metric label values. */
+    personalLabels: flag.default(false),
   }),
 });
 
@@ -173,6 +212,12 @@ export const SETTINGS: readonly Setting[] = [
   { ...setting('log.format', 'log-format', 'text or json'), env: 'DCACHE_PROBE_LOG_FORMAT' },
   { ...setting('metrics.port', 'metrics-port', 'port of /metrics, /healthz, /readyz (0: off)'), env: 'DCACHE_PROBE_METRICS_PORT' },
   { ...setting('metrics.host', 'metrics-host', 'address the metrics server listens on'), env: 'DCACHE_PROBE_METRICS_HOST' },
+  { ...setting('metrics.tokenFile', 'http-token-file', 'file with the token that opens the dashboard and /api/'), env: 'DCACHE_PROBE_HTTP_TOKEN_FILE' },
+  { ...setting('metrics.usersFile', 'http-users-file', 'file of user:scrypt-hash lines that open the dashboard and /api/ (dcache-probe hash-password)'), env: 'DCACHE_PROBE_HTTP_USERS_FILE' },
+  { ...setting('metrics.proxyUserHeader', 'http-proxy-user-header', 'header in which an authenticating reverse proxy names the user'), env: 'DCACHE_PROBE_HTTP_PROXY_USER_HEADER' },
+  { ...setting('metrics.trustedProxies', 'http-trusted-proxies', 'addresses or networks of the proxies whose user header is believed (comma-separated)'), env: 'DCACHE_PROBE_HTTP_TRUSTED_PROXIES' },
+  { ...setting('metrics.openPaths', 'http-open-paths', 'routes open without credentials: a comma-separated subset of /metrics,/healthz,/readyz, or none'), env: 'DCACHE_PROBE_HTTP_OPEN_PATHS' },
+  { ...setting('metrics.personalLabels', 'metrics-personal-labels', 'allow DNs, user names and client networks as metric labels (true/false)'), env: 'DCACHE_PROBE_METRICS_PERSONAL_LABELS' },
 ];
 
 export class ConfigError extends Error {

@@ -7,7 +7,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import client from 'prom-client';
+import type { Config } from './config';
 import type { BatchResult } from './delivery';
+import { httpGuard } from './http-auth';
 import type { Probe } from './probe';
 
 /** Seconds after which a collector not heard from makes the probe "not ready". */
@@ -138,11 +140,18 @@ export async function readiness(probe: Probe): Promise<Readiness> {
 /** More routes on the same server (e.g. a dashboard); resolves true if it answered. */
 export type ExtraRoutes = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 
-/** Serves /metrics, /healthz and /readyz (and `extra` routes); resolves with the bound port. */
-export function startMetricsServer(probe: Probe, metrics: ProbeMetrics, port: number, host: string, extra?: ExtraRoutes): Promise<{ server: Server; port: number }> {
+/**
+ * Serves /metrics, /healthz and /readyz (and `extra` routes, which need credentials as the
+ * settings say: src/http-auth.ts); resolves with the bound port. Throws ConfigError when the
+ * settings would leave the extra routes open to the network.
+ */
+export function startMetricsServer(probe: Probe, metrics: ProbeMetrics, settings: Config['metrics'], extra?: ExtraRoutes): Promise<{ server: Server; port: number }> {
+  const { port, host } = settings;
+  const guard = httpGuard(settings, extra !== undefined);
   const server = createServer((req, res) => {
     void (async () => {
       try {
+        if (!(await guard.admit(req, res))) return;
         const path = (req.url ?? '/').split('?')[0];
         if (extra && (await extra(req, res))) return;
         if (path === '/metrics') {

@@ -264,8 +264,8 @@ export class Probe {
     if (serving) {
       this.metrics = new ProbeMetrics(this);
       const routes = this.statistics ? chainRoutes(this.hooks.extraRoutes, this.statistics.routes) : this.hooks.extraRoutes;
-      const started = await startMetricsServer(this, this.metrics, this.config.metrics.port, this.config.metrics.host, routes);
-      this.statistics?.start(this.metrics.registry);
+      const started = await startMetricsServer(this, this.metrics, this.config.metrics, routes);
+      this.statistics?.start(this.metrics.registry, this.config.metrics.personalLabels);
       this.metricsServer = started.server;
       this.metricsPort = started.port;
     }

@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, posix, relative } from 'node:path';
@@ -15,7 +16,8 @@ import { describe, it } from 'node:test';
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { buildProgram } from '../src/cli';
-import { SETTINGS, configSchema } from '../src/config';
+import { ConfigError, SETTINGS, configSchema, loadConfig } from '../src/config';
+import { httpGuard, parseUsers, verifyPassword } from '../src/http-auth';
 import { SQL_DIR } from '../src/migrations';
 
 const ROOT = join(__dirname, '..', '..');
@@ -35,8 +37,9 @@ interface Service {
   volumes?: (string | { type?: string; source?: string; target?: string })[];
   restart?: string;
   stop_grace_period?: string;
+  secrets?: (string | { source: string; target?: string })[];
 }
-const compose = parseYaml(read('docker-compose.yml')) as { services: Record<string, Service> };
+const compose = parseYaml(read('docker-compose.yml')) as { services: Record<string, Service>; secrets?: Record<string, { file?: string }> };
 const services = compose.services;
 
 interface Instruction {
@@ -317,6 +320,31 @@ describe('docker-compose.yml', () => {
     assert.equal(services.probe!.restart, 'unless-stopped');
   });
 
+  it('gives the probe its dashboard credentials from a mounted secret file, so that it starts on 0.0.0.0', async () => {
+    const env = environment(services.probe!);
+    const path = env.DCACHE_PROBE_HTTP_USERS_FILE!;
+    assert.ok(path, 'DCACHE_PROBE_HTTP_USERS_FILE');
+    const name = /^\/run\/secrets\/([a-z_]+)$/.exec(path)?.[1];
+    assert.ok(name, `${path} is where compose mounts a secret`);
+    const mounted = (services.probe!.secrets ?? []).map((x) => (typeof x === 'string' ? x : x.source));
+    assert.ok(mounted.includes(name), `the probe mounts the secret ${name}`);
+    const source = compose.secrets?.[name]?.file;
+    assert.ok(source && existsSync(join(ROOT, source)), `the secret ${name} is a file in the repository`);
+    // The probe's settings, with the secret where the container sees it, pass the start-up check.
+    const local = { ...env, DCACHE_PROBE_HTTP_USERS_FILE: join(ROOT, source) };
+    const settings = loadConfig({ env: local }, ['metrics']).metrics;
+    assert.equal(settings.host, '0.0.0.0');
+    assert.doesNotThrow(() => httpGuard(settings, true));
+    const without = loadConfig({ env: { ...env, DCACHE_PROBE_HTTP_USERS_FILE: '' } }, ['metrics']).metrics;
+    assert.throws(() => httpGuard(without, true), (err: Error) => err instanceof ConfigError && /metrics\.host .* is 0\.0\.0\.0, not a loopback address/.test(err.message));
+    // The user and password the compose file tells the demo's users are the file's.
+    const text = read('docker-compose.yml');
+    const told = /user "?(\w+)"?, password "?([\w-]+)"?/.exec(text);
+    assert.ok(told, 'docker-compose.yml says how to log in');
+    const users = parseUsers(readFileSync(join(ROOT, source), 'utf8'), source);
+    assert.ok(await verifyPassword(told[2]!, users.get(told[1]!)!), `${told[1]} / ${told[2]} logs in`);
+  });
+
   it("starts the demo collector from the image's compiled code, reachable from other containers and healthy by its own check", { timeout: 30_000 }, async () => {
     const port = await freePort();
     const local = (args: string[]) => args.map((a) => a.replaceAll('/app/dist/src', join(ROOT, 'dist', 'src')).replaceAll('8880', String(port)));
@@ -457,6 +485,34 @@ describe('Dockerfile', () => {
       await close(server);
     }
     assert.equal(await run(command, { DCACHE_PROBE_METRICS_PORT: String(await freePort()) }), 1);
+  });
+
+  it('has a health check that passes against a server whose dashboard needs credentials, sending the token where /healthz is closed', { timeout: 30_000 }, async () => {
+    const command = imageHealthCheck();
+    const dir = mkdtempSync(join(tmpdir(), 'probe-health-'));
+    const tokenFile = join(dir, 'token');
+    writeFileSync(tokenFile, 'f3c1a9e07b5d4c2a8e6f0b1d3c5a7e9f2b4d6c8a\n');
+    for (const [open, env, expected] of [
+      ['/metrics,/healthz,/readyz', {}, 0],
+      ['/metrics', { DCACHE_PROBE_HTTP_TOKEN_FILE: tokenFile }, 0],
+      ['/metrics', {}, 1],
+    ] as const) {
+      const settings = loadConfig({ env: { DCACHE_PROBE_METRICS_HOST: '0.0.0.0', DCACHE_PROBE_HTTP_TOKEN_FILE: tokenFile, DCACHE_PROBE_HTTP_OPEN_PATHS: open } }, ['metrics']).metrics;
+      const guard = httpGuard(settings, true);
+      const server = createServer((req, res) => void guard.admit(req, res).then((ok) => ok && res.writeHead(200).end('ok\n')));
+      const port = await listen(server);
+      try {
+        assert.equal(await run(command, { DCACHE_PROBE_METRICS_PORT: String(port), ...env }), expected, `open ${open}, ${Object.keys(env).join(' ') || 'no token'}`);
+      } finally {
+        await close(server);
+      }
+    }
+  });
+
+  it('bakes no credentials into the image', () => {
+    const credentials = SETTINGS.filter((s) => s.key === 'metrics.usersFile' || s.key === 'metrics.tokenFile').map((s) => s.env);
+    for (const env of instructions(runtime, 'ENV')) for (const name of credentials) assert.ok(!env.args.includes(name), env.args);
+    assert.ok(!stages.flatMap((s) => instructions(s, 'COPY')).some((c) => /\bdeploy\b|secret/.test(c.args)));
   });
 });
 

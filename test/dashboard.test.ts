@@ -3,16 +3,19 @@
  * injected pool fault and a misuse burst, the page in headless Chromium (Debian's chromium,
  * driven by playwright-core). The injected anomalies must appear on the page (well within two
  * minutes), and what the page shows must be what the API returns and what the collector
- * received. Screenshots go to docs/screenshots/.
+ * received. The demo's dashboard is protected (a users file, DCACHE_PROBE_HTTP_USERS_FILE): the
+ * browser logs in with HTTP Basic, and the page runs under its Content-Security-Policy without a
+ * single violation. Screenshots go to docs/screenshots/.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { INJECTED_FAULT_POOL, INJECTED_MISUSE_NETWORK } from '../src/demo/simulator';
+import { hashPassword } from '../src/http-auth';
 import { CLI, DIST, PG_ADMIN_URL, waitFor } from './helpers/env';
 
 const CHROMIUM = process.env.DCACHE_PROBE_TEST_CHROMIUM ?? '/usr/bin/chromium';
@@ -26,8 +29,12 @@ interface Demo {
   exited: Promise<number | null>;
 }
 
-function startDemo(args: string[]): Demo {
-  const child = spawn(process.execPath, [CLI, 'demo', '--db-url', PG_ADMIN_URL, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+const USER = 'operator';
+const PASSWORD = 'a dashboard password';
+const AUTHORIZATION = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`;
+
+function startDemo(args: string[], env: Record<string, string>): Demo {
+  const child = spawn(process.execPath, [CLI, 'demo', '--db-url', PG_ADMIN_URL, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));
@@ -37,7 +44,7 @@ function startDemo(args: string[]): Demo {
 }
 
 async function json<T = any>(url: string): Promise<T> {
-  const res = await fetch(url);
+  const res = await fetch(url, { headers: { authorization: AUTHORIZATION } });
   assert.equal(res.status, 200, `${url}: ${res.status}`);
   return (await res.json()) as T;
 }
@@ -55,16 +62,27 @@ describe('the dashboard in a browser', () => {
 
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (.ci/run does)`);
+    profile = mkdtempSync(join(tmpdir(), 'probe-chromium-'));
+    const usersFile = join(profile, 'dashboard-users');
+    writeFileSync(usersFile, `${USER}:${await hashPassword(PASSWORD)}\n`, { mode: 0o600 });
     // 14 s of traffic at 200 transfers/s; a pool fails from 3 s on, misuse from 5 s on; the
     // dashboard stays up after the summary until the test ends it.
-    demo = startDemo(['--rate', '200', '--duration', '14', '--writers', '6', '--inject-fault-after', '3', '--inject-misuse-after', '5', '--linger', '120']);
+    demo = startDemo(['--rate', '200', '--duration', '14', '--writers', '6', '--inject-fault-after', '3', '--inject-misuse-after', '5', '--linger', '120'], { DCACHE_PROBE_HTTP_USERS_FILE: usersFile });
     const url = await waitFor('the demo to print the dashboard URL', () => {
       if (demo.process.exitCode !== null) throw new Error(`demo exited: ${demo.stdout()}${demo.stderr()}`);
       return demo.stdout().match(/dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/)?.[1] ?? '';
     });
     base = url;
-    profile = mkdtempSync(join(tmpdir(), 'probe-chromium-'));
-    context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1400, height: 1000 } });
+    // The browser logs in as a person does at the prompt: HTTP Basic, answered when challenged.
+    context = await chromium.launchPersistentContext(join(profile, 'chromium'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1400, height: 1000 },
+      httpCredentials: { username: USER, password: PASSWORD, origin: new URL(base).origin },
+    });
+    // Anything the page's Content-Security-Policy blocks is recorded here.
+    await context.addInitScript({ content: "window.violations = []; document.addEventListener('securitypolicyviolation', (e) => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));" });
     mkdirSync(SCREENSHOTS, { recursive: true });
   });
 
@@ -77,9 +95,21 @@ describe('the dashboard in a browser', () => {
     }
   });
 
+  it('refuses the page and its API without the credentials', async () => {
+    for (const path of ['', 'api/summary', 'dashboard.js']) {
+      const res = await fetch(`${base}${path}`);
+      assert.equal(res.status, 401, path);
+      assert.match(res.headers.get('www-authenticate') ?? '', /^Basic /);
+      assert.equal((await fetch(`${base}${path}`, { headers: { authorization: `Basic ${Buffer.from(`${USER}:wrong`).toString('base64')}` } })).status, 401, path);
+    }
+    assert.equal((await fetch(`${base}metrics`)).status, 200, 'Prometheus needs none');
+  });
+
   it('shows the injected fault and misuse burst within two minutes, and exports them as metrics', async () => {
     const page = context.pages()[0] ?? (await context.newPage());
-    await page.goto(`${base}?refresh=1`);
+    const first = await page.goto(`${base}?refresh=1`);
+    assert.equal(first?.status(), 200, 'logged in');
+    assert.match(first?.headers()['content-security-policy'] ?? '', /script-src 'self'/);
     const injected = await waitFor('the fault and the misuse to be injected', () => {
       const out = demo.stdout();
       return out.includes('injected a fault') && out.includes('injected misuse') ? Date.now() : 0;
@@ -97,15 +127,20 @@ describe('the dashboard in a browser', () => {
     assert.deepEqual(faults, [INJECTED_FAULT_POOL]);
     await page.locator('#alerts').screenshot({ path: join(SCREENSHOTS, 'anomaly.png') });
 
+    // A pool's name is no one's personal data; a client network is: its alert number stands in.
     const metrics = await (await fetch(`${base}metrics`)).text();
     assert.match(metrics, new RegExp(`dcache_probe_anomaly\\{kind="fault",dimension="pool",key="${INJECTED_FAULT_POOL}"\\} 1`));
-    assert.match(metrics, new RegExp(`dcache_probe_anomaly\\{kind="misuse",dimension="client_net",key="${INJECTED_MISUSE_NETWORK.replaceAll('.', '\\.')}\\.0/24"\\} 1`));
+    const misuseId = await misuse.getAttribute('data-id');
+    assert.match(misuseId ?? '', /^\d+$/);
+    assert.match((await misuse.textContent()) ?? '', new RegExp(`alert ${misuseId}`), 'the page shows the number');
+    assert.ok(metrics.includes(`dcache_probe_anomaly{kind="misuse",dimension="client_net",key="alert ${misuseId}"} 1`), metrics.split('\n').filter((l) => l.includes('anomaly')).join('\n'));
+    assert.ok(!metrics.includes(INJECTED_MISUSE_NETWORK), 'no client network in /metrics');
     // Logged once, with the evidence.
     assert.equal(demo.stderr().split('\n').filter((l) => l.includes(`ANOMALY (fault): pool ${INJECTED_FAULT_POOL}`)).length, 1, demo.stderr());
     assert.match(demo.stderr(), /ANOMALY \(fault\).*"evidence":\{"failures":\d+/);
 
     // A bad request is answered with 400 and the reason.
-    const bad = await fetch(`${base}api/series?dimension=nonsense`);
+    const bad = await fetch(`${base}api/series?dimension=nonsense`, { headers: { authorization: AUTHORIZATION } });
     assert.equal(bad.status, 400);
     assert.match(((await bad.json()) as { error: string }).error, /dimension must be one of/);
   });
@@ -155,6 +190,15 @@ describe('the dashboard in a browser', () => {
     await page.click('button[data-window="hour"]');
     await waitFor('the hour again', async () => (await page.locator('body').getAttribute('data-window')) === 'hour', 10_000);
     await page.screenshot({ path: join(SCREENSHOTS, 'dashboard.png'), fullPage: true });
+
+    // Everything ran under the page's Content-Security-Policy, and nothing was blocked.
+    assert.deepEqual(await page.evaluate('window.violations'), []);
+    // The page links the API's list.
+    await page.click('[data-testid="api-link"]');
+    const listing = (await page.locator('body').textContent()) ?? '';
+    assert.match(listing, /^GET \/api\/summary/m);
+    assert.match(listing, /^GET \/api\/alerts/m);
+    await page.goBack();
 
     // Ctrl-C ends the lingering demo cleanly.
     demo.process.kill('SIGINT');

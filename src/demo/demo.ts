@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { GratiaCollector } from '../collector/server';
 import { loadConfig } from '../config';
+import { accessEnvironment } from '../http-auth';
 import { createLogger } from '../logger';
 import { SQL_DIR, migrate } from '../migrations';
 import { Probe } from '../probe';
@@ -83,7 +84,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     const latencies: number[] = [];
     let windowLatencies: number[] = [];
     const config = loadConfig({
-      env: {},
+      // Only the dashboard's credentials (DCACHE_PROBE_HTTP_*): the rest is the demo's own.
+      env: accessEnvironment(process.env),
       commandDefaults: {
         'database.url': dbUrl,
         'collector.url': collectorUrl,

@@ -65,8 +65,9 @@ export class TransferStatistics {
     }
   };
 
-  start(registry?: client.Registry): void {
-    this.monitor = new AnomalyMonitor(this.pool, this.log, this.options, registry);
+  /** `personalLabels`: metric labels may carry DNs, user names and client networks (metrics.personalLabels). */
+  start(registry?: client.Registry, personalLabels = false): void {
+    this.monitor = new AnomalyMonitor(this.pool, this.log, this.options, registry, personalLabels);
     this.monitor.start();
     const pruneNow = () => {
       this.pruning = prune(this.pool, this.options).then(

@@ -4,7 +4,9 @@
  * dcache_probe.stats_alert up to date: a new finding opens an alert (logged once, with its
  * evidence, by the probe that opened it), a finding seen again refreshes it, and an alert not
  * found for `clearAfterSeconds` is closed. Open alerts are exported as the Prometheus gauge
- * dcache_probe_anomaly{kind,dimension,key}.
+ * dcache_probe_anomaly{kind,dimension,key}. Every Prometheus that scrapes the probe keeps its
+ * labels, so a key that is personal data (a DN, a user name, a client network) is exported as
+ * "alert <id>" (the id the page shows) unless the operator allows it (metrics.personalLabels).
  */
 import type pg from 'pg';
 import client from 'prom-client';
@@ -101,6 +103,14 @@ export async function findAnomalies(pool: pg.Pool, o: StatisticsOptions, nowMs =
   return findings;
 }
 
+/** Dimensions whose keys name a person or where they connect from. */
+export const PERSONAL_DIMENSIONS: ReadonlySet<string> = new Set(['user', 'client_net', 'user_net']);
+
+/** The `key` label of an open alert. */
+export function anomalyKeyLabel(a: { id: number | string; dimension: string; key: string }, personalLabels: boolean): string {
+  return personalLabels || !PERSONAL_DIMENSIONS.has(a.dimension) ? a.key : `alert ${a.id}`;
+}
+
 export class AnomalyMonitor {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
@@ -115,9 +125,10 @@ export class AnomalyMonitor {
     private readonly log: Logger,
     private readonly options: StatisticsOptions,
     registry?: client.Registry,
+    private readonly personalLabels = false,
   ) {
     if (registry) {
-      this.gauge = new client.Gauge({ name: 'dcache_probe_anomaly', help: 'Open abnormal-traffic alerts (1 while open), by kind, dimension and key', labelNames: ['kind', 'dimension', 'key'], registers: [registry] });
+      this.gauge = new client.Gauge({ name: 'dcache_probe_anomaly', help: 'Open abnormal-traffic alerts (1 while open), by kind, dimension and key ("alert <id>" for personal keys unless metrics.personalLabels)', labelNames: ['kind', 'dimension', 'key'], registers: [registry] });
       this.opened = new client.Counter({ name: 'dcache_probe_anomalies_opened_total', help: 'Abnormal-traffic alerts this probe opened', labelNames: ['kind'], registers: [registry] });
     }
   }
@@ -171,9 +182,9 @@ export class AnomalyMonitor {
     );
     for (const c of closed.rows) this.log.info(`anomaly over (${c.kind}): ${c.dimension} ${c.key}`, { alertId: Number(c.id) });
     if (this.gauge) {
-      const open = await this.pool.query<{ kind: string; dimension: string; key: string }>('SELECT kind, dimension, key FROM dcache_probe.stats_alert WHERE closed_at IS NULL');
+      const open = await this.pool.query<{ id: string; kind: string; dimension: string; key: string }>('SELECT id, kind, dimension, key FROM dcache_probe.stats_alert WHERE closed_at IS NULL');
       this.gauge.reset();
-      for (const a of open.rows) this.gauge.set({ kind: a.kind, dimension: a.dimension, key: a.key }, 1);
+      for (const a of open.rows) this.gauge.set({ kind: a.kind, dimension: a.dimension, key: anomalyKeyLabel(a, this.personalLabels) }, 1);
     }
   }
 }

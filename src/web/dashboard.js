@@ -72,11 +72,13 @@
   function drawAlerts(a) {
     var list = $('alert-list');
     list.textContent = '';
-    if (a.open.length === 0) list.appendChild(el('li', { class: 'none', 'data-testid': 'no-alerts', style: 'border-color: var(--ok); background: #ecfdf3' }, 'No abnormal traffic now.'));
+    if (a.open.length === 0) list.appendChild(el('li', { class: 'none', 'data-testid': 'no-alerts' }, 'No abnormal traffic now.'));
     a.open.concat(a.recent.slice(0, 5)).forEach(function (x) {
-      var li = el('li', { 'data-testid': x.closedAt ? 'alert-closed' : 'alert', 'data-kind': x.kind, 'data-dimension': x.dimension, 'data-key': x.key, class: x.closedAt ? 'closed' : '' });
+      var li = el('li', { 'data-testid': x.closedAt ? 'alert-closed' : 'alert', 'data-id': String(x.id), 'data-kind': x.kind, 'data-dimension': x.dimension, 'data-key': x.key, class: x.closedAt ? 'closed' : '' });
       li.appendChild(el('span', { class: 'kind' }, x.kind));
       li.appendChild(el('span', {}, x.message));
+      // The id is what /metrics shows as the key of a personal one (a DN, a client network).
+      li.appendChild(el('span', { class: 'id' }, 'alert ' + x.id));
       li.appendChild(el('span', { class: 'when' }, x.closedAt ? 'from ' + fmtTime(x.openedAt) + ' to ' + fmtTime(x.closedAt) : 'since ' + fmtTime(x.openedAt)));
       list.appendChild(li);
     });
@@ -174,7 +176,9 @@
       });
       if (barOf) {
         var td = el('td', { class: 'bar' });
-        td.appendChild(el('span', { style: 'width:' + Math.round((barOf(r) / max) * 100) + '%' }));
+        var bar = el('span');
+        bar.style.width = Math.round((barOf(r) / max) * 100) + '%'; // CSSOM: a style attribute would break the CSP
+        td.appendChild(bar);
         tr.appendChild(td);
       }
       table.appendChild(tr);
