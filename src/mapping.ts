@@ -14,7 +14,7 @@ export interface CapturedRow {
   /** capture_queue.id */
   id: string;
   source: 'billinginfo' | 'storageinfo';
-  /** When our trigger captured the row (epoch ms); becomes the record's createTime. */
+  /** When our trigger captured the row (epoch ms): its age in the queue, and latencies. */
   capturedAtMs: number;
   /** The billing row, column name -> JSON value (both schema forms). */
   record: Record<string, unknown>;
@@ -56,6 +56,12 @@ export interface Resource {
 /** The fields of a Gratia JobUsageRecord of ResourceType Storage, in the meaning we give them. */
 export interface UsageRecord {
   recordId: string;
+  /**
+   * RecordIdentity's createTime: the billing row's datestamp, not the time the probe saw the
+   * row, so that every copy of a transaction (a second billing cell, a retried commit) and
+   * every re-send comes out byte-identical. (Collectors leave createTime out of their
+   * duplicate check, but our promise is bytes.)
+   */
   createTimeMs: number;
   localJobId: string;
   dn?: string;
@@ -235,7 +241,7 @@ export function mapTransfer(row: CapturedRow, opts: MappingOptions): MappingResu
 
   return applyFilters({
     recordId: deterministicRecordId(opts.probeName, 'billinginfo', transaction),
-    createTimeMs: row.capturedAtMs,
+    createTimeMs: row.datestampMs,
     localJobId: transaction,
     ...identity(r, row.door, opts.identity),
     resources: [
@@ -282,7 +288,7 @@ export function mapTape(row: CapturedRow, opts: MappingOptions): MappingResult {
     kind: 'record',
     record: {
       recordId: deterministicRecordId(opts.probeName, 'storageinfo', transaction, action),
-      createTimeMs: row.capturedAtMs,
+      createTimeMs: row.datestampMs,
       localJobId: transaction,
       localUserId: meaningful(owner),
       resources: [

@@ -60,8 +60,11 @@ describe('mapping a billinginfo transfer', () => {
     assert.deepEqual(record(webdavUpload()), r, 'the same row always gives the same record');
   });
 
-  it('uses the capture time as createTime, so a re-sent record is byte-identical', () => {
-    assert.equal(record(webdavUpload()).createTimeMs, Date.parse('2024-03-14T18:31:58.900Z'));
+  it('uses the billing datestamp as createTime, so every copy of a row and every re-send is byte-identical', () => {
+    const row = webdavUpload();
+    assert.equal(record(row).createTimeMs, row.datestampMs);
+    // Another copy of the same transaction, captured later (a second billing cell): the same record.
+    assert.deepEqual(record({ ...row, id: '2', capturedAtMs: row.capturedAtMs + 60_000 }), record(row));
   });
 
   it('sets EndTime to the datestamp and StartTime to datestamp minus connectiontime', () => {
