@@ -28,7 +28,7 @@ describe('random faults (chaos)', () => {
 
   it('an HA pair under random faults delivers every transfer, re-sends only identical records, and never exits by itself', { timeout: 8 * 60_000 }, async (t) => {
     const report = await runChaos({ seed: chaosSeed(undefined), faultSeconds: 40 });
-    t.diagnostic(formatReport(report));
+    for (const line of formatReport(report).split('\n')) t.diagnostic(line);
     const context = failureContext(report);
     assert.equal(report.error, undefined, context);
     assert.ok(report.faults.length >= FAULT_KINDS.length, `every kind of fault was injected\n${context}`);

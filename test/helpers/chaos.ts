@@ -250,7 +250,9 @@ class ProbeSlot {
     const p = this.current;
     if (!p) return null;
     this.told = true;
-    const code = await Promise.race([p.stop('SIGTERM'), sleep(30_000).then(() => 'timeout' as const)]);
+    const bound = new AbortController();
+    const code = await Promise.race([p.stop('SIGTERM'), sleep(30_000, bound.signal).then(() => 'timeout' as const)]);
+    bound.abort(); // (its timer must not keep the process alive)
     if (code === 'timeout') {
       await p.stop('SIGKILL');
       return null;
