@@ -76,8 +76,9 @@ export interface ChaosReport {
   /** Records for transactions the billing table does not hold as reportable. */
   unexpected: string[];
   deaths: Death[];
-  /** Exit codes of the probes on the final SIGTERM (0 each). */
+  /** Exit codes of the probes on the final SIGTERM (0 each; null: killed after 30 s). */
   stopExitCodes: (number | null)[];
+  notStopped: { process: string; lastLines: string }[];
   /** Seconds from the end of the faults until the queue was empty; null: not within the bound. */
   settleSeconds: number | null;
   queueLeft: number;
@@ -124,6 +125,8 @@ function lastLines(text: string, n = 40): string {
 
 class World {
   readonly deaths: Death[] = [];
+  /** Probes that did not exit within 30 s of the final SIGTERM. */
+  readonly notStopped: { process: string; lastLines: string }[] = [];
   phaseStart = Date.now();
 
   constructor(readonly log: (line: string) => void) {}
@@ -250,6 +253,8 @@ class ProbeSlot {
     const code = await Promise.race([p.stop('SIGTERM'), sleep(30_000, bound.signal).then(() => 'timeout' as const)]);
     bound.abort(); // (its timer must not keep the process alive)
     if (code === 'timeout') {
+      this.world.notStopped.push({ process: `probe ${this.name}`, lastLines: lastLines(p.output()) });
+      this.world.log(`probe ${this.name} did not exit within 30 s of SIGTERM; its last lines:\n${lastLines(p.output())}`);
       await p.stop('SIGKILL');
       return null;
     }
@@ -439,6 +444,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     unexpected: [],
     deaths: world.deaths,
     stopExitCodes: [],
+    notStopped: world.notStopped,
     settleSeconds: null,
     queueLeft: -1,
     quarantined: -1,
@@ -588,7 +594,7 @@ export function formatReport(r: ChaosReport): string {
     `seed ${r.seed}, ${r.faultSeconds} s of faults: ${r.faults.length} injected (${kinds})`,
     `writes: ${r.transfersWritten} transfers (${r.reportable} reportable in billinginfo), ${r.writes.pairTransactions} pair and ${r.writes.batchTransactions} batch transactions, ${r.writes.rows} rows, ${r.writes.retried} attempts retried after a fault, slowest commit ${r.writes.slowestCommitMs} ms`,
     `delivered: ${r.reportable - r.lost.length} of ${r.reportable}; lost ${r.lost.length}; re-sent ${r.resent} (${r.differing.length} not byte-identical); unexpected ${r.unexpected.length}; queue left ${r.queueLeft}, quarantined ${r.quarantined}`,
-    `settled in ${r.settleSeconds ?? '(not within the bound)'} s; processes that exited by themselves: ${r.deaths.length} (${deaths}); exit codes on SIGTERM: ${r.stopExitCodes.join(', ')}`,
+    `settled in ${r.settleSeconds ?? '(not within the bound)'} s; processes that exited by themselves: ${r.deaths.length} (${deaths}); exit codes on SIGTERM: ${r.stopExitCodes.map(String).join(', ')}`,
     ...(r.error ? [`error: ${r.error}`] : []),
   ].join('\n');
 }
@@ -614,5 +620,6 @@ export function failureContext(r: ChaosReport): string {
     ...differingExample(r),
     `unexpected: ${sample(r.unexpected)}`,
     ...r.deaths.map((d) => `${d.process} exited by itself at ${d.at} s during ${d.during}:\n${d.lastLines}`),
+    ...r.notStopped.map((n) => `${n.process} did not exit within 30 s of SIGTERM:\n${n.lastLines}`),
   ].join('\n');
 }
