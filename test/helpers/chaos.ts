@@ -90,8 +90,12 @@ export interface ChaosReport {
   received: AcceptedRecord[];
 }
 
-/** Arguments of both probes: fast retries, a door grace no write retry can outlast. */
-const PROBE_ARGS = [...FAST_RETRIES, '--door-grace', '300', '--heartbeat', '2', '--bundle-size', '100'];
+/**
+ * Arguments of both probes: fast retries; a door grace no write retry can outlast; a 5 s lease,
+ * so that a killed probe's batch comes back within the run and a probe stopped for 1–4 s
+ * sometimes loses its lease to its partner (renewed every third of it).
+ */
+const PROBE_ARGS = [...FAST_RETRIES, '--door-grace', '300', '--heartbeat', '2', '--bundle-size', '100', '--lease', '5'];
 
 /** A pause of the fault injector (its moments are the schedule's); cut short by `signal`. */
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> => delay(ms, undefined, { signal }).catch(() => undefined);
