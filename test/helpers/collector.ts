@@ -14,6 +14,8 @@ export interface CollectorProcess {
   fault(fault: Fault): Promise<void>;
   reset(): Promise<void>;
   stop(): Promise<void>;
+  /** SIGKILL: the collector vanishes mid-request, as a crashed server does. */
+  kill(): Promise<void>;
 }
 
 /** TLS material for talking to an HTTPS collector's control API. */
@@ -21,6 +23,14 @@ export interface ControlTls {
   ca: Buffer;
   cert: Buffer;
   key: Buffer;
+}
+
+function signalAndWait(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill(signal);
+  });
 }
 
 export async function startCollector(args: string[] = [], tls?: ControlTls): Promise<CollectorProcess> {
@@ -32,7 +42,8 @@ export async function startCollector(args: string[] = [], tls?: ControlTls): Pro
     child.once('exit', (code) => reject(new Error(`collector exited with ${code}`)));
   });
   const control = async (path: string, body?: unknown) => {
-    const res = await fetch(`${url}/_control/${path}`, { dispatcher, ...(body === undefined ? {} : { method: 'POST', body: JSON.stringify(body) }) });
+    // Bounded: a collector that stopped answering must fail the test, not hang it.
+    const res = await fetch(`${url}/_control/${path}`, { dispatcher, signal: AbortSignal.timeout(60_000), ...(body === undefined ? {} : { method: 'POST', body: JSON.stringify(body) }) });
     return res.json() as Promise<any>;
   };
   return {
@@ -43,11 +54,7 @@ export async function startCollector(args: string[] = [], tls?: ControlTls): Pro
     handshakes: async () => (await control('records')).handshakes,
     fault: async (fault) => void (await control('fault', fault)),
     reset: async () => void (await control('reset', {})),
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
+    stop: () => signalAndWait(child, 'SIGTERM'),
+    kill: () => signalAndWait(child, 'SIGKILL'),
   };
 }
