@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chownSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,7 +15,7 @@ import pg from 'pg';
 import { GUARD_MISSING, LOCK_TIMEOUT_MS, MigrationError, installedVersion, migrate, uninstall } from '../src/migrations';
 import { CAPTURE_LOCK, WAKE_CHANNEL, armWakeUp } from '../src/queue';
 import { adminQuery, createBillingDatabase, type BillingDatabase } from './helpers/database';
-import { databaseUrl, waitFor } from './helpers/env';
+import { FIXTURES, PG_ADMIN_URL, databaseUrl, waitFor } from './helpers/env';
 import { startPrivatePostgres, type PrivatePostgres } from './helpers/private-postgres';
 import { runCli } from './helpers/probe';
 
@@ -486,6 +486,32 @@ describe('conditions on the database server', () => {
       assert.ok((await size()) < filled);
     } finally {
       await db.query('ALTER TABLE dcache_probe.capture_queue SET (vacuum_truncate = false)');
+    }
+  });
+});
+
+describe('unusual values', () => {
+  it("unusual values in the legacy schema (numeric NaN and Infinity, timestamp infinity, non-UTF-8 bytes in a SQL_ASCII database): dCache's insert succeeds and is captured", async () => {
+    const name = `probe_test_${process.pid}_sql_ascii`;
+    await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await adminQuery(`CREATE DATABASE ${name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
+    const url = databaseUrl(name);
+    try {
+      await withClient(url, (c) => c.query(readFileSync(join(FIXTURES, 'billing-legacy.sql'), 'utf8')));
+      await migrate(url, 'public');
+      await withClient(url, (c) =>
+        c.query(`INSERT INTO billinginfo (datestamp, transaction, initiator, fullsize, transfersize, connectiontime, errormessage)
+                 VALUES ('infinity', 'odd-values', 'door:odd', 'NaN', 'Infinity', '-Infinity', convert_from('\\x636166e9'::bytea, 'SQL_ASCII'))`),
+      );
+      // Read field by field: a UTF-8 client cannot receive the SQL_ASCII bytes as text.
+      const { rows } = await withClient(url, (c) =>
+        c.query(`SELECT record ->> 'datestamp' AS d, record ->> 'fullsize' AS f, record ->> 'transfersize' AS t, record ->> 'connectiontime' AS c,
+                        encode(convert_to(record ->> 'errormessage', 'SQL_ASCII'), 'hex') AS m
+                   FROM dcache_probe.capture_queue WHERE record ->> 'transaction' = 'odd-values'`),
+      );
+      assert.deepEqual(rows, [{ d: 'infinity', f: 'NaN', t: 'Infinity', c: '-Infinity', m: '636166e9' }]);
+    } finally {
+      await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, [], PG_ADMIN_URL);
     }
   });
 });
