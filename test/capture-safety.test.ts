@@ -100,45 +100,93 @@ async function captureProblems(url: string): Promise<string[]> {
   return withClient(url, async (c) => (await c.query<{ p: string[] }>('SELECT dcache_probe.capture_problems() AS p')).rows[0]!.p);
 }
 
+/** Two billing databases side by side: the capture of migration 007 (all migrations), and of 006. */
+async function with006And007(adminUrl?: string): Promise<{ with007: BillingDatabase; with006: BillingDatabase; drop(): Promise<void> }> {
+  const with007 = await createBillingDatabase('modern', { adminUrl });
+  const with006 = await createBillingDatabase('modern', { adminUrl, migrate: false });
+  await migrate(with006.url, 'public', { upTo: 6 });
+  return { with007, with006, drop: async () => void (await Promise.all([with007.drop(), with006.drop()])) };
+}
+
 const STATEMENTS = 1000; // dCache's writers insert up to ~1,000 rows per transaction under load
 
-describe('a dCache transaction of 1,000 single-row INSERTs, on PostgreSQL 18 (embedded; it reports subtransactions)', () => {
+describe('on PostgreSQL 18 (embedded: it reports subtransactions; a 512 kB NOTIFY queue)', () => {
   let server: PrivatePostgres;
   let with007: BillingDatabase;
   let with006: BillingDatabase;
+  let dropAll: () => Promise<void>;
   before(async () => {
-    server = await startPrivatePostgres();
-    const adminUrl = server.url('postgres');
-    with007 = await createBillingDatabase('modern', { adminUrl });
-    with006 = await createBillingDatabase('modern', { adminUrl, migrate: false });
-    await migrate(with006.url, 'public', { upTo: 6 });
+    server = await startPrivatePostgres({ settings: { max_notify_queue_pages: '64' } });
+    ({ with007, with006, drop: dropAll } = await with006And007(server.url('postgres')));
   });
   after(async () => {
-    await with007?.drop();
-    await with006?.drop();
+    await dropAll?.();
     await server?.stop();
   });
 
-  it('holds 0 subtransactions and is not overflowed with migration 007; with the 006 capture it holds 64 and is overflowed', async () => {
+  it('a dCache transaction of 1,000 single-row INSERTs holds 0 subtransactions and is not overflowed with migration 007; with the 006 capture it holds 64 and is overflowed', async () => {
     assert.deepEqual(await subtransactionsOf(with007.url, STATEMENTS, 'pg18-007'), { count: 0, overflowed: false });
     assert.deepEqual(await subtransactionsOf(with006.url, STATEMENTS, 'pg18-006'), { count: 64, overflowed: true }, 'the 006 capture: a subtransaction in every capturing statement');
     assert.equal(await queued(with007, 'pg18-007-%'), STATEMENTS / 2, 'every mover captured');
     assert.equal(await queued(with006, 'pg18-006-%'), STATEMENTS / 2);
+  });
+
+  it("NOTIFY queue full: dCache's commit succeeds (the capture does not notify; the 006 capture failed the commit), and status warns", async () => {
+    // A listener left in an open transaction does not read its notifications: the queue fills.
+    const stuck = await connect(with007.url);
+    try {
+      await stuck.query('LISTEN filler');
+      await stuck.query('BEGIN');
+      await stuck.query('SELECT 1');
+      await withClient(with007.url, async (filler) => {
+        for (let batch = 0; ; batch++) {
+          assert.ok(batch < 1000, 'the NOTIFY queue never filled');
+          try {
+            await filler.query(`SELECT pg_notify('filler', $1 || i || repeat('x', 7000)) FROM generate_series(1, 8) AS i`, [`${batch}:`]);
+          } catch (err) {
+            assert.match((err as Error).message, /too many notifications in the NOTIFY queue/);
+            break;
+          }
+        }
+      });
+      for (const db of [with007, with006]) await withClient(db.url, (c) => armWakeUp(c)); // both would notify now
+      await insertMover(with007.url, 'queue-full');
+      assert.equal(await queued(with007, 'queue-full'), 1);
+      await assert.rejects(insertMover(with006.url, 'queue-full-006'), /too many notifications in the NOTIFY queue/);
+      assert.equal(await stored(with006.url, 'queue-full-006'), 0, 'with 006, dCache lost the row');
+      const status = await runCli(['status', '--db-url', with007.url]);
+      assert.match(status.stdout, /PostgreSQL's NOTIFY queue is \d+% full/);
+    } finally {
+      await stuck.end();
+    }
+  });
+
+  it('status warns when the queue is not in the tablespace of billinginfo (a full disk would fail our capture first)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dcache-probe-ts-'));
+    // The embedded server runs as "postgres" when the tests run as root.
+    if (process.getuid?.() === 0) chownSync(dir, Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })), Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })));
+    const tablespace = `probe_ts_${process.pid}`;
+    try {
+      await adminQuery(`CREATE TABLESPACE ${tablespace} LOCATION '${dir}'`, [], server.url('postgres'));
+      await with007.query(`ALTER TABLE billinginfo SET TABLESPACE ${tablespace}`);
+      const status = await runCli(['status', '--db-url', with007.url]);
+      assert.match(status.stdout, /dcache_probe\.capture_queue is not in the tablespace of billinginfo/);
+    } finally {
+      await with007.query('ALTER TABLE billinginfo SET TABLESPACE pg_default').catch(() => undefined);
+      await adminQuery(`DROP TABLESPACE IF EXISTS ${tablespace}`, [], server.url('postgres')).catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
 describe('a dCache transaction of 1,000 single-row INSERTs, on PostgreSQL 15 (127.0.0.1:5432)', () => {
   let with007: BillingDatabase;
   let with006: BillingDatabase;
+  let dropAll: () => Promise<void>;
   before(async () => {
-    with007 = await createBillingDatabase('modern');
-    with006 = await createBillingDatabase('modern', { migrate: false });
-    await migrate(with006.url, 'public', { upTo: 6 });
+    ({ with007, with006, drop: dropAll } = await with006And007());
   });
-  after(async () => {
-    await with007?.drop();
-    await with006?.drop();
-  });
+  after(async () => dropAll?.());
 
   it('captures every mover of the transaction, with a capture function that has no EXCEPTION block (PostgreSQL 15 does not count subtransactions)', async () => {
     await withClient(with007.url, async (writer) => {
@@ -512,71 +560,6 @@ describe('unusual values', () => {
       assert.deepEqual(rows, [{ d: 'infinity', f: 'NaN', t: 'Infinity', c: '-Infinity', m: '636166e9' }]);
     } finally {
       await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, [], PG_ADMIN_URL);
-    }
-  });
-});
-
-describe('conditions only a private server can show (PostgreSQL 18, embedded, a 512 kB NOTIFY queue)', () => {
-  let server: PrivatePostgres;
-  let with007: BillingDatabase;
-  let with006: BillingDatabase;
-  before(async () => {
-    server = await startPrivatePostgres({ settings: { max_notify_queue_pages: '64' } });
-    const adminUrl = server.url('postgres');
-    with007 = await createBillingDatabase('modern', { adminUrl });
-    with006 = await createBillingDatabase('modern', { adminUrl, migrate: false });
-    await migrate(with006.url, 'public', { upTo: 6 });
-  });
-  after(async () => {
-    await with007?.drop();
-    await with006?.drop();
-    await server?.stop();
-  });
-
-  it("NOTIFY queue full: dCache's commit succeeds (the capture does not notify; the 006 capture failed the commit), and status warns", async () => {
-    // A listener left in an open transaction does not read its notifications: the queue fills.
-    const stuck = await connect(with007.url);
-    try {
-      await stuck.query('LISTEN filler');
-      await stuck.query('BEGIN');
-      await stuck.query('SELECT 1');
-      await withClient(with007.url, async (filler) => {
-        for (let batch = 0; ; batch++) {
-          assert.ok(batch < 1000, 'the NOTIFY queue never filled');
-          try {
-            await filler.query(`SELECT pg_notify('filler', $1 || i || repeat('x', 7000)) FROM generate_series(1, 8) AS i`, [`${batch}:`]);
-          } catch (err) {
-            assert.match((err as Error).message, /too many notifications in the NOTIFY queue/);
-            break;
-          }
-        }
-      });
-      for (const db of [with007, with006]) await withClient(db.url, (c) => armWakeUp(c)); // both would notify now
-      await insertMover(with007.url, 'queue-full');
-      assert.equal(await queued(with007, 'queue-full'), 1);
-      await assert.rejects(insertMover(with006.url, 'queue-full-006'), /too many notifications in the NOTIFY queue/);
-      assert.equal(await stored(with006.url, 'queue-full-006'), 0, 'with 006, dCache lost the row');
-      const status = await runCli(['status', '--db-url', with007.url]);
-      assert.match(status.stdout, /PostgreSQL's NOTIFY queue is \d+% full/);
-    } finally {
-      await stuck.end();
-    }
-  });
-
-  it('status warns when the queue is not in the tablespace of billinginfo (a full disk would fail our capture first)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dcache-probe-ts-'));
-    // The embedded server runs as "postgres" when the tests run as root.
-    if (process.getuid?.() === 0) chownSync(dir, Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })), Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })));
-    const tablespace = `probe_ts_${process.pid}`;
-    try {
-      await adminQuery(`CREATE TABLESPACE ${tablespace} LOCATION '${dir}'`, [], server.url('postgres'));
-      await with007.query(`ALTER TABLE billinginfo SET TABLESPACE ${tablespace}`);
-      const status = await runCli(['status', '--db-url', with007.url]);
-      assert.match(status.stdout, /dcache_probe\.capture_queue is not in the tablespace of billinginfo/);
-    } finally {
-      await with007.query('ALTER TABLE billinginfo SET TABLESPACE pg_default').catch(() => undefined);
-      await adminQuery(`DROP TABLESPACE IF EXISTS ${tablespace}`, [], server.url('postgres')).catch(() => undefined);
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
