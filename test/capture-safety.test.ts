@@ -261,6 +261,7 @@ describe('with the guard (migrate run by a superuser): DDL that would leave the 
     ['CHECK constraint added', "ALTER TABLE dcache_probe.capture_queue ADD CONSTRAINT short_source CHECK (length(source) < 5)", /constraint short_source/],
     ['unique index added', 'CREATE UNIQUE INDEX one_per_source ON dcache_probe.capture_queue (source)', /index one_per_source/],
     ['expression index added', "CREATE INDEX by_code ON dcache_probe.capture_queue (((record ->> 'errorcode')::int))", /index by_code/],
+    ['partial index added (its predicate could raise)', "CREATE INDEX waiting ON dcache_probe.capture_queue (id) WHERE (record ->> 'errorcode')::int <> 0", /index waiting/],
     ['index on record added (a large row exceeds a btree entry)', 'CREATE INDEX by_record ON dcache_probe.capture_queue (record)', /index by_record/],
     ['trigger on the queue', 'CREATE TRIGGER no_rows BEFORE INSERT ON dcache_probe.capture_queue FOR EACH ROW EXECUTE FUNCTION public.refuse_row()', /trigger no_rows/],
     ['rule on the queue', 'CREATE RULE nothing AS ON INSERT TO dcache_probe.capture_queue DO INSTEAD NOTHING', /rule nothing/],
@@ -285,13 +286,15 @@ describe('with the guard (migrate run by a superuser): DDL that would leave the 
     });
   }
 
-  it("harmless changes to the queue are let through (a column with a default, an index, a comment), and capture goes on", async () => {
+  it("harmless changes to the queue are let through (columns with a default or nullable, an index, a partial index on IS NULL, a comment), and capture goes on", async () => {
     await db.query("ALTER TABLE dcache_probe.capture_queue ADD COLUMN note text NOT NULL DEFAULT ''");
+    await db.query('ALTER TABLE dcache_probe.capture_queue ADD COLUMN claimed_until timestamptz');
     await db.query('CREATE INDEX capture_queue_captured_at ON dcache_probe.capture_queue (captured_at)');
+    await db.query('CREATE INDEX capture_queue_unclaimed ON dcache_probe.capture_queue (id) WHERE claimed_until IS NULL');
     await db.query("COMMENT ON TABLE dcache_probe.capture_queue IS 'the probe''s queue'");
     await stillCaptures();
-    await db.query('DROP INDEX dcache_probe.capture_queue_captured_at');
-    await db.query('ALTER TABLE dcache_probe.capture_queue DROP COLUMN note');
+    await db.query('DROP INDEX dcache_probe.capture_queue_captured_at, dcache_probe.capture_queue_unclaimed');
+    await db.query('ALTER TABLE dcache_probe.capture_queue DROP COLUMN note, DROP COLUMN claimed_until');
   });
 
   it('with the capture triggers disabled anything is let through; enabling them over a broken queue is refused', async () => {

@@ -167,10 +167,12 @@ BEGIN
         FOR t IN
             SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
              WHERE i.indrelid = queue
-               AND ((i.indisunique AND NOT i.indisprimary) OR i.indexprs IS NOT NULL OR i.indpred IS NOT NULL
+               AND ((i.indisunique AND NOT i.indisprimary) OR i.indexprs IS NOT NULL
+                    -- a predicate can raise, except "column IS [NOT] NULL"
+                    OR pg_get_expr(i.indpred, i.indrelid) !~ '^\(?[a-z_][a-z0-9_]* IS (NOT )?NULL\)?$'
                     OR (SELECT attnum FROM pg_attribute WHERE attrelid = queue AND attname = 'record') = ANY (i.indkey))
         LOOP
-            problems := array_append(problems, format('index %I on dcache_probe.capture_queue could refuse a captured row (unique, on an expression or a predicate, or on record)', t.relname));
+            problems := array_append(problems, format('index %I on dcache_probe.capture_queue could refuse a captured row (unique, on an expression, with a predicate other than "column IS [NOT] NULL", or on record)', t.relname));
         END LOOP;
         FOR t IN SELECT tg.tgname FROM pg_trigger tg WHERE tg.tgrelid = queue AND NOT tg.tgisinternal LOOP
             problems := array_append(problems, format('trigger %I on dcache_probe.capture_queue could refuse a captured row', t.tgname));
