@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The claim alone: one claim of 500 (`CaptureQueue.claim`'s statement) on a queue of --rows
+ * The claim alone: one claim of 500 on a queue of --rows
  * captured transfers with their door rows (bench/lib/db.ts), each in a transaction that is
  * rolled back, so every claim sees the same queue. The variants alternate, in blocks of 10
  * claims, the order reversed every other round.
@@ -19,13 +19,16 @@
  * sees (its 500 rows received as text, not parsed), and, from one EXPLAIN (ANALYZE, BUFFERS),
  * the shared-buffer hits and reads per returned row (planning included) and whether a
  * sequential scan of doorinfo ran.
+ * Since migration 008 the shipped claim is two statements (src/queue.ts): "new" here is its
+ * picking (pickQuery, ids only; the lease makes SKIP LOCKED moot), and the door rows are read
+ * by leasedRowsQuery after the claim commits; bench/claim-ab.ts compares whole catch-ups.
  * `--history N` first adds N older transfers whose rows are not queued (doorinfo holds years).
  * `--url URL` measures an existing database instead (one phase, as it is); `VARIANTS=a,b`
  * limits the variants; `--print NAME` prints one variant's SQL.
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { claimQuery } from '../src/queue';
+import { pickQuery } from '../src/queue';
 import { createBenchDatabase, fillBacklog } from './lib/db';
 
 const args = process.argv.slice(2);
@@ -172,7 +175,7 @@ function claimByCtid(doorinfo: string): string {
 
 const VARIANTS: Record<string, string> = {
   '005': CLAIM_005,
-  new: claimQuery(DOORINFO),
+  new: pickQuery(DOORINFO),
   'ctid-176327e': claimByCtid(DOORINFO),
   'lateral-jsonb': CLAIM_LATERAL_JSONB,
   'lateral-ctid': CLAIM_LATERAL_CTID,

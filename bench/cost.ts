@@ -9,9 +9,12 @@
  *                  transaction; created in the bench database only) with the probe draining
  * Tables are emptied and a CHECKPOINT taken before every phase, so every phase starts alike.
  */
+import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { TransferGenerator, type Row } from '../src/demo/simulator';
+import { SQL_DIR } from '../src/migrations';
 import { sleep } from './lib/env';
 import { cpuSeconds, startDaemon, type CollectorProcess } from './lib/proc';
 import { percentile, sorted } from './lib/stats';
@@ -56,11 +59,22 @@ export const COST_VARIANTS: VariantSpec[] = [
 ];
 
 /**
- * EXPERIMENTS (bench database only): variants of our capture trigger, to find what its cost is
- * made of. Each is ours (sql/migrations/006_lighter_capture.sql) with one thing changed, plus
- * the design before 006 and two lower bounds.
+ * The capture of migration 006 against ours (007, `capture`), paired (`--sections x-capture`):
+ * 006 verbatim (its function read from sql/migrations/006_lighter_capture.sql), and 007 without
+ * its once-per-transaction queue check, to price that check.
+ */
+export const CAPTURE_007_EXPERIMENTS: VariantSpec[] = [
+  { name: 'x: 006', triggers: ['billinginfo.bench_x_006_capture'], probe: false, description: 'the capture of migration 006, verbatim: an EXCEPTION block (a subtransaction) in every statement' },
+  { name: 'x: 007 without queue check', triggers: ['billinginfo.bench_x_007nocheck_capture'], probe: false, description: 'ours (007) without the once-per-transaction check that the queue can be written' },
+];
+
+/**
+ * EXPERIMENTS (bench database only): variants of the 006 capture trigger, to find what its
+ * cost is made of. Each is the 006 function with one thing changed, plus the design before 006
+ * and two lower bounds (and the two above).
  */
 export const TRIGGER_EXPERIMENTS: VariantSpec[] = [
+  ...CAPTURE_007_EXPERIMENTS,
   { name: 'x: before 006', triggers: ['billinginfo.bench_x_v1_capture', 'doorinfo.bench_x_v1_wake'], probe: false, description: 'the design of 001_capture.sql: lock and wake-up check in every statement, and a doorinfo trigger' },
   { name: 'x: no EXCEPTION block', triggers: ['billinginfo.bench_x_noexc_capture'], probe: false, description: 'ours without the EXCEPTION block (no subtransaction per statement)' },
   { name: 'x: no SECURITY DEFINER/SET', triggers: ['billinginfo.bench_x_noset_capture'], probe: false, description: 'ours without SECURITY DEFINER and SET search_path' },
@@ -69,7 +83,46 @@ export const TRIGGER_EXPERIMENTS: VariantSpec[] = [
   { name: 'x: empty trigger', triggers: ['billinginfo.bench_x_empty_capture'], probe: false, description: 'lower bound of any statement trigger: a transition table and a PL/pgSQL call that does nothing' },
 ];
 
-/** Ours (006), with the parts the experiments take out marked by placeholders. */
+/** The 006 capture function, verbatim, as public.bench_x_006_capture. */
+function capture006(): string {
+  const migration = readFileSync(join(SQL_DIR, 'migrations', '006_lighter_capture.sql'), 'utf8');
+  const fn = /CREATE OR REPLACE FUNCTION dcache_probe\.capture_rows\(\)[\s\S]*?\n\$\$;/.exec(migration)?.[0];
+  if (!fn) throw new Error('bench: no capture_rows() in 006_lighter_capture.sql');
+  return fn.replace('dcache_probe.capture_rows()', 'public.bench_x_006_capture()');
+}
+
+/** Ours (007) without the queue check (keep in step with 007_capture_without_subtransactions.sql). */
+const CAPTURE_007_NO_CHECK = `
+CREATE OR REPLACE FUNCTION public.bench_x_007nocheck_capture() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    state text := current_setting('dcache_probe.capture', true);
+    armed bigint;
+    fired bigint;
+    wake boolean := false;
+BEGIN
+    IF state IS DISTINCT FROM 'on' THEN
+        PERFORM set_config('dcache_probe.capture', 'on', true);
+        IF pg_try_advisory_xact_lock_shared(7262627701) THEN
+            SELECT a.last_value, f.last_value INTO armed, fired FROM dcache_probe.wake_armed a, dcache_probe.wake_fired f;
+            wake := armed > fired;
+            IF wake THEN
+                PERFORM setval('dcache_probe.wake_fired', armed);
+            END IF;
+        ELSE
+            wake := true;
+        END IF;
+        IF wake AND pg_notification_queue_usage() < 0.5 THEN
+            PERFORM pg_notify('dcache_probe', '');
+        END IF;
+    END IF;
+    INSERT INTO dcache_probe.capture_queue (source, record)
+    SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS captured
+     WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
+    RETURN NULL;
+END $$;`;
+
+/** The 006 design, with the parts the experiments take out marked by placeholders. */
 function oursVariant(name: string, opts: { definer: boolean; exception: boolean; wake: boolean }): string {
   const header = opts.definer ? 'SECURITY DEFINER SET search_path = pg_catalog, pg_temp' : '';
   const copy = `
@@ -98,7 +151,10 @@ END $$;`;
 }
 
 /** The naive reference and the experiments' functions and triggers (created disabled). */
-const BENCH_TRIGGERS_SQL = `
+const benchTriggersSql = () => `
+${capture006()}
+${CAPTURE_007_NO_CHECK}
+
 CREATE OR REPLACE FUNCTION public.bench_naive_capture() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO dcache_probe.capture_queue (source, record)
@@ -174,6 +230,8 @@ BEGIN
     FOR t IN SELECT * FROM (VALUES
         ('billinginfo', 'bench_naive_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_naive_capture'),
         ('doorinfo', 'bench_naive_wake', 'FOR EACH STATEMENT', 'bench_naive_wake'),
+        ('billinginfo', 'bench_x_006_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_006_capture'),
+        ('billinginfo', 'bench_x_007nocheck_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_007nocheck_capture'),
         ('billinginfo', 'bench_x_v1_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_v1_capture'),
         ('doorinfo', 'bench_x_v1_wake', 'FOR EACH STATEMENT', 'bench_x_v1_wake'),
         ('billinginfo', 'bench_x_noexc_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_noexc_capture'),
@@ -190,7 +248,7 @@ END $$;
 `;
 
 export async function installBenchTriggers(pool: pg.Pool): Promise<void> {
-  await pool.query(BENCH_TRIGGERS_SQL);
+  await pool.query(benchTriggersSql());
 }
 
 async function setTriggers(pool: pg.Pool, variant: VariantSpec): Promise<void> {

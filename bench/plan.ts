@@ -7,7 +7,7 @@ import type { LatencyRun } from './latency';
 import type { DaemonStop } from './lib/proc';
 import type { ProfileSummary } from './lib/profile';
 
-export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments', 'x-encode', 'x-triggers'] as const;
+export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments', 'x-encode', 'x-triggers', 'x-capture'] as const;
 export type Section = (typeof ALL_SECTIONS)[number];
 
 export interface Plan {
@@ -111,6 +111,8 @@ export interface Results {
   experimentCatchup: (CatchupRun & { collector: 'collector' | 'sink'; pair: number })[];
   /** Experiments: variants of the capture trigger (bench database only). */
   experimentCost: CostPhase[];
+  /** `--sections x-capture`: the 006 capture against ours (007), paired. */
+  captureCost?: CostPhase[];
   profiles: Record<string, ProfileSummary>;
   daemonStops: DaemonStop[];
 }

@@ -1,7 +1,7 @@
 /** The table `npm run bench` prints, from the raw results. */
 import { DEFAULT_BUNDLE_SIZE } from '../src/config';
 import type { CatchupRun } from './catchup';
-import { COST_VARIANTS, TRIGGER_EXPERIMENTS, type CostPhase } from './cost';
+import { CAPTURE_007_EXPERIMENTS, COST_VARIANTS, TRIGGER_EXPERIMENTS, type CostPhase } from './cost';
 import type { LatencyRun } from './latency';
 import type { Results } from './plan';
 import { fixed, int, pct, spread, summary, table, type Summary } from './lib/stats';
@@ -72,7 +72,7 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
   const m = r.machine;
   out.push(`dcache-transfer-probe benchmark (${r.plan.mode}), ${m.cpus} CPUs, node ${m.node}, PostgreSQL ${m.postgres} (autovacuum ${m.autovacuum}, shared_buffers ${m.sharedBuffers}); git ${m.gitHead}${m.srcChanges ? ` + ${m.srcChanges} uncommitted changes in src/, sql/` : ''}; ${Math.round(elapsedS)} s`);
   out.push('Medians of the runs, (min–max) in brackets. Ratios are against baselines measured in this same run.');
-  const loads = summary([...r.catchup, ...r.sweep, ...r.latency, ...r.cost].map((x) => x.loadAvg1));
+  const loads = summary([...r.catchup, ...r.sweep, ...r.latency, ...r.cost, ...(r.captureCost ?? [])].map((x) => x.loadAvg1));
   if (loads.n) out.push(`Machine load (1-min load average at the end of each measurement; ${m.cpus} CPUs, shared with other work): ${spread(loads, (n) => fixed(n, 1))}`);
 
   // ---------------------------------------------------------------------------- 1. catch-up
@@ -270,7 +270,7 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
   }
 
   // ---------------------------------------------------------------------------- experiments
-  if (r.experimentCatchup.length || r.experimentCost.length) {
+  if (r.experimentCatchup.length || r.experimentCost.length || r.captureCost?.length) {
     out.push('', 'EXPERIMENTS (bench/experiments/: proposed changes measured before anyone makes them in src/)');
   }
   if (r.experimentCatchup.length) {
@@ -292,6 +292,16 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
     out.push('   c. what the trigger cost is made of (variants of our functions, bench database only, no probe running):');
     out.push(costTable(r.experimentCost, r.plan.costShapes, ['off', 'capture', ...TRIGGER_EXPERIMENTS.map((v) => v.name)], new Set()));
     for (const v of TRIGGER_EXPERIMENTS) out.push(`      ${v.name}: ${v.description}`);
+  }
+  if (r.captureCost?.length) {
+    out.push('   d. the capture of migration 006 against ours (007), alternating phases, ratios against "off" of the same round:');
+    out.push(costTable(r.captureCost, r.plan.costShapes, ['off', 'capture', ...CAPTURE_007_EXPERIMENTS.map((v) => v.name)], new Set()));
+    for (const shape of r.plan.costShapes) {
+      const cpu = (variant: string) => r.captureCost!.filter((p) => p.rowsPerTransaction === shape && p.variant === variant);
+      const paired = summary(cpu('capture').map((p) => p.writerCpuUsPerRow / (cpu('x: 006').find((o) => o.round === p.round)?.writerCpuUsPerRow ?? NaN)));
+      out.push(`      ${shape}-row commits: 007 ÷ 006, database CPU per row, same round: ${spread(paired, (n) => fixed(n, 2))}`);
+    }
+    for (const v of CAPTURE_007_EXPERIMENTS) out.push(`      ${v.name}: ${v.description}`);
   }
 
   // ---------------------------------------------------------------------------- misc

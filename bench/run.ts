@@ -9,7 +9,8 @@
  *
  * Default sections: catchup, sweep, latency, cost, encode; `--sections experiments` measures the
  * proposed src/ changes of bench/experiments/ (about 15 minutes in full size), or one of them:
- * x-encode, x-triggers.
+ * x-encode, x-triggers; `--sections x-capture` measures the capture of migration 006 against ours
+ * (007) and 007 without its queue check, paired (with --quick: about a minute).
  * --quick: small backlogs and short windows, no profiles (about 2–3 minutes on 2 CPUs); the full
  * run takes 20–35 minutes, depending on how busy the machine is.
  */
@@ -22,7 +23,7 @@ import pg from 'pg';
 import { DEFAULT_BUNDLE_SIZE } from '../src/config';
 import { collectorAcceptance, copyFloor, recordedBundles } from './baselines';
 import { catchupRun } from './catchup';
-import { COST_VARIANTS, TRIGGER_EXPERIMENTS, costRuns } from './cost';
+import { CAPTURE_007_EXPERIMENTS, COST_VARIANTS, TRIGGER_EXPERIMENTS, costRuns } from './cost';
 import { encodeBench } from './encode';
 import { latencyRun } from './latency';
 import { analyzeBilling, createBenchDatabase, fillBacklog, restoreQueue, snapshotQueue, type BenchDatabase } from './lib/db';
@@ -129,6 +130,7 @@ async function main(): Promise<number> {
     encode: null,
     experimentCatchup: [],
     experimentCost: [],
+    captureCost: [],
     profiles: {},
     daemonStops,
   };
@@ -178,6 +180,7 @@ async function main(): Promise<number> {
     if (has('cost')) await costSection();
     if (has('experiments') || has('x-encode')) await encodeExperiment();
     if (has('experiments') || has('x-triggers')) await triggerExperiment();
+    if (has('x-capture')) await captureExperiment();
   } finally {
     await collector.stop();
     for (const db of [...databases]) await db.drop().catch(() => undefined);
@@ -375,6 +378,14 @@ async function main(): Promise<number> {
       save();
       await close(db);
     }
+  }
+
+  // d. The capture of 006 against ours (007), alternating, every ratio against "off" of its round.
+  async function captureExperiment(): Promise<void> {
+    const db = await open('xcapture');
+    results.captureCost = await costRuns({ pool: db.pool, dbUrl: db.url, collector }, [COST_VARIANTS[0]!, COST_VARIANTS[1]!, ...CAPTURE_007_EXPERIMENTS], plan.costShapes, plan.costRounds, plan.costWarmupS, plan.costWindowS, note);
+    save();
+    await close(db);
   }
 
   // c. What the trigger cost is made of: variants of our trigger functions.

@@ -24,3 +24,5 @@ GRANT EXECUTE ON FUNCTION dcache_probe.capture_barrier(integer) TO :"role";
 GRANT USAGE ON SCHEMA :"billing" TO :"role";
 GRANT SELECT ON :"billing".billinginfo, :"billing".doorinfo TO :"role";
 -- storageinfo, when the billing database has it, is granted by the runner.
+-- status and the probe's start-up check: what the capture needs (read from the catalogs only).
+GRANT EXECUTE ON FUNCTION dcache_probe.capture_problems(), dcache_probe.capture_enabled() TO :"role";

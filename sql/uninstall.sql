@@ -1,6 +1,10 @@
 -- Run by "dcache-probe uninstall" in one transaction: drops our triggers from dCache's tables
--- (found by the function they call, so a renamed billing schema is no problem) and then our
--- schema with everything in it. dCache's tables, views and data are not touched.
+-- (found by the function they call, so a renamed billing schema is no problem) first, so that
+-- no capture trigger is ever left without its queue, and then our schema with everything in
+-- it, the guard's event triggers included (they depend on its functions). dCache's tables,
+-- views and data are not touched. The runner flags the transaction as ours
+-- (dcache_probe.migrating), so the guard lets it through, and gives it a short lock_timeout
+-- (DROP TRIGGER locks dCache's table: its inserts must not queue behind us for long).
 DO $uninstall$
 DECLARE
     t record;

