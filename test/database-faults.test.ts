@@ -5,7 +5,7 @@
  * broken capture, and dCache's own deletes. The probe must never exit by itself.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { freePort } from '../src/demo/embedded';
@@ -14,10 +14,10 @@ import { WakeListener } from '../src/listener';
 import { silentLogger } from '../src/logger';
 import { startCollector, type CollectorProcess } from './helpers/collector';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
-import { waitFor } from './helpers/env';
+import { CLI, waitFor } from './helpers/env';
 import { checkDelivery } from './helpers/expectations';
 import { startPrivatePostgres, type PrivatePostgres } from './helpers/private-postgres';
-import { spawnProbe, startProbe } from './helpers/probe';
+import { runCli, spawnProbe, startProbe } from './helpers/probe';
 import { FAST_RETRIES, queueDepth, reportable, simulate, write } from './helpers/scenario';
 import { startTcpProxy } from './helpers/tcp-proxy';
 
@@ -197,6 +197,79 @@ describe('database failures', () => {
       } finally {
         await probe.stop('SIGKILL');
         await server.resume();
+        await db.drop();
+      }
+    });
+
+    it('poll mode (no triggers), the metrics and the dashboard go on through an outage', async () => {
+      await collector.reset();
+      const db = await createBillingDatabase('modern', { adminUrl: server.url('postgres'), migrate: false });
+      assert.equal((await runCli(['migrate', '--no-triggers', '--db-url', db.url])).code, 0);
+      const port = await freePort();
+      const base = `http://127.0.0.1:${port}`;
+      const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: [...FAST_RETRIES, '--mode', 'poll', '--poll-settle', '0', '--poll-overlap', '600', '--poll-interval', '0.5', '--metrics-port', String(port)] });
+      try {
+        const first = simulate(100, 46);
+        await write(db, first);
+        await waitFor('the first transfers', async () => (await collector.stats()).uniqueRecords >= reportable(first));
+        await server.halt('immediate');
+        await waitFor('the polls to find the database gone', async () => {
+          const body = (await (await fetch(`${base}/readyz`)).json()) as { problems: string[] };
+          return /database unavailable for \d+ s \(([2-9]|\d\d+) failed attempts/.test(body.problems.join(' '));
+        });
+        // Still served, with the database's figures unknown; the dashboard's API answers an error.
+        const metrics = await fetch(`${base}/metrics`);
+        assert.equal(metrics.status, 200);
+        // (prom-client writes "Nan"; Prometheus reads NaN in any case.)
+        assert.match(await metrics.text(), /^dcache_probe_queue_depth nan$/im);
+        assert.equal((await fetch(`${base}/api/summary?window=hour`)).status, 500);
+        assert.equal((await fetch(`${base}/healthz`)).status, 200);
+        await server.resume();
+        const second = simulate(100, 47);
+        await writeWhenUp(db, second);
+        await waitFor('the transfers written after the outage', async () => (await collector.stats()).uniqueRecords >= reportable(first) + reportable(second));
+        checkDelivery([...first, ...second], await collector.records());
+        await waitFor('ready again', async () => (await fetch(`${base}/readyz`)).status === 200);
+        const log = probe.output();
+        assert.equal(probe.process.exitCode, null, log);
+        assert.equal(count(log, /database unavailable/), 1, log);
+        assert.equal(count(log, /database available again/), 1, log);
+      } finally {
+        await probe.stop('SIGKILL');
+        await server.resume();
+        await db.drop();
+      }
+    });
+
+    it('a backfill goes on through a restart, from its saved progress', async () => {
+      await collector.reset();
+      const db = await createBillingDatabase('modern', { adminUrl: server.url('postgres') });
+      // Rows from before the probe: written with its capture trigger off.
+      const sim = simulate(600, 48);
+      await db.query('ALTER TABLE billinginfo DISABLE TRIGGER dcache_probe_capture');
+      await write(db, sim);
+      await db.query('ALTER TABLE billinginfo ENABLE TRIGGER dcache_probe_capture');
+      const since = new Date(Date.now() - 3_600_000).toISOString();
+      const backfill = spawn(process.execPath, [CLI, 'backfill', '--db-url', db.url, '--since', since, '--rate', '300', '--chunk', '30'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      backfill.stdout!.on('data', (d) => (output += d));
+      backfill.stderr!.on('data', (d) => (output += d));
+      const exited = new Promise<number | null>((resolve) => backfill.once('exit', resolve));
+      try {
+        await waitFor('part of the range copied', async () => (await queueDepth(db)) >= 60, 30_000, 10);
+        await server.restart('fast');
+        assert.equal(await exited, 0, output);
+        assert.match(output, /the range is complete/);
+        assert.equal(count(output, /database unavailable/), 1, output);
+        const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: FAST_RETRIES });
+        try {
+          await waitFor('every transfer', deliveredAll(db, reportable(sim)));
+          assert.equal(checkDelivery(sim, await collector.records()).resent, 0);
+        } finally {
+          await probe.stop('SIGKILL');
+        }
+      } finally {
+        if (backfill.exitCode === null) backfill.kill('SIGKILL');
         await db.drop();
       }
     });
