@@ -24,7 +24,7 @@
  */
 import pg from 'pg';
 import { ConfigError } from './config';
-import { DatabaseOutage, connectionConfig, isConnectionFault, requireInstalled } from './db';
+import { DatabaseOutage, connectionConfig, isConnectionFault, pause, requireInstalled } from './db';
 import type { Logger } from './logger';
 import { installedBillingSchema } from './migrations';
 import { WAKE_CHANNEL } from './queue';
@@ -239,18 +239,6 @@ function tallyOf(r: ChunkRow): Tally {
   return { scanned: r.scanned, copied: r.copied, alreadySent: r.already_sent, p2p: r.p2p, notTape: r.not_tape, noTransaction: r.no_transaction };
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
-
 /** The first migration's time: when the capture triggers were installed. */
 async function installationTime(client: pg.ClientBase): Promise<number> {
   const { rows } = await client.query<{ ms: string }>('SELECT floor(extract(epoch FROM min(applied_at)) * 1000)::bigint AS ms FROM dcache_probe.schema_migration');
@@ -293,7 +281,7 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillResult> {
     void client.end().catch(() => undefined);
     for (let failures = 1; ; failures++) {
       outage.fault(fault, 'backfill');
-      await sleep(backoffDelay(failures, 250, 5_000), o.signal);
+      await pause(backoffDelay(failures, 250, 5_000), o.signal);
       if (o.signal?.aborted) return false;
       try {
         client = await connect();
@@ -452,11 +440,11 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillResult> {
               o.log.info('backfill waiting for the probe to deliver: the capture queue is full (is "dcache-probe run" running?)', { queued: rows[0]!.n, maxQueue: o.maxQueue });
               toldAt = now();
             }
-            await sleep(500, o.signal);
+            await pause(500, o.signal);
           }
           if (o.signal?.aborted) continue;
-          const pause = pacedUntil - now();
-          if (pause > 0) await sleep(pause, o.signal);
+          const wait = pacedUntil - now();
+          if (wait > 0) await pause(wait, o.signal);
           chunkStarted = now();
           row = await copyChunk(chunk);
           outage.ok();

@@ -11,7 +11,7 @@
  * report, which also says things once).
  */
 import pg from 'pg';
-import { connectionConfig, describeDatabaseError, isConnectionFault, type DatabaseOptions, type DatabaseOutage } from './db';
+import { connectionConfig, describeDatabaseError, isConnectionFault, pause, type DatabaseOptions, type DatabaseOutage } from './db';
 import type { Logger } from './logger';
 import { backoffDelay } from './sender';
 import { WAKE_CHANNEL } from './queue';
@@ -31,19 +31,6 @@ export interface ListenerOptions {
   outage?: DatabaseOutage;
 }
 
-/** Waits `ms`, or less if the signal fires. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 export class WakeListener {
   connected = false;

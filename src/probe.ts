@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import type { Server } from 'node:http';
 import pg from 'pg';
 import { collectorEndpoint, redactUrl, type Config } from './config';
-import { DatabaseOutage, createPool, databaseError, describeDatabaseError, isConnectionFault, requireInstalled } from './db';
+import { DatabaseOutage, createPool, databaseError, describeDatabaseError, isConnectionFault, pause, requireInstalled } from './db';
 import { Delivery, emptyResult, type BatchResult, type DeliveryOptions } from './delivery';
 import { runBackfill, timeArgOf } from './backfill';
 import { IdentityFiles } from './identity';
@@ -129,20 +129,6 @@ export async function billingSchemaForm(pool: pg.Pool): Promise<string> {
  */
 const DATABASE_RETRY_FIRST_MS = 250;
 const DATABASE_RETRY_MAX_MS = 5_000;
-
-/** Waits `ms`, or less if the signal fires. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 /** Checks that the probe's schema is installed at the version this build expects. */
 export async function checkInstallation(pool: pg.Pool): Promise<{ billingSchema: string; captureProblems: string[] }> {
