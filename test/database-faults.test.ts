@@ -9,7 +9,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { freePort } from '../src/demo/embedded';
-import type { SimTransfer } from '../src/demo/simulator';
+import type { AcceptedRecord } from '../src/collector/server';
+import { TransferGenerator, type SimTransfer } from '../src/demo/simulator';
 import { WakeListener } from '../src/listener';
 import { silentLogger } from '../src/logger';
 import { startCollector, type CollectorProcess } from './helpers/collector';
@@ -103,9 +104,10 @@ describe('database failures', () => {
     it('reconnects under load and loses nothing; anything re-sent is byte-identical', async (t) => {
       await collector.reset();
       const db = await createBillingDatabase('modern', { adminUrl: server.url('postgres') });
-      // Slow answers and small bundles: deliveries are in flight most of the time.
+      // Slow answers and small bundles: deliveries are in flight most of the time. A batch
+      // whose settling met the restart is claimed again when its lease runs out: a short one.
       await collector.fault({ mode: 'slow-ack', delayMs: 150 });
-      const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: args('--bundle-size', '20', '--collector-timeout', '10') });
+      const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: args('--bundle-size', '20', '--collector-timeout', '10', '--lease', '5') });
       try {
         const before = simulate(600, 23);
         await write(db, before);
@@ -237,6 +239,40 @@ describe('database failures', () => {
       } finally {
         await probe.stop('SIGKILL');
         await server.resume();
+        await db.drop();
+      }
+    });
+
+    it('summarize mode: an hour\'s summary out at the collector during a restart arrives, once and whole', async () => {
+      await collector.reset();
+      const db = await createBillingDatabase('modern', { adminUrl: server.url('postgres') });
+      const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: args('--summarize', 'true', '--summary-settle', '0', '--collector-timeout', '1', '--retry-budget', '120') });
+      try {
+        await waitFor('the handshake', async () => (await collector.handshakes()).length > 0);
+        await collector.fault({ mode: 'hang' });
+        // Transfers of an hour that ended long ago: its summary is due at once.
+        const past = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3 * 3_600_000 + 20 * 60_000;
+        const generator = new TransferGenerator({ seed: 49, now: () => past, clockSkewMs: 10 * 60_000, duplicateShare: 0.02, p2pShare: 0.03 });
+        const sim = Array.from({ length: 200 }, () => generator.next());
+        await write(db, sim);
+        await waitFor('a summary out at the collector', async () => (await collector.stats()).faultsInjected >= 1);
+        await server.restart('fast');
+        await collector.fault({ mode: 'ok' });
+        const njobs = (records: AcceptedRecord[]) => records.reduce((n, r) => n + Number(/<Njobs>(\d+)<\/Njobs>/.exec(r.xml)![1]), 0);
+        const unique = async () => {
+          const first = new Map<string, AcceptedRecord>();
+          for (const r of await collector.records()) {
+            const earlier = first.get(r.localJobId);
+            if (earlier) assert.equal(r.xml, earlier.xml, `a re-sent summary ${r.localJobId} differs`);
+            else first.set(r.localJobId, r);
+          }
+          return [...first.values()];
+        };
+        await waitFor('every transfer summed and sent', async () => (await queueDepth(db)) === 0 && njobs(await unique()) >= reportable(sim));
+        assert.equal(njobs(await unique()), reportable(sim), 'each transfer counted once');
+        assert.equal(probe.process.exitCode, null, probe.output());
+      } finally {
+        await probe.stop('SIGKILL');
         await db.drop();
       }
     });
