@@ -24,10 +24,11 @@
  */
 import pg from 'pg';
 import { ConfigError } from './config';
-import { connectionConfig } from './db';
+import { DatabaseOutage, connectionConfig, isConnectionFault, pause, requireInstalled } from './db';
 import type { Logger } from './logger';
-import { LATEST_VERSION, installedBillingSchema, installedVersion } from './migrations';
+import { installedBillingSchema } from './migrations';
 import { WAKE_CHANNEL } from './queue';
+import { backoffDelay } from './sender';
 
 export type Source = 'billinginfo' | 'storageinfo';
 
@@ -105,6 +106,8 @@ export interface BackfillOptions {
   now?: () => number;
   /** For import-checkpoint: a `since` at or after `until` is not a usage error but "nothing to do". */
   sinceMayFollowUntil?: boolean;
+  /** Reports a database lost mid-run (the running probe passes its own, so it is said once). */
+  outage?: DatabaseOutage;
 }
 
 /** What happened to the rows looked at. */
@@ -236,18 +239,6 @@ function tallyOf(r: ChunkRow): Tally {
   return { scanned: r.scanned, copied: r.copied, alreadySent: r.already_sent, p2p: r.p2p, notTape: r.not_tape, noTransaction: r.no_transaction };
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
-
 /** The first migration's time: when the capture triggers were installed. */
 async function installationTime(client: pg.ClientBase): Promise<number> {
   const { rows } = await client.query<{ ms: string }>('SELECT floor(extract(epoch FROM min(applied_at)) * 1000)::bigint AS ms FROM dcache_probe.schema_migration');
@@ -263,18 +254,47 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillResult> {
   }
   if (o.limit !== undefined && !(Number.isInteger(o.limit) && o.limit > 0)) throw new ConfigError('--limit must be a positive whole number');
 
-  const client = new pg.Client({
-    ...connectionConfig({ url: o.url, timeZone: o.timeZone, applicationName: 'dcache-probe backfill' }),
-    query_timeout: o.dryRun ? undefined : o.queryTimeoutMs,
-  });
-  await client.connect();
-  client.on('error', () => undefined);
+  const connect = async (): Promise<pg.Client> => {
+    const c = new pg.Client({
+      ...connectionConfig({ url: o.url, timeZone: o.timeZone, applicationName: 'dcache-probe backfill' }),
+      query_timeout: o.dryRun ? undefined : o.queryTimeoutMs,
+    });
+    // A broken connection fails the query in hand; it must not end the process.
+    c.on('error', () => undefined);
+    try {
+      await c.connect();
+      // The saved datestamp is ISO text in the column's own type; read and write it the same way.
+      await c.query("SET DateStyle = 'ISO, YMD'");
+      return c;
+    } catch (err) {
+      void c.end().catch(() => undefined);
+      throw err;
+    }
+  };
+  // A database that cannot be reached at the start is an error (this is a command, not a
+  // daemon); one that goes away mid-run (a restart) is waited for, and the run goes on from
+  // the saved progress.
+  let client = await connect();
+  const outage = o.outage ?? new DatabaseOutage(o.log);
+  /** Waits for the database after a connection fault and connects again; false if interrupted first. */
+  const reconnect = async (fault: unknown): Promise<boolean> => {
+    void client.end().catch(() => undefined);
+    for (let failures = 1; ; failures++) {
+      outage.fault(fault, 'backfill');
+      await pause(backoffDelay(failures, 250, 5_000), o.signal);
+      if (o.signal?.aborted) return false;
+      try {
+        client = await connect();
+        outage.ok();
+        return true;
+      } catch (err) {
+        if (!isConnectionFault(err)) throw err;
+        fault = err;
+      }
+    }
+  };
   try {
-    // The saved datestamp is ISO text in the column's own type; read and write it the same way.
-    await client.query("SET DateStyle = 'ISO, YMD'");
-    const version = await installedVersion(client);
-    if (version === 0) throw new Error('the probe is not installed in this database: run "dcache-probe migrate" first');
-    if (version < LATEST_VERSION) throw new Error(`the installed schema is version ${version}, this command needs ${LATEST_VERSION}: run "dcache-probe migrate"`);
+    await requireInstalled(client, 'this command');
     const billing = (await installedBillingSchema(client))!;
     const installedMs = await installationTime(client);
     const until: TimeArg = o.until ?? timeArgOf(formatUtc(installedMs + o.overlapSeconds * 1000));
@@ -316,6 +336,10 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillResult> {
     let pacedUntil = now();
     let lastReport = now();
     for (const source of sources) {
+      if (result.stoppedBy === 'signal') {
+        allComplete = false;
+        break;
+      }
       const table = `${client.escapeIdentifier(billing)}.${client.escapeIdentifier(source)}`;
       const key = [o.since.text, until.text, source];
       if (!o.dryRun) {
@@ -341,9 +365,40 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillResult> {
         );
         return rows[0] ?? none;
       };
+      /** One chunk in one transaction: copy, record the progress, wake the listener; null when another run finished the range. */
+      const copyChunk = async (chunk: number): Promise<ChunkRow | null> => {
+        await client.query('BEGIN');
+        try {
+          const progress = await readProgress(true); // serialises concurrent runs of the same range
+          if (progress.finished_at) {
+            await client.query('COMMIT');
+            return null;
+          }
+          const resume = progress.last_datestamp !== null;
+          const values: unknown[] = [o.since.text, until.text, source, chunk];
+          if (resume) values.push(progress.last_datestamp, progress.last_ctid);
+          const row = (await client.query<ChunkRow>(chunkSql(table, { resume, limited: true, copy: true }), values)).rows[0]!;
+          const done = row.scanned < chunk;
+          await client.query(
+            `UPDATE dcache_probe.backfill_progress
+                SET last_datestamp = coalesce($4, last_datestamp), last_ctid = coalesce($5::tid, last_ctid),
+                    rows_scanned = rows_scanned + $6, rows_copied = rows_copied + $7, updated_at = now(),
+                    finished_at = CASE WHEN $8::boolean THEN now() END
+              WHERE range_since = $1 AND range_until = $2 AND source = $3`,
+            [...key, row.last_datestamp, row.last_ctid, row.scanned, row.copied, done],
+          );
+          // Wake the listener: these rows did not come through the trigger.
+          if (row.copied > 0) await client.query('SELECT pg_notify($1, $2)', [WAKE_CHANNEL, '']);
+          await client.query('COMMIT');
+          return row;
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+      };
       const tally = emptyTally();
       result.sources[source] = tally;
-      let progress = await readProgress(false);
+      const progress = await readProgress(false);
       if (progress.finished_at && !(o.restart && o.dryRun)) {
         anyWasComplete = true;
         o.print(
@@ -373,50 +428,33 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillResult> {
           break;
         }
         const chunk = Math.max(1, Math.min(o.chunkSize, o.maxQueue, remaining));
-        // Never more than maxQueue rows waiting: wait for the probe to deliver.
-        let toldAt: number | null = null;
-        for (;;) {
-          const { rows } = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM dcache_probe.capture_queue');
-          if (rows[0]!.n + chunk <= o.maxQueue || o.signal?.aborted) break;
-          if (toldAt === null || now() - toldAt >= 30_000) {
-            o.log.info('backfill waiting for the probe to deliver: the capture queue is full (is "dcache-probe run" running?)', { queued: rows[0]!.n, maxQueue: o.maxQueue });
-            toldAt = now();
-          }
-          await sleep(500, o.signal);
-        }
-        if (o.signal?.aborted) continue;
-        const pause = pacedUntil - now();
-        if (pause > 0) await sleep(pause, o.signal);
-
-        const chunkStarted = now();
-        await client.query('BEGIN');
-        let row: ChunkRow;
+        let chunkStarted = now();
+        let row: ChunkRow | null;
         try {
-          progress = await readProgress(true); // serialises concurrent runs of the same range
-          if (progress.finished_at) {
-            await client.query('COMMIT');
-            break;
+          // Never more than maxQueue rows waiting: wait for the probe to deliver.
+          let toldAt: number | null = null;
+          for (;;) {
+            const { rows } = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM dcache_probe.capture_queue');
+            if (rows[0]!.n + chunk <= o.maxQueue || o.signal?.aborted) break;
+            if (toldAt === null || now() - toldAt >= 30_000) {
+              o.log.info('backfill waiting for the probe to deliver: the capture queue is full (is "dcache-probe run" running?)', { queued: rows[0]!.n, maxQueue: o.maxQueue });
+              toldAt = now();
+            }
+            await pause(500, o.signal);
           }
-          const resume = progress.last_datestamp !== null;
-          const values: unknown[] = [o.since.text, until.text, source, chunk];
-          if (resume) values.push(progress.last_datestamp, progress.last_ctid);
-          row = (await client.query<ChunkRow>(chunkSql(table, { resume, limited: true, copy: true }), values)).rows[0]!;
-          const done = row.scanned < chunk;
-          await client.query(
-            `UPDATE dcache_probe.backfill_progress
-                SET last_datestamp = coalesce($4, last_datestamp), last_ctid = coalesce($5::tid, last_ctid),
-                    rows_scanned = rows_scanned + $6, rows_copied = rows_copied + $7, updated_at = now(),
-                    finished_at = CASE WHEN $8::boolean THEN now() END
-              WHERE range_since = $1 AND range_until = $2 AND source = $3`,
-            [...key, row.last_datestamp, row.last_ctid, row.scanned, row.copied, done],
-          );
-          // Wake the listener: these rows did not come through the trigger.
-          if (row.copied > 0) await client.query('SELECT pg_notify($1, $2)', [WAKE_CHANNEL, '']);
-          await client.query('COMMIT');
+          if (o.signal?.aborted) continue;
+          const wait = pacedUntil - now();
+          if (wait > 0) await pause(wait, o.signal);
+          chunkStarted = now();
+          row = await copyChunk(chunk);
+          outage.ok();
         } catch (err) {
-          await client.query('ROLLBACK').catch(() => undefined);
+          // The chunk in hand rolled back (or committed, if only its answer was lost): the
+          // saved progress says which, and the next chunk starts from there.
+          if (isConnectionFault(err) && !o.signal?.aborted && (await reconnect(err))) continue;
           throw err;
         }
+        if (row === null) break; // another run finished the range
         addTally(tally, tallyOf(row));
         remaining -= row.scanned;
         // --rate: the next chunk starts no sooner than this one's rows allow (from its start).
@@ -427,7 +465,7 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillResult> {
         }
         if (row.scanned < chunk) break;
       }
-      if (!(await readProgress(false)).finished_at) allComplete = false;
+      if (result.stoppedBy === 'signal' || !(await readProgress(false)).finished_at) allComplete = false;
     }
     for (const t of Object.values(result.sources)) addTally(result.total, t);
     result.complete = !o.dryRun && allComplete;

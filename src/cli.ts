@@ -162,21 +162,25 @@ export function buildProgram(): Command {
         const made = probeFrom(options);
         if (!made) return disabled();
         const { log, probe } = made;
-        try {
-          await probe.start();
-        } catch (err) {
-          await probe.stop(0); // close what started, so the process exits at once
-          throw err;
-        }
-        await new Promise<void>((resolve) => {
-          const onSignal = (signal: string) => {
+        // Listening from the start: a signal while the probe still waits for the database
+        // stops it as cleanly as one later (exit 0).
+        let onSignal!: (signal: string) => void;
+        const stopped = new Promise<void>((resolve) => {
+          onSignal = (signal: string) => {
             log.info('stopping', { signal });
             process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
-            resolve();
+            resolve(probe.stop(Number(options.stopDeadline) * 1000));
           };
           process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
         });
-        await probe.stop(Number(options.stopDeadline) * 1000);
+        try {
+          await probe.start();
+        } catch (err) {
+          process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
+          await probe.stop(0); // close what started, so the process exits at once
+          throw err;
+        }
+        await stopped;
         log.info('stopped', { ...probe.counters });
       }),
     );

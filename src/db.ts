@@ -2,8 +2,16 @@
  * Database connections. Every connection of the probe reads legacy `timestamp without time
  * zone` values in the configured zone (the session TimeZone), names itself in
  * pg_stat_activity, and uses TCP keep-alive so a dead server is noticed.
+ *
+ * And what goes wrong there, typed: a database restart, a crash restart or an administrator's
+ * pg_terminate_backend is a *connection fault*, which the running probe waits out (it must
+ * never end the process: a connection that breaks emits an 'error' event, and an 'error'
+ * event nobody listens to kills node). Errors only an operator can fix (wrong password, no
+ * such database, not installed, permission denied) are said clearly and end a command.
  */
 import pg from 'pg';
+import type { Logger } from './logger';
+import { LATEST_VERSION, installedVersion } from './migrations';
 
 export interface DatabaseOptions {
   url: string;
@@ -44,15 +52,167 @@ export function createPool(options: DatabaseOptions): pg.Pool {
   // An idle client's error (server restart) must not crash the process; the next checkout
   // gets a fresh connection.
   pool.on('error', () => undefined);
-  // A checked-out client's error (its session ended by the server) must not crash it either:
-  // the query in progress fails, and the caller handles that.
+  // Nor may a checked-out one's: pg-pool listens for errors on idle clients only, and a
+  // delivery holds its client while it waits for the collector. The error is not lost: the
+  // holder's next query fails with it ("not queryable"), and the holder releases the client
+  // as broken.
   pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
+}
+
+/** Socket errors that mean the server or the path to it went away (try again later). */
+const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN', 'ENOTCONN']);
+
+/**
+ * SQLSTATEs of a session the server ended or cannot start yet: class 08 (connection
+ * exception), 57P01 admin shutdown (fast restart, pg_terminate_backend), 57P02 crash shutdown
+ * (another backend crashed), 57P03 cannot connect now (starting up, recovering), 57P05 idle
+ * session timeout, 25P03 idle-in-transaction timeout, 53300 too many connections.
+ */
+const CONNECTION_SQLSTATES = new Set(['57P01', '57P02', '57P03', '57P05', '25P03', '53300']);
+
+/** node-postgres says these without a code. */
+const CONNECTION_MESSAGES = /^Connection terminated|^Connection ended|timeout expired|Query read timeout|is not queryable|connection timeout/i;
+
+/** True when the error means "the connection or the server is gone for now": wait and retry. */
+export function isConnectionFault(err: unknown): boolean {
+  for (let e = err as { code?: unknown; message?: unknown; cause?: unknown; errors?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (e instanceof DatabaseError) return e.code === 'UNAVAILABLE';
+    const code = typeof e.code === 'string' ? e.code : '';
+    if (CONNECTION_ERRNOS.has(code) || CONNECTION_SQLSTATES.has(code) || code.startsWith('08')) return true;
+    if (typeof e.message === 'string' && CONNECTION_MESSAGES.test(e.message)) return true;
+    // Node tries every address of a host name and reports them together.
+    if (Array.isArray(e.errors) && e.errors.length > 0 && e.errors.every(isConnectionFault)) return true;
+  }
+  return false;
+}
+
+/**
+ * UNAVAILABLE is the only one worth waiting for; the others need an operator: the login is
+ * refused (AUTHENTICATION), the database or host does not exist (NO_SUCH_DATABASE,
+ * UNKNOWN_HOST), a grant is missing (PERMISSION), the probe is not installed or is older than
+ * this build (NOT_INSTALLED, SCHEMA_OUTDATED), or anything else (FAILED).
+ */
+export type DatabaseErrorCode = 'UNAVAILABLE' | 'AUTHENTICATION' | 'NO_SUCH_DATABASE' | 'UNKNOWN_HOST' | 'PERMISSION' | 'NOT_INSTALLED' | 'SCHEMA_OUTDATED' | 'FAILED';
+
+export class DatabaseError extends Error {
+  constructor(
+    readonly code: DatabaseErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'DatabaseError';
+  }
+
+  /** Waiting may cure it (the server restarts, the network comes back). */
+  get retryable(): boolean {
+    return this.code === 'UNAVAILABLE';
+  }
+}
+
+/** The database cannot be reached right now (refused, terminated, starting up, timed out). */
+export class DatabaseUnavailable extends DatabaseError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('UNAVAILABLE', message, options);
+    this.name = 'DatabaseUnavailable';
+  }
+}
+
+function codeOf(err: unknown): DatabaseErrorCode {
+  if (err instanceof DatabaseError) return err.code;
+  if (isConnectionFault(err)) return 'UNAVAILABLE';
+  switch ((err as { code?: string }).code) {
+    case '28P01':
+    case '28000':
+      return 'AUTHENTICATION';
+    case '3D000':
+      return 'NO_SUCH_DATABASE';
+    case 'ENOTFOUND':
+      return 'UNKNOWN_HOST';
+    case '42501':
+      return 'PERMISSION';
+    default:
+      return 'FAILED';
+  }
+}
+
+/** Any error met at the database as a DatabaseError with its code and a message a person can act on. */
+export function databaseError(err: unknown, where?: string): DatabaseError {
+  const code = codeOf(err);
+  const message = where ? `${where}: ${describeDatabaseError(err)}` : describeDatabaseError(err);
+  return code === 'UNAVAILABLE' ? new DatabaseUnavailable(message, { cause: err }) : new DatabaseError(code, message, { cause: err });
+}
+
+/** Throws NOT_INSTALLED or SCHEMA_OUTDATED unless the probe's schema is at this build's version. */
+export async function requireInstalled(client: pg.ClientBase, who = 'this probe'): Promise<void> {
+  const version = await installedVersion(client);
+  if (version === 0) throw new DatabaseError('NOT_INSTALLED', 'the probe is not installed in this database: run "dcache-probe migrate" first');
+  if (version < LATEST_VERSION) throw new DatabaseError('SCHEMA_OUTDATED', `the installed schema is version ${version}, ${who} needs ${LATEST_VERSION}: run "dcache-probe migrate"`);
+}
+
+/** Waits `ms` (a retry's delay, a throttle), or less if the signal fires. */
+export function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * Says once when the database becomes unreachable and once when it is back, however many
+ * retries lie between; what it says meanwhile is `problem` (for /readyz).
+ */
+export class DatabaseOutage {
+  private since: number | null = null;
+  private attempts = 0;
+  private reason = '';
+
+  constructor(
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get down(): boolean {
+    return this.since !== null;
+  }
+
+  /** Null while the database answers. */
+  get problem(): string | null {
+    if (this.since === null) return null;
+    const seconds = Math.round((this.now() - this.since) / 1000);
+    return `database unavailable for ${seconds} s (${this.attempts} failed attempts; retrying): ${this.reason}`;
+  }
+
+  /** A connection fault met during `during` (start-up, delivery, …). */
+  fault(err: unknown, during: string): void {
+    this.attempts++;
+    this.reason = describeDatabaseError(err);
+    if (this.since !== null) return;
+    this.since = this.now();
+    this.log.error('database unavailable; retrying until it is back (captured rows wait in the database)', { error: this.reason, during });
+  }
+
+  /** The database answered. */
+  ok(): void {
+    if (this.since === null) return;
+    this.log.info('database available again', { downSeconds: Math.round((this.now() - this.since) / 100) / 10, failedAttempts: this.attempts });
+    this.since = null;
+    this.attempts = 0;
+    this.reason = '';
+  }
 }
 
 /** A PostgreSQL error as one line a person can act on. */
 export function describeDatabaseError(err: unknown): string {
   const e = err as { code?: string; message?: string; errno?: string };
+  if (err instanceof DatabaseError) return err.message;
   switch (e.code) {
     case 'ECONNREFUSED':
       return `cannot reach the database (connection refused): is PostgreSQL running and the URL's host/port right?`;
@@ -66,8 +226,10 @@ export function describeDatabaseError(err: unknown): string {
       return `no such database: ${e.message}`;
     case '42501':
       return `permission denied: ${e.message} (grant the probe's role with "dcache-probe migrate --grant-to ROLE")`;
+    case '57P03':
+      return `the database is not accepting connections: ${e.message}`;
     default:
-      return e.message ?? String(err);
+      return e.message || (e.code ? `${e.code}` : String(err));
   }
 }
 

@@ -2,11 +2,13 @@
  * Metrics and health over HTTP: Prometheus metrics (prom-client) on /metrics, /healthz (the
  * process answers) and /readyz (database reachable, listener connected, collector accepted or
  * answered a ping recently). Gauges that describe the database (queue depth, oldest row, rows
- * captured) are read at scrape time, so they are true even when another probe delivers.
+ * captured) are read at scrape time, so they are true even when another probe delivers; while
+ * the database cannot be read they are NaN, and the rest of the scrape is still served.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import client from 'prom-client';
+import type pg from 'pg';
 import type { Config } from './config';
 import type { BatchResult } from './delivery';
 import { httpGuard } from './http-auth';
@@ -14,6 +16,16 @@ import type { Probe } from './probe';
 
 /** Seconds after which a collector not heard from makes the probe "not ready". */
 const COLLECTOR_FRESHNESS_MS = 5 * 60_000;
+
+/** A number read from the database at scrape time; NaN when it cannot be read now. */
+async function fromDatabase(pool: pg.Pool, sql: string): Promise<number> {
+  try {
+    const { rows } = await pool.query<{ n: unknown }>(sql);
+    return Number(rows[0]!.n);
+  } catch {
+    return NaN;
+  }
+}
 
 export class ProbeMetrics {
   readonly registry = new client.Registry();
@@ -39,8 +51,7 @@ export class ProbeMetrics {
       help: 'Captured billing rows waiting for delivery',
       registers: [this.registry],
       async collect() {
-        const { rows } = await pool.query('SELECT count(*)::bigint AS n FROM dcache_probe.capture_queue');
-        this.set(Number(rows[0]!.n));
+        this.set(await fromDatabase(pool, 'SELECT count(*)::bigint AS n FROM dcache_probe.capture_queue'));
       },
     });
     new client.Gauge({
@@ -48,8 +59,7 @@ export class ProbeMetrics {
       help: 'Age of the oldest captured row waiting for delivery (0 when none)',
       registers: [this.registry],
       async collect() {
-        const { rows } = await pool.query('SELECT coalesce(extract(epoch FROM now() - min(captured_at)), 0) AS s FROM dcache_probe.capture_queue');
-        this.set(Number(rows[0]!.s));
+        this.set(await fromDatabase(pool, 'SELECT coalesce(extract(epoch FROM now() - min(captured_at)), 0) AS n FROM dcache_probe.capture_queue'));
       },
     });
     new client.Gauge({
@@ -57,8 +67,7 @@ export class ProbeMetrics {
       help: 'Billing rows captured by the triggers since installation (a counter kept by the database)',
       registers: [this.registry],
       async collect() {
-        const { rows } = await pool.query('SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM dcache_probe.capture_queue_id_seq');
-        this.set(Number(rows[0]!.n));
+        this.set(await fromDatabase(pool, 'SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM dcache_probe.capture_queue_id_seq'));
       },
     });
     new client.Gauge({
@@ -66,8 +75,7 @@ export class ProbeMetrics {
       help: 'Rows in the quarantine now',
       registers: [this.registry],
       async collect() {
-        const { rows } = await pool.query('SELECT count(*)::bigint AS n FROM dcache_probe.quarantine');
-        this.set(Number(rows[0]!.n));
+        this.set(await fromDatabase(pool, 'SELECT count(*)::bigint AS n FROM dcache_probe.quarantine'));
       },
     });
     new client.Gauge({
@@ -127,14 +135,16 @@ export async function readiness(probe: Probe): Promise<Readiness> {
   } catch (err) {
     problems.push(`database unreachable: ${(err as Error).message}`);
   }
-  if (probe.lastDrainError) problems.push(`delivery is failing: ${probe.lastDrainError}`);
+  const outage = probe.outage.problem;
+  if (outage) problems.push(outage);
+  if (probe.lastDrainError && !outage) problems.push(`delivery is failing: ${probe.lastDrainError}`);
   const listener = probe.pollMode || probe.listenerConnected;
   if (!listener) problems.push('the LISTEN connection is down (reconnecting)');
   const heard = probe.sender.lastAcceptedAt;
   let collector = heard !== null && Date.now() - heard < COLLECTOR_FRESHNESS_MS;
   if (!collector) collector = await probe.sender.ping(AbortSignal.timeout(5000));
   if (!collector) problems.push('the collector has not accepted anything or answered a ping in the last 5 minutes');
-  return { ready: database && listener && collector && !probe.lastDrainError, database, listener, collector, problems };
+  return { ready: database && listener && collector && !probe.lastDrainError && !outage, database, listener, collector, problems };
 }
 
 /** More routes on the same server (e.g. a dashboard); resolves true if it answered. */
@@ -170,6 +180,8 @@ export function startMetricsServer(probe: Probe, metrics: ProbeMetrics, settings
           res.end('not found: try /metrics, /healthz or /readyz\n');
         }
       } catch (err) {
+        // (A route that failed half-way through its answer can only be cut off.)
+        if (res.headersSent) return void res.destroy();
         res.writeHead(500, { 'content-type': 'text/plain' });
         res.end(`error: ${(err as Error).message}\n`);
       }

@@ -13,14 +13,14 @@ import { existsSync } from 'node:fs';
 import type { Server } from 'node:http';
 import pg from 'pg';
 import { collectorEndpoint, redactUrl, type Config } from './config';
-import { createPool, describeDatabaseError } from './db';
+import { DatabaseOutage, createPool, databaseError, describeDatabaseError, isConnectionFault, pause, requireInstalled } from './db';
 import { Delivery, emptyResult, type BatchResult, type DeliveryOptions } from './delivery';
 import { runBackfill, timeArgOf } from './backfill';
 import { IdentityFiles } from './identity';
 import { WakeListener } from './listener';
 import type { Logger } from './logger';
 import { ProbeMetrics, startMetricsServer, type ExtraRoutes } from './metrics';
-import { LATEST_VERSION, installedBillingSchema, installedVersion } from './migrations';
+import { installedBillingSchema } from './migrations';
 import { CaptureQueue, armWakeUp, captureBarrier, pruneOldState } from './queue';
 import { CollectorSender, backoffDelay, multiupdateForm } from './sender';
 import { probeDetailsXml } from './xml';
@@ -122,13 +122,19 @@ export async function billingSchemaForm(pool: pg.Pool): Promise<string> {
   return r.p2p ? 'dCache 2.7 - 2.15' : 'dCache < 2.7';
 }
 
+/**
+ * Connection faults at start-up are waited out (the probe is a daemon: a database that is
+ * restarting, or not up yet when the probe starts, comes back): first after this long, doubling
+ * up to the maximum. Drains that meet one retry as often.
+ */
+const DATABASE_RETRY_FIRST_MS = 250;
+const DATABASE_RETRY_MAX_MS = 5_000;
+
 /** Checks that the probe's schema is installed at the version this build expects. */
 export async function checkInstallation(pool: pg.Pool): Promise<{ billingSchema: string; captureProblems: string[] }> {
   const client = await pool.connect();
   try {
-    const version = await installedVersion(client);
-    if (version === 0) throw new Error('the probe is not installed in this database: run "dcache-probe migrate" first');
-    if (version < LATEST_VERSION) throw new Error(`the installed schema is version ${version}, this probe needs ${LATEST_VERSION}: run "dcache-probe migrate"`);
+    await requireInstalled(client);
     const billingSchema = (await installedBillingSchema(client))!;
     return { billingSchema, captureProblems: (await captureHealth(client)).problems };
   } finally {
@@ -160,7 +166,14 @@ export class Probe {
   private running: Promise<void> | null = null;
   private again = false;
   private stopping = false;
+  /** Aborted after the stop deadline: abandons the collector request in flight. */
   private readonly abort = new AbortController();
+  /** Aborted when stop() begins: ends waits (for the database at start-up). */
+  private readonly stopSignal = new AbortController();
+  private starting: Promise<void> | null = null;
+  private stopped: Promise<void> | null = null;
+  /** Logs a database outage once, and its end; readiness reports it meanwhile. */
+  readonly outage: DatabaseOutage;
   private timers = new Set<NodeJS.Timeout>();
   /** The last drain error, until a drain succeeds again (readiness reports it). */
   lastDrainError: string | null = null;
@@ -178,6 +191,7 @@ export class Probe {
     private readonly hooks: ProbeHooks = {},
   ) {
     this.pool = createPool({ ...this.databaseOptions(), max: config.pipeline.workers + 2 });
+    this.outage = new DatabaseOutage(log);
     this.sender = new CollectorSender({
       endpoint: collectorEndpoint(config.collector.url),
       probeName: config.probe.name,
@@ -211,13 +225,16 @@ export class Probe {
     return this.listener?.lastNotificationAt ?? null;
   }
 
-  /** Connects, checks the installation and prepares delivery; does not start listening. */
+  /**
+   * Connects, checks the installation and prepares delivery; does not start listening. Throws
+   * a DatabaseError: UNAVAILABLE (worth retrying) or what an operator must fix.
+   */
   async prepare(): Promise<void> {
     let installation;
     try {
       installation = await checkInstallation(this.pool);
     } catch (err) {
-      throw new Error(`${redactUrl(this.config.database.url)}: ${describeDatabaseError(err)}`);
+      throw databaseError(err, redactUrl(this.config.database.url));
     }
     if (installation.billingSchema !== this.config.database.billingSchema) {
       this.log.warn('triggers are installed on a different billing schema than configured; using the installed one', {
@@ -228,9 +245,7 @@ export class Probe {
     // Delivery goes on (what is captured is still delivered), but an operator must know.
     // (In poll mode there are no triggers to have problems.)
     if (!this.pollMode) for (const problem of installation.captureProblems) this.log.error(`CAPTURE PROBLEM: ${problem}`);
-    const client = await this.pool.connect();
-    const queue = new CaptureQueue(installation.billingSchema, (name) => client.escapeIdentifier(name));
-    client.release();
+    const queue = new CaptureQueue(installation.billingSchema, pg.escapeIdentifier);
     this.delivery = new Delivery(this.pool, queue, this.sender, {
       bundleSize: this.config.pipeline.bundleSize,
       maxBundleBytes: this.config.pipeline.maxBundleBytes,
@@ -256,20 +271,32 @@ export class Probe {
     }, this.log);
   }
 
-  /** The daemon: listen, poll, deliver until stop(); serves metrics and health if configured. */
-  async start(): Promise<void> {
+  /**
+   * The daemon: listen, poll, deliver until stop(); serves metrics and health if configured.
+   * A database that cannot be reached is waited for (said once; /readyz says not ready
+   * meanwhile); what an operator must fix (not installed, login refused, …) is thrown. Resolves
+   * early, without error, when stop() is called meanwhile.
+   */
+  start(): Promise<void> {
+    this.starting ??= this.startUp();
+    return this.starting;
+  }
+
+  private async startUp(): Promise<void> {
     const serving = this.config.metrics.port > 0 || this.hooks.metricsOnAnyPort;
     if (serving && statisticsEnabled()) this.statistics = new TransferStatistics(this.pool, this.log, this.hooks.statistics);
-    await this.prepare();
     if (serving) {
+      // Served before the database is reached, so that /readyz can say what is awaited.
       this.metrics = new ProbeMetrics(this);
       const routes = this.statistics ? chainRoutes(this.hooks.extraRoutes, this.statistics.routes) : this.hooks.extraRoutes;
       const started = await startMetricsServer(this, this.metrics, this.config.metrics, routes);
-      this.statistics?.start(this.metrics.registry, this.config.metrics.personalLabels);
       this.metricsServer = started.server;
       this.metricsPort = started.port;
     }
-    if (!this.pollMode) await this.startListener();
+    if (!(await this.untilDatabase('start-up', () => this.prepare()))) return;
+    if (this.metrics) this.statistics?.start(this.metrics.registry, this.config.metrics.personalLabels);
+    if (!this.pollMode && !(await this.startListener())) return;
+    if (this.stopping) return;
     this.handshake = this.sendHandshake();
     const poll = setInterval(() => this.requestDrain(), this.config.pipeline.pollIntervalSeconds * 1000);
     this.timers.add(poll);
@@ -284,20 +311,45 @@ export class Probe {
     this.requestDrain();
   }
 
-  /** Capture mode: LISTEN for the triggers' notifications, and check that they arrive. */
-  private async startListener(): Promise<void> {
+  /**
+   * Runs `attempt` until it succeeds, waiting out connection faults (logged once, readiness
+   * reports them); false if stop() came first. Other errors are thrown.
+   */
+  private async untilDatabase(during: string, attempt: () => Promise<void>): Promise<boolean> {
+    for (let failures = 1; !this.stopping; failures++) {
+      try {
+        await attempt();
+        this.outage.ok();
+        return !this.stopping;
+      } catch (err) {
+        if (!isConnectionFault(err) || this.stopping) throw err;
+        this.outage.fault(err, during);
+        await pause(backoffDelay(failures, DATABASE_RETRY_FIRST_MS, DATABASE_RETRY_MAX_MS), this.stopSignal.signal);
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Capture mode: LISTEN for the triggers' notifications, and check that they arrive. False
+   * if stop() came before the listener first connected.
+   */
+  private async startListener(): Promise<boolean> {
     this.listener = new WakeListener({
       database: this.databaseOptions(),
       heartbeatMs: this.config.database.heartbeatSeconds * 1000,
       onWake: () => this.requestDrain(),
       log: this.log,
+      outage: this.outage,
     });
-    await this.listener.start();
-    if (!(await this.listener.selfTest(this.pool))) {
+    if (!(await this.listener.start())) return false;
+    const delivers = await this.listener.selfTest(this.pool);
+    if (delivers === false) {
       this.log.warn('LISTEN/NOTIFY does not deliver on this connection (a transaction-mode pooler?); relying on the fallback poll', {
         pollIntervalSeconds: this.config.pipeline.pollIntervalSeconds,
       });
     }
+    return true;
   }
 
   /** Poll mode (no triggers): the probe reads billing rows by datestamp windows. */
@@ -336,6 +388,9 @@ export class Probe {
       dedupWindowHours: p.dedupWindowHours,
       log: this.log,
       print: (line) => this.log.debug(`poll window: ${line}`),
+      // A database lost mid-window is waited for (and said once, with the drains' outage).
+      outage: this.outage,
+      signal: this.stopSignal.signal,
     });
     if (result.total.copied > 0) this.log.debug('poll window copied rows', { since: result.since, until: result.until, copied: result.total.copied });
   }
@@ -403,6 +458,7 @@ export class Probe {
         if (this.stoppedByFile()) return; // the poll timer looks again
         if (this.pollMode) await this.pollWindow();
         const first = await this.drain();
+        this.outage.ok();
         if (first.unavailable) return this.collectorDown(first.unavailable);
         if (settledAny(first)) this.doorRecheckMs = DOOR_RECHECK_FIRST_MS;
         // Going idle: arm the wake-up, wait out in-flight captures, look once more.
@@ -429,8 +485,14 @@ export class Probe {
       this.dbFailures++;
       this.again = false; // retry after the backoff below, not at once
       this.lastDrainError = describeDatabaseError(err);
+      if (isConnectionFault(err)) {
+        // Said once per outage (not once per retry); the listener's reconnect drains at once.
+        this.outage.fault(err, 'delivery');
+        this.later(backoffDelay(this.dbFailures, DATABASE_RETRY_FIRST_MS, DATABASE_RETRY_MAX_MS));
+        return;
+      }
       const delay = backoffDelay(this.dbFailures, 500, 30_000);
-      this.log.error('drain failed; retrying', { error: describeDatabaseError(err), retryInMs: delay });
+      this.log.error('drain failed; retrying', { error: this.lastDrainError, retryInMs: delay });
       this.later(delay);
     }
   }
@@ -547,7 +609,8 @@ export class Probe {
       const n = await pruneOldState(this.pool, this.config.pipeline.dedupWindowHours);
       if (n > 0) this.log.debug('pruned old delivery keys and sent summaries', { rows: n });
     } catch (err) {
-      this.log.warn('could not prune old state', { error: describeDatabaseError(err) });
+      if (isConnectionFault(err)) this.outage.fault(err, 'pruning old state');
+      else this.log.warn('could not prune old state', { error: describeDatabaseError(err) });
     }
   }
 
@@ -556,12 +619,20 @@ export class Probe {
    * Stops claiming, lets the batch in flight finish for up to `deadlineMs`, then abandons it
    * (its transaction rolls back, so its rows stay queued), and closes everything.
    */
-  async stop(deadlineMs = 10_000): Promise<void> {
+  stop(deadlineMs = 10_000): Promise<void> {
+    this.stopped ??= this.shutdown(deadlineMs);
+    return this.stopped;
+  }
+
+  private async shutdown(deadlineMs: number): Promise<void> {
     this.stopping = true;
+    this.stopSignal.abort();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     const abandon = setTimeout(() => this.abort.abort(), deadlineMs);
     try {
+      // A start-up still waiting for the database ends now; one in its last step finishes it.
+      await this.starting?.catch(() => undefined);
       await this.idle();
       await this.handshake;
       await this.statistics?.stop();

@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
+import { inTransaction } from './db';
 import type { Logger } from './logger';
 import { isDcap, rfc3339, type MappingOptions, type UsageRecord } from './mapping';
 import { HOUR_MS } from './queue';
@@ -190,24 +191,17 @@ export async function sendCompleteHours(pool: pg.Pool, sender: CollectorSender, 
 /** Closes (if needed), sends and records one part of one hour; false if the collector did not take it. */
 async function sendHourPart(pool: pg.Pool, sender: CollectorSender, opts: MappingOptions, maxBytes: number, log: Logger, hour: Date, result: SummarySendResult): Promise<boolean> {
   // 1. Close the part (unless a failed attempt already closed it): from now on it is frozen.
-  const client = await pool.connect();
-  let part: number;
-  try {
-    await client.query('BEGIN');
+  // (A connection lost here leaves the part as it was; the next cycle closes it.)
+  const part = await inTransaction(pool, async (client) => {
     const { rows } = await client.query<{ parts_closed: number; parts_sent: number }>(
       'SELECT parts_closed, parts_sent FROM dcache_probe.summary_state WHERE hour = $1 FOR UPDATE',
       [hour],
     );
     const state = rows[0]!;
-    part = state.parts_closed > state.parts_sent ? state.parts_closed : state.parts_sent + 1;
-    await client.query('UPDATE dcache_probe.summary_state SET parts_closed = $2 WHERE hour = $1', [hour, part]);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+    const closing = state.parts_closed > state.parts_sent ? state.parts_closed : state.parts_sent + 1;
+    await client.query('UPDATE dcache_probe.summary_state SET parts_closed = $2 WHERE hour = $1', [hour, closing]);
+    return closing;
+  });
 
   // 2. Send it.
   const { rows: groups } = await pool.query<{ group_key: string; dimensions: SummaryDimensions; njobs: string; bytes: string; duration_ms: string }>(

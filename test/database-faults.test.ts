@@ -1,18 +1,24 @@
 /**
- * Database-side failures: a half-open listener connection, a LISTEN that never delivers, a
- * PostgreSQL restart, broken capture, and dCache's own deletes.
+ * Database-side failures: a half-open listener connection, a LISTEN that never delivers,
+ * PostgreSQL restarts (fast and immediate), sessions ended by pg_terminate_backend, the server
+ * down for a while or not up yet at start-up (on a private server: these stop and kill it),
+ * broken capture, and dCache's own deletes. The probe must never exit by itself.
  */
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { freePort } from '../src/demo/embedded';
+import type { AcceptedRecord } from '../src/collector/server';
+import { TransferGenerator, type SimTransfer } from '../src/demo/simulator';
 import { WakeListener } from '../src/listener';
 import { silentLogger } from '../src/logger';
 import { startCollector, type CollectorProcess } from './helpers/collector';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
-import { waitFor } from './helpers/env';
+import { CLI, waitFor } from './helpers/env';
 import { checkDelivery } from './helpers/expectations';
 import { startPrivatePostgres, type PrivatePostgres } from './helpers/private-postgres';
-import { startProbe } from './helpers/probe';
+import { runCli, spawnProbe, startProbe } from './helpers/probe';
 import { FAST_RETRIES, queueDepth, reportable, simulate, write } from './helpers/scenario';
 import { startTcpProxy } from './helpers/tcp-proxy';
 
@@ -79,35 +85,267 @@ describe('database failures', () => {
     }
   });
 
-  describe('a PostgreSQL restart while the probe runs', () => {
+  describe('PostgreSQL restarts, crashes and ends sessions while the probe runs', () => {
+    // A private server: these tests stop and kill it.
     let server: PrivatePostgres;
     before(async () => {
       server = await startPrivatePostgres();
     });
     after(async () => server.stop());
 
-    it('reconnects and loses nothing; anything re-sent is byte-identical', async (t) => {
+    /** The probe's flags for these tests: fast retries, a heartbeat, no poll to rely on. */
+    const args = (...more: string[]) => [...FAST_RETRIES, '--heartbeat', '1', '--poll-interval', '3600', ...more];
+    const writeWhenUp = async (db: BillingDatabase, transfers: readonly SimTransfer[]) => {
+      await waitFor('the database to accept writes again', async () => (await db.query('SELECT 1')).rowCount === 1);
+      await write(db, transfers);
+    };
+    const count = (text: string, pattern: RegExp) => (text.match(new RegExp(pattern.source, 'g')) ?? []).length;
+
+    it('reconnects under load and loses nothing; anything re-sent is byte-identical', async (t) => {
       await collector.reset();
       const db = await createBillingDatabase('modern', { adminUrl: server.url('postgres') });
-      const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: [...FAST_RETRIES, '--heartbeat', '1', '--poll-interval', '3600'] });
+      // Slow answers and small bundles: deliveries are in flight most of the time. A batch
+      // whose settling met the restart is claimed again when its lease runs out: a short one.
+      await collector.fault({ mode: 'slow-ack', delayMs: 150 });
+      const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: args('--bundle-size', '20', '--collector-timeout', '10', '--lease', '5') });
       try {
-        const before = simulate(300, 23);
+        const before = simulate(600, 23);
         await write(db, before);
-        await waitFor('the first transfers', deliveredAll(db, reportable(before)));
-        await server.restart();
+        await waitFor('deliveries under way with a backlog left', async () => (await collector.stats()).faultsInjected >= 3 && (await queueDepth(db)) > 0);
+        await server.restart('fast');
         const afterRestart = simulate(300, 24);
-        await waitFor('the database to accept writes again', async () => {
-          await db.query('SELECT 1');
-          return true;
-        });
-        await write(db, afterRestart);
-        await waitFor('the transfers written after the restart', deliveredAll(db, reportable(before) + reportable(afterRestart)), 30_000);
+        await writeWhenUp(db, afterRestart);
+        await waitFor('every transfer, also those written after the restart', deliveredAll(db, reportable(before) + reportable(afterRestart)), 60_000);
         const check = checkDelivery([...before, ...afterRestart], await collector.records());
-        assert.equal(check.resent, 0);
+        assert.equal(probe.process.exitCode, null, `the probe exited by itself:\n${probe.output()}`);
         assert.match(probe.output(), /listener connection lost/);
-        t.diagnostic(`${reportable(before) + reportable(afterRestart)} transfers across a restart, ${check.resent} re-sent`);
+        t.diagnostic(`${reportable(before) + reportable(afterRestart)} transfers across a restart under load, ${check.resent} re-sent (byte-identical)`);
       } finally {
         await probe.stop('SIGKILL');
+        await db.drop();
+      }
+    });
+
+    const faults: [string, () => Promise<unknown>][] = [
+      ['a fast restart', () => server.restart('fast')],
+      ['an immediate (crash) restart', () => server.restart('immediate')],
+      ["pg_terminate_backend of the probe's sessions", async () => assert.ok((await server.terminate('dcache-probe')) >= 2, 'the listener and a delivery')],
+    ];
+    for (const [fault, inject] of faults) {
+      it(`keeps running through ${fault} while a delivery is in flight: every transfer delivered, re-sends byte-identical`, async (t) => {
+        await collector.reset();
+        const db = await createBillingDatabase('modern', { adminUrl: server.url('postgres') });
+        const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: args('--collector-timeout', '1', '--retry-budget', '120') });
+        try {
+          await waitFor('the handshake', async () => (await collector.handshakes()).length > 0);
+          // Every request hangs until the probe's timeout; it retries within its budget: the
+          // first bundle stays in flight until the collector answers again, after the fault.
+          await collector.fault({ mode: 'hang' });
+          const first = simulate(200, 41);
+          await write(db, first);
+          await waitFor('a delivery in flight', async () => (await collector.stats()).faultsInjected >= 1);
+          await inject();
+          await collector.fault({ mode: 'slow-ack', delayMs: 100 });
+          const second = simulate(200, 42);
+          await writeWhenUp(db, second);
+          await waitFor('every transfer', deliveredAll(db, reportable(first) + reportable(second)), 60_000);
+          const check = checkDelivery([...first, ...second], await collector.records());
+          assert.equal(probe.process.exitCode, null, `the probe exited by itself:\n${probe.output()}`);
+          const log = probe.output();
+            assert.equal(count(log, /listener connection lost/), 1, log);
+          assert.ok(count(log, /database unavailable/) <= 1, `said once per outage:\n${log}`);
+          t.diagnostic(`${reportable(first) + reportable(second)} transfers, ${check.resent} re-sent (byte-identical)`);
+        } finally {
+          await probe.stop('SIGKILL');
+          await db.drop();
+        }
+      });
+    }
+
+    it('says once that the database is gone, is not ready until it is back, then delivers what waited', async () => {
+      await collector.reset();
+      const db = await createBillingDatabase('modern', { adminUrl: server.url('postgres') });
+      const port = await freePort();
+      const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: args('--metrics-port', String(port)) });
+      const readyz = async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+        return { status: res.status, body: (await res.json()) as { problems: string[] } };
+      };
+      try {
+        await waitFor('ready', async () => (await readyz()).status === 200);
+        const first = simulate(100, 43);
+        await write(db, first);
+        await waitFor('the first transfers', deliveredAll(db, reportable(first)));
+        await server.halt('fast');
+        // Several retries while it is down: the readiness answer counts them.
+        const down = await waitFor('not ready, after several failed attempts', async () => {
+          const r = await readyz();
+          const attempts = /database unavailable for \d+ s \((\d+) failed attempts/.exec(r.body.problems.join(' '));
+          return r.status === 503 && attempts && Number(attempts[1]) >= 3 ? r : null;
+        }, 60_000);
+        assert.match(down!.body.problems.join(' '), /LISTEN connection is down/);
+        await server.resume();
+        const second = simulate(100, 44);
+        await writeWhenUp(db, second);
+        await waitFor('the transfers written after the outage', deliveredAll(db, reportable(first) + reportable(second)));
+        await waitFor('ready again', async () => (await readyz()).status === 200);
+        checkDelivery([...first, ...second], await collector.records());
+        const log = probe.output();
+        assert.equal(probe.process.exitCode, null, log);
+        assert.equal(count(log, /database unavailable/), 1, `said once, not once per retry:\n${log}`);
+        assert.equal(count(log, /database available again/), 1, log);
+        assert.equal(count(log, /listener connection lost/), 1, log);
+        assert.equal(count(log, /listener reconnected/), 1, log);
+      } finally {
+        await probe.stop('SIGKILL');
+        await server.resume();
+        await db.drop();
+      }
+    });
+
+    it('poll mode (no triggers), the metrics and the dashboard go on through an outage', async () => {
+      await collector.reset();
+      const db = await createBillingDatabase('modern', { adminUrl: server.url('postgres'), migrate: false });
+      assert.equal((await runCli(['migrate', '--no-triggers', '--db-url', db.url])).code, 0);
+      const port = await freePort();
+      const base = `http://127.0.0.1:${port}`;
+      const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: [...FAST_RETRIES, '--mode', 'poll', '--poll-settle', '0', '--poll-overlap', '600', '--poll-interval', '0.5', '--metrics-port', String(port)] });
+      try {
+        const first = simulate(100, 46);
+        await write(db, first);
+        await waitFor('the first transfers', async () => (await collector.stats()).uniqueRecords >= reportable(first));
+        await server.halt('immediate');
+        await waitFor('the polls to find the database gone', async () => {
+          const body = (await (await fetch(`${base}/readyz`)).json()) as { problems: string[] };
+          return /database unavailable for \d+ s \(([2-9]|\d\d+) failed attempts/.test(body.problems.join(' '));
+        });
+        // Still served, with the database's figures unknown; the dashboard's API answers an error.
+        const metrics = await fetch(`${base}/metrics`);
+        assert.equal(metrics.status, 200);
+        // (prom-client writes "Nan"; Prometheus reads NaN in any case.)
+        assert.match(await metrics.text(), /^dcache_probe_queue_depth nan$/im);
+        assert.equal((await fetch(`${base}/api/summary?window=hour`)).status, 500);
+        assert.equal((await fetch(`${base}/healthz`)).status, 200);
+        await server.resume();
+        const second = simulate(100, 47);
+        await writeWhenUp(db, second);
+        await waitFor('the transfers written after the outage', async () => (await collector.stats()).uniqueRecords >= reportable(first) + reportable(second));
+        checkDelivery([...first, ...second], await collector.records());
+        await waitFor('ready again', async () => (await fetch(`${base}/readyz`)).status === 200);
+        const log = probe.output();
+        assert.equal(probe.process.exitCode, null, log);
+        assert.equal(count(log, /database unavailable/), 1, log);
+        assert.equal(count(log, /database available again/), 1, log);
+      } finally {
+        await probe.stop('SIGKILL');
+        await server.resume();
+        await db.drop();
+      }
+    });
+
+    it('summarize mode: an hour\'s summary out at the collector during a restart arrives, once and whole', async () => {
+      await collector.reset();
+      const db = await createBillingDatabase('modern', { adminUrl: server.url('postgres') });
+      const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: args('--summarize', 'true', '--summary-settle', '0', '--collector-timeout', '1', '--retry-budget', '120') });
+      try {
+        await waitFor('the handshake', async () => (await collector.handshakes()).length > 0);
+        await collector.fault({ mode: 'hang' });
+        // Transfers of an hour that ended long ago: its summary is due at once.
+        const past = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3 * 3_600_000 + 20 * 60_000;
+        const generator = new TransferGenerator({ seed: 49, now: () => past, clockSkewMs: 10 * 60_000, duplicateShare: 0.02, p2pShare: 0.03 });
+        const sim = Array.from({ length: 200 }, () => generator.next());
+        await write(db, sim);
+        await waitFor('a summary out at the collector', async () => (await collector.stats()).faultsInjected >= 1);
+        await server.restart('fast');
+        await collector.fault({ mode: 'ok' });
+        const njobs = (records: AcceptedRecord[]) => records.reduce((n, r) => n + Number(/<Njobs>(\d+)<\/Njobs>/.exec(r.xml)![1]), 0);
+        const unique = async () => {
+          const first = new Map<string, AcceptedRecord>();
+          for (const r of await collector.records()) {
+            const earlier = first.get(r.localJobId);
+            if (earlier) assert.equal(r.xml, earlier.xml, `a re-sent summary ${r.localJobId} differs`);
+            else first.set(r.localJobId, r);
+          }
+          return [...first.values()];
+        };
+        await waitFor('every transfer summed and sent', async () => (await queueDepth(db)) === 0 && njobs(await unique()) >= reportable(sim));
+        assert.equal(njobs(await unique()), reportable(sim), 'each transfer counted once');
+        assert.equal(probe.process.exitCode, null, probe.output());
+      } finally {
+        await probe.stop('SIGKILL');
+        await db.drop();
+      }
+    });
+
+    it('a backfill goes on through a restart, from its saved progress', async () => {
+      await collector.reset();
+      const db = await createBillingDatabase('modern', { adminUrl: server.url('postgres') });
+      // Rows from before the probe: written with its capture trigger off.
+      const sim = simulate(600, 48);
+      await db.query('ALTER TABLE billinginfo DISABLE TRIGGER dcache_probe_capture');
+      await write(db, sim);
+      await db.query('ALTER TABLE billinginfo ENABLE TRIGGER dcache_probe_capture');
+      const since = new Date(Date.now() - 3_600_000).toISOString();
+      const backfill = spawn(process.execPath, [CLI, 'backfill', '--db-url', db.url, '--since', since, '--rate', '300', '--chunk', '30'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      backfill.stdout!.on('data', (d) => (output += d));
+      backfill.stderr!.on('data', (d) => (output += d));
+      const exited = new Promise<number | null>((resolve) => backfill.once('exit', resolve));
+      try {
+        await waitFor('part of the range copied', async () => (await queueDepth(db)) >= 60, 30_000, 10);
+        await server.restart('fast');
+        assert.equal(await exited, 0, output);
+        assert.match(output, /the range is complete/);
+        assert.equal(count(output, /database unavailable/), 1, output);
+        const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: FAST_RETRIES });
+        try {
+          await waitFor('every transfer', deliveredAll(db, reportable(sim)));
+          assert.equal(checkDelivery(sim, await collector.records()).resent, 0);
+        } finally {
+          await probe.stop('SIGKILL');
+        }
+      } finally {
+        if (backfill.exitCode === null) backfill.kill('SIGKILL');
+        await db.drop();
+      }
+    });
+
+    it('waits at start-up for a database that is not up yet, not ready meanwhile, and stops cleanly while waiting', async () => {
+      await collector.reset();
+      const db = await createBillingDatabase('modern', { adminUrl: server.url('postgres') });
+      const port = await freePort();
+      await server.halt('fast');
+      let probe: ChildProcess | null = null;
+      try {
+        const spawn = () => spawnProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: args('--metrics-port', String(port)) });
+        const waiting = spawn();
+        probe = waiting.process;
+        await waitFor('not ready, after several failed attempts', async () => {
+          const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+          const body = (await res.json()) as { problems: string[] };
+          const attempts = /database unavailable for \d+ s \((\d+) failed attempts/.exec(body.problems.join(' '));
+          return res.status === 503 && attempts && Number(attempts[1]) >= 3;
+        });
+        assert.equal(count(waiting.output(), /database unavailable/), 1, waiting.output());
+        assert.match(waiting.output(), /cannot reach the database \(connection refused\)/);
+        // A SIGTERM while it waits: a clean exit.
+        assert.equal(await waiting.stop('SIGTERM'), 0, waiting.output());
+
+        const again = spawn();
+        probe = again.process;
+        await waitFor('it to wait again', () => again.output().includes('database unavailable'));
+        await server.resume();
+        await waitFor('the probe to run', () => again.output().includes('probe running'));
+        const sim = simulate(100, 45);
+        await write(db, sim);
+        await waitFor('delivery', deliveredAll(db, reportable(sim)));
+        checkDelivery(sim, await collector.records());
+        assert.equal(count(again.output(), /database available again/), 1, again.output());
+        assert.equal(again.process.exitCode, null);
+        assert.equal(await again.stop('SIGTERM'), 0, again.output());
+      } finally {
+        if (probe && probe.exitCode === null) probe.kill('SIGKILL');
+        await server.resume().catch(() => undefined);
         await db.drop();
       }
     });

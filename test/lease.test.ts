@@ -139,7 +139,7 @@ describe('claims are leases', () => {
     a.process.kill('SIGCONT');
     // A finds its lease gone (at its next renewal, reservation or acknowledgement), or, stopped
     // inside a transaction, its session ended by the server. Either way it goes on, changing nothing.
-    await waitFor('A to notice', () => /lease lost|drain failed/.test(a.output()), 30_000).catch((err) => {
+    await waitFor('A to notice', () => /lease lost|drain failed|database unavailable/.test(a.output()), 30_000).catch((err) => {
       const state = require('node:fs').readFileSync(`/proc/${a.process.pid}/stat`, 'utf8').split(' ')[2];
       throw new Error(`${(err as Error).message} (A's state: ${state})\n${a.output().split('\n').slice(-12).join('\n')}`);
     });

@@ -105,7 +105,8 @@ describe('command errors a person can act on', () => {
   for (const command of commands) {
     const name = command.filter((w) => !w.startsWith('-') && !w.includes(':') && w !== 'X' && w !== '0').join(' ');
 
-    it(`${name}: an unreachable database exits 1 and says so`, async () => {
+    // (`run` waits for it instead: database-faults › waits at start-up for a database that is not up yet…)
+    if (command[0] !== 'run') it(`${name}: an unreachable database exits 1 and says so`, async () => {
       const closed = await freePort();
       const result = await runCli([...command, '--db-url', `postgres://postgres@127.0.0.1:${closed}/billing`]);
       assert.equal(result.code, 1, result.stderr);

@@ -5,7 +5,7 @@
  * built-in Gratia collector; progress is printed live, and a summary at the end checks that
  * every reportable transfer arrived exactly once.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { GratiaCollector } from '../collector/server';
@@ -49,33 +49,77 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : 0;
 }
 
+/**
+ * Ctrl-C and SIGTERM: the first stops the traffic, and the demo drains the queue, prints its
+ * summary and cleans up (exit 0); a second one skips what is left of the drain. `wait` sleeps
+ * until a time or the next signal, whichever comes first.
+ */
+class StopSignals {
+  requests = 0;
+  private wake: (() => void) | null = null;
+  private readonly onSignal = () => {
+    this.requests++;
+    this.wake?.();
+  };
+
+  constructor() {
+    process.on('SIGINT', this.onSignal).on('SIGTERM', this.onSignal);
+  }
+
+  get requested(): boolean {
+    return this.requests > 0;
+  }
+
+  wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        if (this.wake === done) this.wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+    });
+  }
+
+  close(): void {
+    process.off('SIGINT', this.onSignal).off('SIGTERM', this.onSignal);
+  }
+}
+
+/** A client for the demo's own queries: its connection's errors fail those queries, never the process. */
+function demoClient(url: string): pg.Client {
+  const client = new pg.Client({ connectionString: url });
+  client.on('error', () => undefined);
+  return client;
+}
+
 export async function runDemo(options: DemoOptions): Promise<number> {
   const out = options.out ?? ((line: string) => process.stdout.write(line + '\n'));
   const started = Date.now();
+  // From the first moment: a Ctrl-C during start-up still ends in the summary and a clean-up.
+  const signals = new StopSignals();
   out('dcache-transfer-probe demo: starting PostgreSQL, the billing schema, the probe and a collector…');
 
   let embedded: EmbeddedDatabase | null = null;
-  const adminUrl = options.dbUrl ?? (embedded = await startEmbeddedPostgres()).adminUrl;
-  const dbName = `dcache_probe_demo_${process.pid}_${Date.now()}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(dbName)}`);
-  const url = new URL(adminUrl);
-  url.pathname = '/' + dbName;
-  const dbUrl = url.toString();
-
-  const collector = new GratiaCollector({ keep: 'ids' });
-  const collectorUrl = await collector.start();
+  let admin: pg.Client | null = null;
+  let collector: GratiaCollector | null = null;
   let probe: Probe | null = null;
+  const dbName = `dcache_probe_demo_${process.pid}_${Date.now()}`;
   const traffic = new LiveTraffic(options.rate);
-  let stopRequested = false;
-  const onSignal = () => {
-    stopRequested = true;
-  };
-  process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
-
   try {
-    const setup = new pg.Client({ connectionString: dbUrl });
+    const adminUrl = options.dbUrl ?? (embedded = await startEmbeddedPostgres()).adminUrl;
+    if (embedded) out(`embedded PostgreSQL data directory: ${embedded.dataDir} (removed at the end)`);
+    admin = demoClient(adminUrl);
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(dbName)}`);
+    const url = new URL(adminUrl);
+    url.pathname = '/' + dbName;
+    const dbUrl = url.toString();
+
+    collector = new GratiaCollector({ keep: 'ids' });
+    const collectorUrl = await collector.start();
+    const setup = demoClient(dbUrl);
     await setup.connect();
     await setup.query(readFileSync(join(SQL_DIR, 'fixtures', 'billing-modern.sql'), 'utf8'));
     await setup.end();
@@ -144,8 +188,9 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     let lastDelivered = 0;
     let lastCommitted = 0;
     const deadline = options.durationSeconds === undefined ? Infinity : Date.now() + options.durationSeconds * 1000;
-    while (!stopRequested && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, Math.min(2000, Math.max(50, deadline - Date.now()))));
+    while (!signals.requested && Date.now() < deadline) {
+      await signals.wait(Math.min(2000, Math.max(50, deadline - Date.now())));
+      if (signals.requested) break;
       const delivered = collector.stats.uniqueRecords;
       const committed = traffic.committed.size;
       const sorted = windowLatencies.sort((a, b) => a - b);
@@ -164,9 +209,11 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     traffic.stopped = true;
     await writers;
     const drainDeadline = Date.now() + 60_000;
-    while ((await depth()) > 0 && Date.now() < drainDeadline) {
+    const signalsBefore = signals.requests;
+    // (A further Ctrl-C skips the rest of the drain: the summary then counts what is missing.)
+    while (signals.requests === signalsBefore && (await depth()) > 0 && Date.now() < drainDeadline) {
       probe.requestDrain();
-      await new Promise((r) => setTimeout(r, 100));
+      await signals.wait(100);
     }
     await probe.idle();
     const received = new Set(collector.acceptedIds);
@@ -184,19 +231,23 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       `summary: ${summary.committed} reportable transfers committed, ${summary.delivered} delivered, ${summary.missing} missing, ` +
         `${summary.duplicatesAtCollector} duplicates at the collector; capture-to-acknowledgement p50 ${summary.p50Ms} ms, p99 ${summary.p99Ms} ms`,
     );
-    if (options.lingerSeconds && !stopRequested) {
+    if (options.lingerSeconds && !signals.requested) {
       out(`the dashboard stays up at http://127.0.0.1:${probe.metricsPort}/ for ${options.lingerSeconds} s (Ctrl-C to end)`);
       const lingerUntil = Date.now() + options.lingerSeconds * 1000;
-      while (!stopRequested && Date.now() < lingerUntil) await new Promise((r) => setTimeout(r, 100));
+      while (!signals.requested && Date.now() < lingerUntil) await signals.wait(lingerUntil - Date.now());
     }
     return summary.missing === 0 && summary.duplicatesAtCollector === 0 ? 0 : 1;
   } finally {
-    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+    // In this order: nothing may still use the database when its server stops.
     traffic.stopped = true;
     await probe?.stop(2000);
-    await collector.stop();
-    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(dbName)} WITH (FORCE)`).catch(() => undefined);
-    await admin.end();
-    await embedded?.stop();
+    await collector?.stop();
+    await admin?.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(dbName)} WITH (FORCE)`).catch(() => undefined);
+    await admin?.end().catch(() => undefined);
+    if (embedded) {
+      await embedded.stop();
+      out(`embedded PostgreSQL stopped; ${existsSync(embedded.dataDir) ? `its data directory ${embedded.dataDir} is still there` : 'its data directory is removed'}`);
+    }
+    signals.close();
   }
 }

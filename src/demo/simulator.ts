@@ -285,6 +285,8 @@ export async function runWriters(take: (n: number) => Message[], options: Writer
   const random = rng(options.seed ?? 11);
   const writer = async (): Promise<void> => {
     const client = new pg.Client({ connectionString: options.url, application_name: 'dcache billing (simulated)', options: options.timeZone ? `-c TimeZone=${options.timeZone}` : undefined });
+    // A lost connection fails this writer's query (and so runWriters), not the whole process.
+    client.on('error', () => undefined);
     await client.connect();
     try {
       for (;;) {
@@ -321,9 +323,13 @@ export class LiveTraffic {
 
   constructor(private readonly rate: number) {}
 
+  /**
+   * Up to n messages. Once stopped, the writers still write what was generated and no more:
+   * it holds door rows of movers already written (as dCache would write them), so that no
+   * mover is left waiting for its door row until its grace period ends.
+   */
   take(n: number): Message[] {
-    if (this.stopped) return [];
-    while (this.buffer.length < n) {
+    while (!this.stopped && this.buffer.length < n) {
       const transfers = Array.from({ length: 50 }, () => this.generator.next());
       this.buffer.push(...messageStream(transfers, Math.floor(Math.random() * 1e6), 5));
     }

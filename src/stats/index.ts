@@ -12,6 +12,7 @@
  */
 import type pg from 'pg';
 import type client from 'prom-client';
+import { isConnectionFault } from '../db';
 import type { DeliveryOptions } from '../delivery';
 import type { Logger } from '../logger';
 import type { ExtraRoutes } from '../metrics';
@@ -72,7 +73,8 @@ export class TransferStatistics {
     const pruneNow = () => {
       this.pruning = prune(this.pool, this.options).then(
         () => undefined,
-        (err) => void this.log.warn('could not prune the transfer statistics', { error: (err as Error).message }),
+        // (A database that is away is said once by the probe, not again here every 10 minutes.)
+        (err) => void (isConnectionFault(err) || this.log.warn('could not prune the transfer statistics', { error: (err as Error).message })),
       );
     };
     this.pruneTimer = setInterval(pruneNow, 10 * 60_000);

@@ -10,6 +10,7 @@
  */
 import type pg from 'pg';
 import client from 'prom-client';
+import { isConnectionFault } from '../db';
 import type { Logger } from '../logger';
 import { detectFaults, detectMisuse, detectNewNetworks, detectStoppedPools, detectSurges, type Finding, type Tally } from './detectors';
 import { MINUTE_MS, type Counts } from './keys';
@@ -150,6 +151,8 @@ export class AnomalyMonitor {
     if (this.running) return this.running;
     this.running = this.pass(nowMs)
       .catch((err) => {
+        // A database that is away is said once by the probe (and the next pass tries again).
+        if (isConnectionFault(err)) return;
         if (Date.now() - this.lastError > 60_000) this.log.warn('anomaly detection failed', { error: (err as Error).message });
         this.lastError = Date.now();
       })

