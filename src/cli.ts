@@ -220,6 +220,7 @@ export function buildProgram(): Command {
             ? `applied ${result.applied.map((m) => `${m.version} (${m.name})`).join(', ')}; schema version ${result.version}\n`
             : `already at schema version ${result.version}\n`,
         );
+        for (const warning of result.warnings) process.stderr.write(`dcache-probe: warning: ${warning}\n`);
         if (result.doorinfo === 'analyzed') process.stdout.write(`analyzed ${config.database.billingSchema}.doorinfo: it had no planner statistics\n`);
         else if (result.doorinfo !== 'present') {
           process.stderr.write(`dcache-probe: warning: ${config.database.billingSchema}.doorinfo has no planner statistics, and ANALYZE failed: ${result.doorinfo.failed}\n`);

@@ -131,12 +131,13 @@ const DATABASE_RETRY_FIRST_MS = 250;
 const DATABASE_RETRY_MAX_MS = 5_000;
 
 /** Checks that the probe's schema is installed at the version this build expects. */
-export async function checkInstallation(pool: pg.Pool): Promise<{ billingSchema: string; captureProblems: string[] }> {
+export async function checkInstallation(pool: pg.Pool): Promise<{ billingSchema: string; captureProblems: string[]; captureWarnings: string[] }> {
   const client = await pool.connect();
   try {
     await requireInstalled(client);
     const billingSchema = (await installedBillingSchema(client))!;
-    return { billingSchema, captureProblems: (await captureHealth(client)).problems };
+    const health = await captureHealth(client);
+    return { billingSchema, captureProblems: health.problems, captureWarnings: health.warnings };
   } finally {
     client.release();
   }
@@ -244,7 +245,10 @@ export class Probe {
     }
     // Delivery goes on (what is captured is still delivered), but an operator must know.
     // (In poll mode there are no triggers to have problems.)
-    if (!this.pollMode) for (const problem of installation.captureProblems) this.log.error(`CAPTURE PROBLEM: ${problem}`);
+    if (!this.pollMode) {
+      for (const problem of installation.captureProblems) this.log.error(`CAPTURE PROBLEM: ${problem}`);
+      for (const warning of installation.captureWarnings) this.log.warn(`capture: ${warning}`);
+    }
     const queue = new CaptureQueue(installation.billingSchema, pg.escapeIdentifier);
     this.delivery = new Delivery(this.pool, queue, this.sender, {
       bundleSize: this.config.pipeline.bundleSize,
