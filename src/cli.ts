@@ -363,18 +363,20 @@ export function buildProgram(): Command {
     .option('--inject-fault-after <seconds>', 'then a pool fails most of its transfers (shown on the dashboard as a fault)')
     .option('--inject-misuse-after <seconds>', 'then a burst of permission-denied attempts from one client network (misuse)')
     .option('--linger <seconds>', 'after the summary, keep the dashboard up this long (or until Ctrl-C)')
+    .option('--seed <n>', 'seed of the simulated traffic (the same seed, the same mix; default: random)')
     .action((options) =>
       guarded(async () => {
         const { runDemo } = await import('./demo/demo.js');
-        const seconds = (v: unknown) => (v === undefined ? undefined : Number(v));
+        const optional = (v: unknown) => (v === undefined ? undefined : Number(v));
         return runDemo({
           rate: Number(options.rate),
           durationSeconds: options.duration === undefined ? undefined : Number(options.duration),
           writers: Number(options.writers),
           dbUrl: checkedDatabaseUrl(options.dbUrl),
-          injectFaultAfterSeconds: seconds(options.injectFaultAfter),
-          injectMisuseAfterSeconds: seconds(options.injectMisuseAfter),
-          lingerSeconds: seconds(options.linger),
+          injectFaultAfterSeconds: optional(options.injectFaultAfter),
+          injectMisuseAfterSeconds: optional(options.injectMisuseAfter),
+          lingerSeconds: optional(options.linger),
+          seed: optional(options.seed),
         });
       }),
     );
