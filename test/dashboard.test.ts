@@ -3,7 +3,7 @@
  * injected pool fault and a misuse burst, the page in headless Chromium (Debian's chromium,
  * driven by playwright-core). The injected anomalies must appear on the page (well within two
  * minutes), and what the page shows must be what the API returns and what the collector
- * received. Screenshots go to docs/screenshots/.
+ * received. The alerts' screenshot goes to docs/screenshots/anomaly.png.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -154,7 +154,7 @@ describe('the dashboard in a browser', () => {
 
     await page.click('button[data-window="hour"]');
     await waitFor('the hour again', async () => (await page.locator('body').getAttribute('data-window')) === 'hour', 10_000);
-    await page.screenshot({ path: join(SCREENSHOTS, 'dashboard.png'), fullPage: true });
+    // (docs/screenshots/dashboard.png is test/page.test.ts's: 20 minutes of data, not seconds.)
 
     // Ctrl-C ends the lingering demo cleanly.
     demo.process.kill('SIGINT');

@@ -4,25 +4,22 @@
  * with an exactness check.
  *
  * And the demo's traffic as its detectors see it, five minutes of it on the simulator's clock
- * (faster than real time): the demo's generator and statistics settings, the probe's mapping
- * and statistics upsert into the real PostgreSQL, the detectors every 2 simulated seconds. A
- * clean demo raises nothing, for several seeds and rates; the injected fault and misuse burst
- * are flagged, and nothing else.
+ * (faster than real time; test/helpers/demo-traffic.ts): the demo's generator and statistics
+ * settings, the probe's mapping and statistics upsert into the real PostgreSQL, the detectors
+ * every 2 simulated seconds. A clean demo raises nothing, for several seeds and rates; the
+ * injected fault and misuse burst are flagged, and nothing else.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { DEMO_STATISTICS, FAULT_INJECTION, MISUSE_BURST_SECONDS, MISUSE_INJECTION } from '../src/demo/demo';
-import { INJECTED_FAULT_POOL, INJECTED_MISUSE_NETWORK, liveGenerator, type Row } from '../src/demo/simulator';
-import type { DeliveredRecord } from '../src/delivery';
-import { NO_IDENTITY_FILES, tablesFrom, type IdentityTables } from '../src/identity';
-import { mapRow } from '../src/mapping';
+import { DEMO_STATISTICS } from '../src/demo/demo';
+import { INJECTED_FAULT_POOL, INJECTED_MISUSE_NETWORK } from '../src/demo/simulator';
+import { NO_IDENTITY_FILES, tablesFrom } from '../src/identity';
 import type { Finding } from '../src/stats/detectors';
-import { HOUR_MS } from '../src/stats/keys';
 import { findAnomalies } from '../src/stats/monitor';
 import { statisticsOptions } from '../src/stats/options';
-import { recordBatch } from '../src/stats/store';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
+import { writeDemoTraffic, type DemoTraffic } from './helpers/demo-traffic';
 import { runCli } from './helpers/probe';
 
 describe('the demo (npm start)', () => {
@@ -39,63 +36,21 @@ describe('the demo (npm start)', () => {
   });
 });
 
-interface SimulatedDemo {
-  seed: number;
-  /** Rows a second, as `demo --rate`. */
-  rate: number;
-  seconds: number;
-  identity: IdentityTables;
-  faultAfter?: number;
-  misuseAfter?: number;
-}
-
-const JSONB = (row: Row | null) => (row === null ? null : (JSON.parse(JSON.stringify(row)) as Record<string, unknown>));
-
 /**
- * The demo's traffic on a simulated clock: each second's rows (movers, door rows, second
- * copies: `rate` of them) become records as the probe makes them (one per transaction,
- * pool-to-pool copies skipped), delivered every 2 s, and then the detectors run. Returns
- * every finding with the second it was first made.
+ * The demo's traffic (test/helpers/demo-traffic.ts) on a simulated clock, delivered every 2 s
+ * (the demo's detector interval), the detectors run after each delivery. Returns every
+ * finding with the second it was first made.
  */
-async function simulateDemo(pool: pg.Pool, s: SimulatedDemo): Promise<{ at: number; finding: Finding }[]> {
+async function simulateDemo(pool: pg.Pool, t: Omit<DemoTraffic, 'startMs' | 'deliverEverySeconds'>): Promise<{ at: number; finding: Finding }[]> {
   await pool.query('TRUNCATE dcache_probe.stats_minute, dcache_probe.stats_hour, dcache_probe.stats_seen');
-  const start = Date.UTC(2026, 0, 5, 9, 0, 17);
-  let clock = start;
-  const generator = liveGenerator({ seed: s.seed, now: () => clock });
   const options = statisticsOptions({}, DEMO_STATISTICS);
-  const retention = { minuteMs: options.minuteRetentionHours * HOUR_MS, hourMs: options.hourRetentionDays * 24 * HOUR_MS };
-  const mapping = { probeName: 'dCache-transfer:demo.example.org', siteName: 'DEMO_SITE', grid: 'OSG', dcacheServerHost: 'dcache.example.org', reportTape: true, identity: s.identity };
   const found = new Map<string, { at: number; finding: Finding }>();
-  const client = await pool.connect();
-  try {
-    let pending: DeliveredRecord[] = [];
-    for (let second = 0; second <= s.seconds; second++) {
-      clock = start + second * 1000;
-      // Delivered in one batch before each detector run (the probe's batches hold up to 500).
-      if (second % options.detectIntervalSeconds === 0 && pending.length) {
-        await recordBatch(client, pending, retention, clock);
-        pending = [];
-      }
-      if (s.faultAfter !== undefined && second === s.faultAfter) generator.inject = { ...generator.inject, ...FAULT_INJECTION };
-      if (s.misuseAfter !== undefined && second === s.misuseAfter) generator.inject = { ...generator.inject, ...MISUSE_INJECTION };
-      if (s.misuseAfter !== undefined && second === s.misuseAfter + MISUSE_BURST_SECONDS) generator.inject = { ...generator.inject, misuseShare: 0 };
-      for (let rows = 0; rows < s.rate; ) {
-        const t = generator.next();
-        rows += 1 + (t.door ? 1 : 0) + (t.duplicated ? 1 : 0);
-        const row = { id: String(rows), source: 'billinginfo' as const, capturedAtMs: clock, record: JSONB(t.mover)!, datestampMs: (t.mover.datestamp as Date).getTime(), door: JSONB(t.door) };
-        const mapped = mapRow(row, mapping);
-        if (mapped.kind === 'record') pending.push({ row, record: mapped.record });
-      }
-      if (second % options.detectIntervalSeconds === 0) {
-        for (const f of await findAnomalies(pool, options, clock)) {
-          const id = `${f.kind} ${f.dimension} ${f.key}`;
-          if (!found.has(id)) found.set(id, { at: second, finding: f });
-        }
-      }
+  await writeDemoTraffic(pool, { ...t, startMs: Date.UTC(2026, 0, 5, 9, 0, 17), deliverEverySeconds: options.detectIntervalSeconds }, async (second, clock) => {
+    for (const f of await findAnomalies(pool, options, clock)) {
+      const id = `${f.kind} ${f.dimension} ${f.key}`;
+      if (!found.has(id)) found.set(id, { at: second, finding: f });
     }
-  } finally {
-    client.release();
-  }
+  });
   return [...found.values()];
 }
 
