@@ -4,9 +4,10 @@
  * 2 invalid configuration or usage.
  */
 import { Command, Option } from 'commander';
-import { ConfigError, SETTINGS, loadConfig, redactUrl, type Config } from './config';
+import { ConfigError, SETTINGS, databaseUrlMessage, databaseUrlProblem, shownValue, defaultProbeName, loadConfig, providedSettings, redactUrl, type Config, type ConfigSources } from './config';
 import type pg from 'pg';
 import { createPool, describeDatabaseError } from './db';
+import { fullyQualifiedHostName, type HostName } from './fqdn';
 import { createLogger, type Logger } from './logger';
 import { grantRuntimeRole, migrate, uninstall } from './migrations';
 import { Probe } from './probe';
@@ -14,6 +15,7 @@ import { readProbeConfig } from './probe-config';
 import { dropQuarantine, formatQuarantine, listQuarantine, retryQuarantine } from './quarantine';
 import { readStatus, formatStatus } from './status';
 import { formatChecks, verifyDeliveries } from './verify';
+import { PROBE_VERSION } from './version';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -45,20 +47,43 @@ function flagValues(options: Record<string, unknown>): Record<string, unknown> {
 /** What the ProbeConfig had that this probe does not use; logged once by run/poll. */
 let probeConfigNotes: string[] = [];
 
-function configFrom(options: Record<string, unknown>, sections: readonly Section[], commandDefaults?: Record<string, unknown>): Config {
+function sourcesFrom(options: Record<string, unknown>, commandDefaults?: Record<string, unknown>): ConfigSources {
   const probeConfigFile = options.probeConfig as string | undefined;
   const probeConfig = probeConfigFile ? readProbeConfig(probeConfigFile) : undefined;
   probeConfigNotes = probeConfig?.notCarriedOver ?? [];
-  return loadConfig(
-    {
-      probeConfig: probeConfig && { file: probeConfigFile!, values: probeConfig.values },
-      file: (options.config as string | undefined) ?? process.env.DCACHE_PROBE_CONFIG,
-      env: process.env,
-      flags: flagValues(options),
-      commandDefaults,
-    },
-    sections,
-  );
+  return {
+    probeConfig: probeConfig && { file: probeConfigFile!, values: probeConfig.values },
+    file: (options.config as string | undefined) ?? process.env.DCACHE_PROBE_CONFIG,
+    env: process.env,
+    flags: flagValues(options),
+    commandDefaults,
+  };
+}
+
+function configFrom(options: Record<string, unknown>, sections: readonly Section[], commandDefaults?: Record<string, unknown>): Config {
+  return loadConfig(sourcesFrom(options, commandDefaults), sections);
+}
+
+/**
+ * The configuration of `run` and `poll`: when no source sets probe.name, its default is
+ * made of this host's fully qualified name (looked up only then; src/fqdn.ts).
+ */
+async function probeConfigFrom(options: Record<string, unknown>): Promise<{ config: Config; host?: HostName }> {
+  const sources = sourcesFrom(options);
+  let host: HostName | undefined;
+  // A broken file is reported by loadConfig below, with every other mistake.
+  const named = (() => {
+    try {
+      return providedSettings(sources).provided.has('probe.name');
+    } catch {
+      return true;
+    }
+  })();
+  if (!named) {
+    host = await fullyQualifiedHostName();
+    sources.commandDefaults = { 'probe.name': defaultProbeName(host.name) };
+  }
+  return { config: loadConfig(sources, ALL), host };
 }
 
 /** Runs a command body and turns errors into a message and an exit code. */
@@ -89,6 +114,13 @@ function withDatabase(options: Record<string, unknown>, body: (pool: pg.Pool) =>
   });
 }
 
+/** The --db-url of `simulate` and `demo` (not a setting): the same check as database.url. */
+function checkedDatabaseUrl(url: string | undefined): string | undefined {
+  const problem = url === undefined ? undefined : databaseUrlProblem(url);
+  if (problem) throw new ConfigError(`--db-url: ${databaseUrlMessage(problem)}, got ${shownValue('database.url', url)}`);
+  return url;
+}
+
 function parseTime(value: string, option: string): Date {
   const t = Date.parse(value);
   if (Number.isNaN(t)) throw new ConfigError(`${option}: "${value}" is not a time (use ISO 8601, e.g. 2024-03-14T00:00:00Z)`);
@@ -99,11 +131,18 @@ function parseTime(value: string, option: string): Date {
  * The probe of `run` and `poll`, configured from every source; null when it is disabled
  * (EnableProbe="0"). ProbeConfig attributes that do not apply are named once here.
  */
-function probeFrom(options: Record<string, unknown>): { config: Config; log: Logger; probe: Probe } | null {
-  const config = configFrom(options, ALL);
+async function probeFrom(options: Record<string, unknown>): Promise<{ config: Config; log: Logger; probe: Probe } | null> {
+  const { config, host } = await probeConfigFrom(options);
   if (!config.probe.enabled) return null;
   const log = createLogger(config.log);
   if (probeConfigNotes.length) log.info(`ProbeConfig attributes not used by this probe: ${probeConfigNotes.join('; ')}`);
+  if (host && !host.qualified) {
+    log.warn(
+      `this host's fully qualified name was not found (${host.how}), so the ProbeName is ${config.probe.name}; GRACC finds the site by the name after the colon: ` +
+        `set probe.name (DCACHE_PROBE_NAME, --probe-name) to the old probe's ProbeName, e.g. ${defaultProbeName(`${host.name}.example.org`)}`,
+      { probeName: config.probe.name },
+    );
+  }
   return { config, log, probe: new Probe(config, log) };
 }
 
@@ -149,6 +188,7 @@ async function readPassword(): Promise<string> {
 export function buildProgram(): Command {
   const program = new Command('dcache-probe')
     .description('Reports every dCache transfer to a Gratia/GRACC collector, once, seconds after it is committed.')
+    .version(PROBE_VERSION, '-V, --version', 'print the version and exit')
     .showHelpAfterError()
     .exitOverride((err) => {
       // Usage errors (unknown option, missing argument) exit 2; --help and --version exit 0.
@@ -159,7 +199,7 @@ export function buildProgram(): Command {
     .option('--stop-deadline <seconds>', 'on SIGTERM/SIGINT, seconds to finish the bundle in flight', '10')
     .action((options) =>
       guarded(async () => {
-        const made = probeFrom(options);
+        const made = await probeFrom(options);
         if (!made) return disabled();
         const { log, probe } = made;
         // Listening from the start: a signal while the probe still waits for the database
@@ -189,7 +229,7 @@ export function buildProgram(): Command {
     .requiredOption('--once', 'drain the queue once and exit (the only mode)')
     .action((options) =>
       guarded(async () => {
-        const made = probeFrom(options);
+        const made = await probeFrom(options);
         if (!made) return disabled();
         const { config, log, probe } = made;
         try {
@@ -354,7 +394,7 @@ export function buildProgram(): Command {
       guarded(async () => {
         const { simulateTraffic } = await import('./demo/simulator.js');
         const committed = await simulateTraffic({
-          url: options.dbUrl,
+          url: checkedDatabaseUrl(options.dbUrl)!,
           schema: options.billingSchema,
           rate: Number(options.rate),
           writers: Number(options.writers),
@@ -374,18 +414,20 @@ export function buildProgram(): Command {
     .option('--inject-fault-after <seconds>', 'then a pool fails most of its transfers (shown on the dashboard as a fault)')
     .option('--inject-misuse-after <seconds>', 'then a burst of permission-denied attempts from one client network (misuse)')
     .option('--linger <seconds>', 'after the summary, keep the dashboard up this long (or until Ctrl-C)')
+    .option('--seed <n>', 'seed of the simulated traffic (the same seed, the same mix; default: random)')
     .action((options) =>
       guarded(async () => {
         const { runDemo } = await import('./demo/demo.js');
-        const seconds = (v: unknown) => (v === undefined ? undefined : Number(v));
+        const optional = (v: unknown) => (v === undefined ? undefined : Number(v));
         return runDemo({
           rate: Number(options.rate),
           durationSeconds: options.duration === undefined ? undefined : Number(options.duration),
           writers: Number(options.writers),
-          dbUrl: options.dbUrl,
-          injectFaultAfterSeconds: seconds(options.injectFaultAfter),
-          injectMisuseAfterSeconds: seconds(options.injectMisuseAfter),
-          lingerSeconds: seconds(options.linger),
+          dbUrl: checkedDatabaseUrl(options.dbUrl),
+          injectFaultAfterSeconds: optional(options.injectFaultAfter),
+          injectMisuseAfterSeconds: optional(options.injectMisuseAfter),
+          lingerSeconds: optional(options.linger),
+          seed: optional(options.seed),
         });
       }),
     );

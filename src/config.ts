@@ -4,12 +4,13 @@
  * Sources, later ones winning: built-in defaults < config file (YAML or JSON) < environment
  * variables (DCACHE_PROBE_*) < command-line flags. Every setting has one dotted key
  * ("collector.url") used in the file, and one environment variable; an error always names the
- * key and where the bad value came from (the file's path, the variable or the flag).
+ * key, the value as written and where it came from (the file's path, the variable or the flag),
+ * and every mistake is reported at once (an unknown key with the closest known one).
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument } from 'yaml';
 import { z } from 'zod';
 
 /** The measured best bundle size (see docs/PERFORMANCE.md); always kept under maxBundleBytes. */
@@ -50,9 +51,51 @@ const listOf = (valid: (entry: string) => boolean, what: string) =>
     }),
   );
 
+/** The form a database URL must have, shown with every database URL problem. */
+export const DATABASE_URL_FORM =
+  'postgres://user@host:port/database (postgresql:// too; a Unix socket as postgres://user@%2Fvar%2Frun%2Fpostgresql/database or postgres:///database?host=/var/run/postgresql)';
+
+/**
+ * What is wrong with a database URL ("this one …"), or undefined when pg can connect with it:
+ * the postgres:// or postgresql:// scheme, a host (or a socket directory) and a database.
+ */
+export function databaseUrlProblem(url: string): string | undefined {
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
+  if (scheme === undefined || !url.slice(scheme.length + 1).startsWith('//')) return 'has no scheme';
+  if (scheme !== 'postgres' && scheme !== 'postgresql') return `is ${scheme}://`;
+  let u: URL;
+  try {
+    // As pg does: "user@/database?host=/socket/dir" has an empty host.
+    u = new URL(url.replace('@/', '@dcache-probe-no-host/'));
+  } catch {
+    return 'cannot be parsed';
+  }
+  const host = u.hostname === 'dcache-probe-no-host' ? '' : u.hostname;
+  if (!host && !u.searchParams.get('host')) return 'names no host (nor a socket directory in ?host=)';
+  if (u.pathname.length <= 1 && !u.searchParams.get('dbname')) return 'names no database';
+  return undefined;
+}
+
+/** The message of a bad database URL (database.url, and the --db-url of demo and simulate). */
+export function databaseUrlMessage(problem: string): string {
+  return `must be a PostgreSQL URL, ${DATABASE_URL_FORM}; this one ${problem}`;
+}
+
+/** The schema's check of database.url (a refinement, so "is required" stays the message of an empty value). */
+const databaseUrl = (what: string) =>
+  required(what).superRefine((url, ctx) => {
+    const problem = url === '' ? undefined : databaseUrlProblem(url);
+    if (problem) ctx.addIssue({ code: 'custom', message: databaseUrlMessage(problem) });
+  });
+
+/** The default Gratia ProbeName, the old probe's form: "dCache-transfer:" and the host's fully qualified name. */
+export function defaultProbeName(host: string): string {
+  return `dCache-transfer:${host}`;
+}
+
 export const configSchema = z.object({
   database: z.object({
-    url: required('a postgres:// URL of the dCache billing database'),
+    url: databaseUrl('a postgres:// URL of the dCache billing database'),
     billingSchema: z.string().min(1).default('public'),
     /** Zone of legacy `timestamp without time zone` columns; default: the database's TimeZone. */
     timeZone: z.string().min(1).optional(),
@@ -73,7 +116,8 @@ export const configSchema = z.object({
     retryBudgetSeconds: z.coerce.number().positive().default(60),
   }),
   probe: z.object({
-    name: z.string().min(1).default(`dcache-transfer:${hostname()}`),
+    /** The CLI gives the fully qualified host name (src/fqdn.ts); this short-name default is the fallback. */
+    name: z.string().min(1).default(defaultProbeName(hostname())),
     siteName: required('the Gratia SiteName'),
     grid: z.string().min(1).default('OSG'),
     dcacheServerHost: z.string().min(1).default(hostname()),
@@ -181,7 +225,7 @@ export const SETTINGS: readonly Setting[] = [
   setting('collector.retryBaseMs', 'retry-base-ms', 'first retry delay (doubles, with jitter)'),
   setting('collector.retryMaxMs', 'retry-max-ms', 'longest retry delay'),
   setting('collector.retryBudgetSeconds', 'retry-budget', 'seconds one bundle is retried before it is released'),
-  setting('probe.name', 'probe-name', 'Gratia ProbeName (default dcache-transfer:<host>)'),
+  setting('probe.name', 'probe-name', "Gratia ProbeName (default dCache-transfer:<this host's fully qualified name>)"),
   setting('probe.siteName', 'site-name', 'Gratia SiteName'),
   setting('probe.grid', 'grid', 'Gratia Grid for non-DCap transfers'),
   setting('probe.dcacheServerHost', 'dcache-server-host', 'host name appended to pool names in Source/Destination'),
@@ -222,6 +266,19 @@ export const SETTINGS: readonly Setting[] = [
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
+  readonly code = 'EINVALIDCONFIG';
+  /** Each mistake found, one line each (the message lists them all). */
+  readonly problems: readonly string[];
+
+  constructor(message: string, problems: readonly string[] = [message]) {
+    super(message);
+    this.problems = problems;
+  }
+
+  /** One error for several mistakes, all of them in the message. */
+  static of(problems: readonly string[]): ConfigError {
+    return new ConfigError(problems.length === 1 ? `invalid configuration: ${problems[0]}` : `invalid configuration, ${problems.length} problems:\n  ${problems.join('\n  ')}`, problems);
+  }
 }
 
 /** Where each provided value came from, to name it in errors. */
@@ -240,39 +297,106 @@ function setPath(target: Record<string, unknown>, key: string, value: unknown): 
   node[parts[parts.length - 1]!] = value;
 }
 
-/** Flattens a parsed config file into dotted keys, rejecting keys we do not know. */
-export function flattenFile(content: unknown, file: string): Map<string, Provided> {
-  const known = new Set(SETTINGS.map((s) => s.key));
-  const out = new Map<string, Provided>();
-  const walk = (node: unknown, prefix: string): void => {
-    if (node === null || typeof node !== 'object' || Array.isArray(node)) {
-      throw new ConfigError(`${file}: ${prefix || '(top level)'}: expected a mapping of settings`);
+/** Edit distance (insertions, deletions, substitutions, swaps of neighbours) of two strings. */
+export function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
     }
-    for (const [name, value] of Object.entries(node)) {
-      const key = prefix ? `${prefix}.${name}` : name;
-      if (known.has(key)) out.set(key, { value, origin: file });
-      else if (value !== null && typeof value === 'object' && !Array.isArray(value)) walk(value, key);
-      else throw new ConfigError(`${file}: ${key}: unknown setting (known: ${[...known].join(', ')})`);
-    }
-  };
-  walk(content, '');
-  return out;
+  }
+  return d[a.length]![b.length]!;
 }
 
-export function readConfigFile(file: string): Map<string, Provided> {
+/**
+ * The known key a mistyped one most likely meant, or undefined when none is close: compared
+ * without case, "_" and "-", as a whole and by its last part (a key put in the wrong section
+ * or at the top level).
+ */
+export function closestKey(key: string, known: readonly string[]): string | undefined {
+  const norm = (k: string) => k.toLowerCase().replace(/[_-]/g, '');
+  const last = (k: string) => k.slice(k.lastIndexOf('.') + 1);
+  let best: { key: string; distance: number } | undefined;
+  for (const k of known) {
+    const whole = editDistance(norm(key), norm(k));
+    const byName = editDistance(norm(last(key)), norm(last(k))) + 1;
+    const distance = Math.min(whole, byName);
+    // Close enough: a third of the name's letters (at least two) may differ.
+    if (distance <= Math.max(2, Math.floor(last(k).length / 3)) && (!best || distance < best.distance)) best = { key: k, distance };
+  }
+  return best?.key;
+}
+
+/** The settings of a parsed config file by dotted key, and every key it has that we do not know. */
+export function flattenFile(content: unknown, file: string): { values: Map<string, Provided>; problems: string[] } {
+  const known = SETTINGS.map((s) => s.key);
+  const knownSet = new Set(known);
+  const sections = new Set(known.map((k) => k.split('.')[0]!));
+  const values = new Map<string, Provided>();
+  const problems: string[] = [];
+  const walk = (node: unknown, prefix: string): void => {
+    for (const [name, value] of Object.entries(node as Record<string, unknown>)) {
+      const key = prefix ? `${prefix}.${name}` : name;
+      if (knownSet.has(key)) values.set(key, { value, origin: file });
+      else if (value !== null && typeof value === 'object' && !Array.isArray(value)) walk(value, key);
+      else if (!prefix && sections.has(key)) problems.push(`${key}: must be a mapping of its settings (name: value), got ${shownValue(key, value)} [${file}]`);
+      else {
+        const near = closestKey(key, known);
+        problems.push(`${key}: unknown setting${near ? `; did you mean ${near}?` : ' (README.md, "Configuration", lists them)'} [${file}]`);
+      }
+    }
+  };
+  if (content === null || typeof content !== 'object' || Array.isArray(content)) problems.push(`${file}: must be a mapping of settings (section: {name: value}), got ${shownValue('', content)}`);
+  else walk(content, '');
+  return { values, problems };
+}
+
+export function readConfigFile(file: string): { values: Map<string, Provided>; problems: string[] } {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new ConfigError(`${file}: cannot read the config file: ${(err as Error).message}`);
   }
-  let parsed: unknown;
-  try {
-    parsed = parseYaml(text) ?? {};
-  } catch (err) {
-    throw new ConfigError(`${file}: not valid YAML/JSON: ${(err as Error).message}`);
+  const doc = parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length) {
+    const problems = doc.errors.map((e) => e.message.replace(/\s+/g, ' ').trim());
+    throw new ConfigError(`${file}: not valid YAML/JSON:\n  ${problems.join('\n  ')}`, problems.map((p) => `${file}: ${p}`));
   }
-  return flattenFile(parsed, file);
+  return flattenFile(doc.toJS() ?? {}, file);
+}
+
+/** Keys whose values are never shown; a URL's password is replaced by *** instead. */
+const SECRET_KEY = /password|secret|token/i;
+
+/** A value as written, for a message: strings quoted, URLs without their password, secrets hidden. */
+export function shownValue(key: string, value: unknown): string {
+  if (SECRET_KEY.test(key)) return '(hidden)';
+  if (typeof value === 'string') return JSON.stringify(key === 'database.url' || /:\/\//.test(value) ? redactUrl(value) : value);
+  if (value === undefined) return 'nothing';
+  return JSON.stringify(value) ?? String(value);
+}
+
+/** A zod issue in words for a person (the schema's own messages, where it has them, come first). */
+function describeIssue(issue: z.core.$ZodRawIssue): string | undefined {
+  const bound = (inclusive: boolean | undefined, at: string, beyond: string, n: unknown) => `must be ${inclusive === false ? beyond : at} ${String(n)}`;
+  switch (issue.code) {
+    case 'invalid_type': {
+      const expected: Record<string, string> = { number: 'a number', int: 'a whole number', boolean: 'true or false', string: 'text', object: 'a mapping of settings' };
+      return `must be ${expected[issue.expected] ?? issue.expected}`;
+    }
+    case 'invalid_value':
+      return `must be one of ${issue.values.map((v) => String(v)).join(', ')}`;
+    case 'too_small':
+      return issue.origin === 'string' ? 'must not be empty' : bound(issue.inclusive, 'at least', 'greater than', issue.minimum);
+    case 'too_big':
+      return issue.origin === 'string' ? `must be at most ${String(issue.maximum)} characters` : bound(issue.inclusive, 'at most', 'less than', issue.maximum);
+    default:
+      return undefined;
+  }
 }
 
 export interface ConfigSources {
@@ -287,15 +411,17 @@ export interface ConfigSources {
   commandDefaults?: Record<string, unknown>;
 }
 
-/**
- * Builds and validates the configuration. Throws ConfigError naming the key and its origin.
- * `sections` limits validation to what a command needs (e.g. `migrate` needs no collector).
- */
-export function loadConfig(sources: ConfigSources, sections: readonly (keyof Config)[] = ['database', 'collector', 'probe', 'identity', 'pipeline', 'log', 'metrics']): Config {
+/** Every value given, by dotted key, with where it came from (later sources win), and the file's mistakes. */
+export function providedSettings(sources: ConfigSources): { provided: Map<string, Provided>; problems: string[] } {
   const provided = new Map<string, Provided>();
+  const problems: string[] = [];
   for (const [key, value] of Object.entries(sources.commandDefaults ?? {})) provided.set(key, { value, origin: 'default' });
   for (const [key, { value, attribute }] of sources.probeConfig?.values ?? []) provided.set(key, { value, origin: `${sources.probeConfig!.file} (attribute ${attribute})` });
-  if (sources.file) for (const [k, v] of readConfigFile(sources.file)) provided.set(k, v);
+  if (sources.file) {
+    const file = readConfigFile(sources.file);
+    for (const [k, v] of file.values) provided.set(k, v);
+    problems.push(...file.problems);
+  }
   const env = sources.env ?? {};
   for (const s of SETTINGS) {
     const value = env[s.env];
@@ -305,36 +431,53 @@ export function loadConfig(sources: ConfigSources, sections: readonly (keyof Con
     const s = SETTINGS.find((x) => x.key === key);
     if (value !== undefined) provided.set(key, { value, origin: `flag --${s?.flag ?? key}` });
   }
+  return { provided, problems };
+}
 
+/**
+ * Builds and validates the configuration. Throws one ConfigError listing every mistake, each
+ * with the key, the value as written and its origin.
+ * `sections` limits validation to what a command needs (e.g. `migrate` needs no collector).
+ */
+export function loadConfig(sources: ConfigSources, sections: readonly (keyof Config)[] = ['database', 'collector', 'probe', 'identity', 'pipeline', 'log', 'metrics']): Config {
+  const { provided, problems } = providedSettings(sources);
   const raw: Record<string, unknown> = {};
   for (const section of Object.keys(configSchema.shape)) raw[section] = {};
   for (const [key, { value }] of provided) setPath(raw, key, value);
 
   const schema = configSchema.pick(Object.fromEntries(sections.map((s) => [s, true])) as { [K in keyof Config]?: true });
-  const result = schema.safeParse(raw);
+  const result = schema.safeParse(raw, { error: describeIssue });
   if (!result.success) {
-    const problems = result.error.issues.map((issue) => {
+    for (const issue of result.error.issues) {
       const key = issue.path.join('.');
       const s = SETTINGS.find((x) => x.key === key);
-      const origin = provided.get(key)?.origin ?? (s ? `not set (config file key ${key}, environment variable ${s.env} or flag --${s.flag})` : 'not set');
-      return `${key}: ${issue.message} [${origin}]`;
-    });
-    throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+      const given = provided.get(key);
+      if (given) problems.push(`${key}: ${issue.message}, got ${shownValue(key, given.value)} [${given.origin}]`);
+      else problems.push(`${key}: ${issue.message} [${s ? `not set (config file key ${key}, environment variable ${s.env} or flag --${s.flag})` : 'not set'}]`);
+    }
   }
+  if (problems.length) throw ConfigError.of(problems);
   // Sections not asked for are filled with their defaults where they have them, so callers
   // get one complete type; they are not used by the command that left them out.
   return { ...(raw as unknown as Config), ...result.data } as Config;
 }
 
-/** A database URL with its password replaced, for logs and messages. */
+/** A database URL with its password replaced, for logs and messages (also one that is not a valid URL). */
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
+    if (u.password) {
+      u.password = '***';
+      return u.toString();
+    }
   } catch {
-    return '(unparsable URL)';
+    // not a URL: look for a password below
   }
+  // "user:password@host…", with or without a scheme: from the user's ":" to the last "@".
+  const [, scheme = '', rest = ''] = /^([a-z][a-z0-9+.-]*:\/\/)?(.*)$/is.exec(url)!;
+  const at = rest.lastIndexOf('@');
+  const colon = rest.slice(0, Math.max(0, at)).indexOf(':');
+  return at < 0 || colon < 0 ? url : `${scheme}${rest.slice(0, colon)}:***${rest.slice(at)}`;
 }
 
 /** The collector endpoint: the path defaults to Gratia's servlet. */

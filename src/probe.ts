@@ -25,6 +25,7 @@ import { CaptureQueue, armWakeUp, captureBarrier, pruneOldState } from './queue'
 import { CollectorSender, backoffDelay, multiupdateForm } from './sender';
 import { probeDetailsXml } from './xml';
 import { captureHealth } from './status';
+import { PROBE_VERSION } from './version';
 import { TransferStatistics, statisticsEnabled, type StatisticsOptions } from './stats';
 import type { DeepPartial } from './stats/options';
 import { sendCompleteHours, type SummarySendResult } from './summary';
@@ -105,7 +106,7 @@ export const DOOR_RECHECK_MAX_MS = 5_000;
  */
 export const IDLE_IN_TRANSACTION_MS = 5_000;
 
-export const PROBE_VERSION: string = (require('../../package.json') as { version: string }).version;
+export { PROBE_VERSION } from './version';
 
 /** Which form of the billing schema this is, in words (for the handshake and status). */
 export async function billingSchemaForm(pool: pg.Pool): Promise<string> {
@@ -307,6 +308,7 @@ export class Probe {
     const prune = setInterval(() => void this.pruneOldState(), 10 * 60_000);
     this.timers.add(prune);
     this.log.info('probe running', {
+      version: PROBE_VERSION,
       database: redactUrl(this.config.database.url),
       collector: collectorEndpoint(this.config.collector.url).toString(),
       probeName: this.config.probe.name,

@@ -7,8 +7,11 @@
 import type pg from 'pg';
 import { createPool, type DatabaseOptions } from './db';
 import { GUARD_MISSING, LATEST_VERSION, installedBillingSchema, installedVersion } from './migrations';
+import { PROBE_VERSION } from './version';
 
 export interface ProbeStatus {
+  /** The version of this dcache-probe (the one asking, not necessarily the one running). */
+  probeVersion: string;
   schemaVersion: number;
   expectedSchemaVersion: number;
   billingSchema: string | null;
@@ -99,6 +102,7 @@ export async function readStatus(database: DatabaseOptions, staleAfterSeconds = 
     try {
       const schemaVersion = await installedVersion(client);
       const status: ProbeStatus = {
+        probeVersion: PROBE_VERSION,
         schemaVersion,
         expectedSchemaVersion: LATEST_VERSION,
         billingSchema: await installedBillingSchema(client),
@@ -159,6 +163,7 @@ export async function readStatus(database: DatabaseOptions, staleAfterSeconds = 
 
 export function formatStatus(s: ProbeStatus): string {
   const lines = [
+    `probe version       ${s.probeVersion}`,
     `schema version      ${s.schemaVersion} (this probe: ${s.expectedSchemaVersion})`,
     `billing schema      ${s.billingSchema ?? '-'}`,
     `queue depth         ${s.queueDepth}`,

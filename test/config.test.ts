@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, DEFAULT_BUNDLE_SIZE, SETTINGS, collectorEndpoint, loadConfig, redactUrl } from '../src/config';
+import { ConfigError, DEFAULT_BUNDLE_SIZE, SETTINGS, closestKey, collectorEndpoint, databaseUrlProblem, loadConfig, redactUrl } from '../src/config';
+import { runCli } from './helpers/probe';
 
 const dir = mkdtempSync(join(tmpdir(), 'probe-config-'));
 function file(name: string, content: string): string {
@@ -25,7 +26,7 @@ describe('configuration', () => {
     assert.equal(config.pipeline.doorGraceSeconds, 120);
     assert.equal(config.pipeline.pollIntervalSeconds, 30);
     assert.equal(config.probe.grid, 'OSG');
-    assert.match(config.probe.name, /^dcache-transfer:/);
+    assert.match(config.probe.name, /^dCache-transfer:/, "the old probe's form");
     assert.equal(config.database.billingSchema, 'public');
   });
 
@@ -56,9 +57,69 @@ describe('configuration', () => {
     });
   });
 
-  it('names the key and the file for an unknown setting', () => {
+  it('names the key and the file for an unknown setting, with the closest known key', () => {
     const path = file('unknown.yaml', 'pipeline:\n  bundelSize: 10\n');
-    assert.throws(() => loadConfig({ file: path, env: REQUIRED_ENV }), /unknown\.yaml: pipeline\.bundelSize: unknown setting/);
+    assert.throws(() => loadConfig({ file: path, env: REQUIRED_ENV }), (err: Error) => {
+      assert.equal(err.message, `invalid configuration: pipeline.bundelSize: unknown setting; did you mean pipeline.bundleSize? [${path}]`);
+      return true;
+    });
+  });
+
+  it('reports every mistake of a file at once: unknown keys with a "did you mean", values as written', () => {
+    const path = file('many.yaml', [
+      'database:',
+      '  queryTimeoutSecond: 30',
+      'collector:',
+      '  timeoutSeconds: thirty',
+      'pipeline:',
+      '  workers: 1.5',
+      '  mode: push',
+      'queryTimeoutSecond: 5',
+      'log: debug',
+      'frobnicate: 1',
+      '',
+    ].join('\n'));
+    assert.throws(() => loadConfig({ file: path, env: REQUIRED_ENV }), (err: Error) => {
+      assert.ok(err instanceof ConfigError);
+      assert.deepEqual(err.problems, [
+        `database.queryTimeoutSecond: unknown setting; did you mean database.queryTimeoutSeconds? [${path}]`,
+        `queryTimeoutSecond: unknown setting; did you mean database.queryTimeoutSeconds? [${path}]`,
+        `log: must be a mapping of its settings (name: value), got "debug" [${path}]`,
+        `frobnicate: unknown setting (README.md, "Configuration", lists them) [${path}]`,
+        `collector.timeoutSeconds: must be a number, got "thirty" [${path}]`,
+        `pipeline.workers: must be a whole number, got 1.5 [${path}]`,
+        `pipeline.mode: must be one of capture, poll, got "push" [${path}]`,
+      ]);
+      assert.ok(!err.message.includes('NaN'), err.message);
+      assert.ok(!err.message.includes('bundleSize'), 'not the list of every setting');
+      return true;
+    });
+  });
+
+  it('suggests the closest key only when one is close', () => {
+    const keys = SETTINGS.map((s) => s.key);
+    assert.equal(closestKey('database.queryTimeoutSecond', keys), 'database.queryTimeoutSeconds');
+    assert.equal(closestKey('pipeline.bundle_size', keys), 'pipeline.bundleSize');
+    assert.equal(closestKey('probe.sitename', keys), 'probe.siteName');
+    assert.equal(closestKey('databse.url', keys), 'database.url');
+    assert.equal(closestKey('collector.siteName', keys), 'probe.siteName', 'a key in the wrong section');
+    assert.equal(closestKey('pipeline.colour', keys), undefined);
+  });
+
+  it('accepts the PostgreSQL URL forms pg connects with, and says what is wrong with others', () => {
+    for (const ok of [
+      'postgres://probe:secret@db.example.org:5432/billing',
+      'postgresql://db.example.org/billing',
+      'postgres://srmdcache@%2Fvar%2Frun%2Fpostgresql/billing',
+      'postgres:///billing?host=/var/run/postgresql',
+      'postgres://srmdcache@/billing?host=/var/run/postgresql',
+    ]) assert.equal(databaseUrlProblem(ok), undefined, ok);
+    assert.equal(databaseUrlProblem('localhost/billing'), 'has no scheme');
+    assert.equal(databaseUrlProblem('db.example.org:5432/billing'), 'has no scheme');
+    assert.equal(databaseUrlProblem('mysql://x@127.0.0.1/billing'), 'is mysql://');
+    assert.equal(databaseUrlProblem('postgres://db.example.org'), 'names no database');
+    assert.equal(databaseUrlProblem('postgres:///billing'), 'names no host (nor a socket directory in ?host=)');
+    assert.equal(databaseUrlProblem('postgres://db:port/billing'), 'cannot be parsed');
   });
 
   it('names the environment variable for a bad value from the environment', () => {
@@ -85,12 +146,41 @@ describe('configuration', () => {
 
   it('never shows a password', () => {
     assert.equal(redactUrl('postgres://probe:s3cret@db/billing'), 'postgres://probe:***@db/billing');
+    assert.equal(redactUrl('probe:s3cret@db/billing'), 'probe:***@db/billing', 'not a URL, still no password');
+    assert.equal(redactUrl('postgres://probe:s3cret@/billing?host=/tmp'), 'postgres://probe:***@/billing?host=/tmp');
+    assert.equal(redactUrl('postgres://probe:s3/c@ret@db/billing'), 'postgres://probe:***@db/billing');
+    assert.equal(redactUrl('mysql://probe@db/billing'), 'mysql://probe@db/billing', 'nothing to hide');
+    assert.throws(() => loadConfig({ env: { ...REQUIRED_ENV, DCACHE_PROBE_DB_URL: 'mysql://probe:s3cret@db/billing' } }), (err: Error) => !err.message.includes('s3cret') && err.message.includes('mysql://probe:***@db/billing'));
     assert.throws(() => loadConfig({ env: { ...REQUIRED_ENV, DCACHE_PROBE_BUNDLE_SIZE: '-1' } }), (err: Error) => !err.message.includes('secret'));
   });
 
   it("defaults the collector path to Gratia's servlet", () => {
     assert.equal(collectorEndpoint('https://gracc.example.org').toString(), 'https://gracc.example.org/gratia-servlets/rmi');
     assert.equal(collectorEndpoint('http://c:8880/custom/path').pathname, '/custom/path');
+  });
+});
+
+describe('configuration errors through the command (exit 2)', () => {
+  it('a malformed or non-PostgreSQL --db-url: says what is wrong and shows the expected form', async () => {
+    for (const [url, problem] of [['localhost/billing', 'has no scheme'], ['mysql://x@127.0.0.1/billing', 'is mysql://']] as const) {
+      for (const command of [['status'], ['migrate'], ['demo', '--duration', '1']]) {
+        const result = await runCli([...command, '--db-url', url]);
+        assert.equal(result.code, 2, `${command[0]} ${url}: ${result.stderr}`);
+        assert.ok(result.stderr.includes(`this one ${problem}`), result.stderr);
+        assert.ok(result.stderr.includes('postgres://user@host:port/database'), result.stderr);
+        assert.ok(result.stderr.includes(JSON.stringify(url)), 'the value as written');
+        assert.ok(!/ENOTFOUND|getaddrinfo|\bbase\b/.test(result.stderr), result.stderr);
+      }
+    }
+  });
+
+  it('a config file with several mistakes: all of them, with key, value as written and file', async () => {
+    const path = file('cli.yaml', 'database:\n  url: postgres://x@127.0.0.1:1/billing\n  queryTimeoutSecond: 30\ncollector:\n  url: http://127.0.0.1:1\n  timeoutSeconds: thirty\nprobe:\n  siteName: S\n');
+    const result = await runCli(['run', '--config', path]);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /invalid configuration, 2 problems:/);
+    assert.ok(result.stderr.includes(`database.queryTimeoutSecond: unknown setting; did you mean database.queryTimeoutSeconds? [${path}]`), result.stderr);
+    assert.ok(result.stderr.includes(`collector.timeoutSeconds: must be a number, got "thirty" [${path}]`), result.stderr);
   });
 });
 

@@ -15,10 +15,23 @@ import { createLogger } from '../logger';
 import { SQL_DIR, migrate } from '../migrations';
 import { Probe } from '../probe';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded';
-import { INJECTED_FAULT_POOL, INJECTED_MISUSE_NETWORK, LiveTraffic, runWriters } from './simulator';
+import type { DeepPartial, StatisticsOptions } from '../stats/options';
+import { INJECTED_FAULT_POOL, INJECTED_MISUSE_NETWORK, LiveTraffic, runWriters, type Injection } from './simulator';
 
 /** How long an injected misuse burst lasts. */
-const MISUSE_BURST_SECONDS = 60;
+export const MISUSE_BURST_SECONDS = 60;
+
+/** The injected fault: a pool fails 80 % of its transfers. */
+export const FAULT_INJECTION: Injection = { faultPool: INJECTED_FAULT_POOL, faultShare: 0.8 };
+/** The injected misuse: 15 % of the traffic are permission-denied attempts by one user from one network. */
+export const MISUSE_INJECTION: Injection = { misuseShare: 0.15, misuseNetwork: INJECTED_MISUSE_NETWORK, misuseUser: 2 };
+
+/**
+ * The statistics of the demo: it is minutes old, so the detectors look every 2 s, alerts close
+ * after a minute, and users' networks are learnt in their first minute (instead of a day). The
+ * other baselines are the defaults: no detector alerts before it has the history it needs.
+ */
+export const DEMO_STATISTICS: DeepPartial<StatisticsOptions> = { detectIntervalSeconds: 2, clearAfterSeconds: 60, detectors: { newNetwork: { learnMinutes: 1 } } };
 
 export interface DemoOptions {
   rate: number;
@@ -34,6 +47,8 @@ export interface DemoOptions {
   injectMisuseAfterSeconds?: number;
   /** After the summary, keep the probe and its dashboard up this long (or until Ctrl-C). */
   lingerSeconds?: number;
+  /** Seed of the simulated traffic (random by default). */
+  seed?: number;
 }
 
 export interface DemoSummary {
@@ -106,7 +121,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   let collector: GratiaCollector | null = null;
   let probe: Probe | null = null;
   const dbName = `dcache_probe_demo_${process.pid}_${Date.now()}`;
-  const traffic = new LiveTraffic(options.rate);
+  const traffic = new LiveTraffic(options.rate, options.seed);
   try {
     const adminUrl = options.dbUrl ?? (embedded = await startEmbeddedPostgres()).adminUrl;
     if (embedded) out(`embedded PostgreSQL data directory: ${embedded.dataDir} (removed at the end)`);
@@ -134,7 +149,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
         'database.url': dbUrl,
         'collector.url': collectorUrl,
         'probe.siteName': 'DEMO_SITE',
-        'probe.name': 'dcache-transfer:demo.example.org',
+        'probe.name': 'dCache-transfer:demo.example.org',
         'probe.dcacheServerHost': 'dcache.example.org',
         'pipeline.doorGraceSeconds': 10,
         'log.level': 'warn',
@@ -143,8 +158,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     });
     probe = new Probe(config, createLogger(config.log), {
       metricsOnAnyPort: true,
-      // The demo is minutes old: look often, and learn users' networks in seconds.
-      statistics: { detectIntervalSeconds: 2, clearAfterSeconds: 60, detectors: { newNetwork: { learnMinutes: 0.05, minTransfers: 10 } } },
+      statistics: DEMO_STATISTICS,
       onBatch: (r) => {
         for (const l of r.latenciesMs) {
           latencies.push(l);
@@ -169,14 +183,14 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     const injections: NodeJS.Timeout[] = [];
     if (options.injectFaultAfterSeconds !== undefined) {
       injections.push(setTimeout(() => {
-        traffic.generator.inject = { ...traffic.generator.inject, faultPool: INJECTED_FAULT_POOL, faultShare: 0.8 };
-        out(`injected a fault: pool ${INJECTED_FAULT_POOL} now fails 80 % of its transfers (errorcode 204)`);
+        traffic.generator.inject = { ...traffic.generator.inject, ...FAULT_INJECTION };
+        out(`injected a fault: pool ${INJECTED_FAULT_POOL} now fails ${Math.round(FAULT_INJECTION.faultShare! * 100)} % of its transfers (errorcode 204)`);
       }, options.injectFaultAfterSeconds * 1000).unref());
     }
     if (options.injectMisuseAfterSeconds !== undefined) {
       injections.push(setTimeout(() => {
-        traffic.generator.inject = { ...traffic.generator.inject, misuseShare: 0.15, misuseNetwork: INJECTED_MISUSE_NETWORK, misuseUser: 2 };
-        out(`injected misuse: 15 % of the traffic is now permission-denied attempts from ${INJECTED_MISUSE_NETWORK}.0/24 for ${MISUSE_BURST_SECONDS} s`);
+        traffic.generator.inject = { ...traffic.generator.inject, ...MISUSE_INJECTION };
+        out(`injected misuse: ${Math.round(MISUSE_INJECTION.misuseShare! * 100)} % of the traffic is now permission-denied attempts from ${INJECTED_MISUSE_NETWORK}.0/24 for ${MISUSE_BURST_SECONDS} s`);
         injections.push(setTimeout(() => {
           traffic.generator.inject = { ...traffic.generator.inject, misuseShare: 0 };
           out('the misuse burst is over');

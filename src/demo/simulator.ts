@@ -311,17 +311,26 @@ export async function runWriters(take: (n: number) => Message[], options: Writer
   await Promise.all(Array.from({ length: options.writers ?? 10 }, writer));
 }
 
+/** The live traffic's generator: the demo's mix, seeded (a random seed unless given). */
+export function liveGenerator(options: { seed?: number; now?: () => number } = {}): TransferGenerator {
+  return new TransferGenerator({ seed: options.seed ?? Date.now() % 100000, clockSkewMs: 1500, now: options.now });
+}
+
 /** Live traffic: messages generated on demand, paced to `rate` rows per second. */
 export class LiveTraffic {
-  readonly generator = new TransferGenerator({ seed: Date.now() % 100000, clockSkewMs: 1500 });
+  readonly generator: TransferGenerator;
   private buffer: Message[] = [];
   private tokens = 0;
   private last = Date.now();
+  private readonly order: () => number;
   stopped = false;
   /** Reportable transactions committed so far. */
   readonly committed = new Set<string>();
 
-  constructor(private readonly rate: number) {}
+  constructor(private readonly rate: number, seed?: number) {
+    this.generator = liveGenerator({ seed });
+    this.order = rng((seed ?? Date.now()) + 1);
+  }
 
   /**
    * Up to n messages. Once stopped, the writers still write what was generated and no more:
@@ -331,7 +340,7 @@ export class LiveTraffic {
   take(n: number): Message[] {
     while (!this.stopped && this.buffer.length < n) {
       const transfers = Array.from({ length: 50 }, () => this.generator.next());
-      this.buffer.push(...messageStream(transfers, Math.floor(Math.random() * 1e6), 5));
+      this.buffer.push(...messageStream(transfers, Math.floor(this.order() * 1e6), 5));
     }
     return this.buffer.splice(0, n);
   }

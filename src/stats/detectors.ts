@@ -10,14 +10,17 @@
  *  - surge:        a user moving far more bytes than their norm (seasonal mean and deviation of
  *                  the same hour of day, or an EWMA with a deviation band of the last hours).
  *  - new-network:  a user with an established history transferring from a network never seen
- *                  for them.
+ *                  for them: known long enough, with enough transfers before the network
+ *                  appeared, and so many from it now that their history would have shown it
+ *                  had they used it all along (a hypergeometric test).
  *  - pool-stopped: a pool that served steadily and has been silent while the rest of the site
  *                  went on.
  *
  * The rate tests are binomial: x failures of n transfers against an expected rate p0 (the
  * key's own rate in the baseline window when it had enough transfers there, else the rate of
- * its peers now, never below a floor); a spike needs a minimum count, a ratio over p0 and a
- * z-score.
+ * its peers now when they had as many, never below a floor); a spike needs a minimum count, a
+ * ratio over p0 and a z-score. No detector alerts before it has the baseline it needs (too
+ * few transfers to know a rate, a too short history, a user not yet learnt): it says nothing.
  */
 import type { Counts } from './keys';
 
@@ -41,7 +44,10 @@ export interface RateTestOptions {
   z: number;
   /** Expected rate never below this (a key with no failures in its baseline is not "0 %"). */
   floorRate: number;
-  /** Transfers a key needs in the baseline window for its own rate to be its baseline. */
+  /**
+   * Transfers a key needs in the baseline window for its own rate to be its baseline; else
+   * its peers need as many now, or nothing is judged.
+   */
   minBaselineTransfers: number;
 }
 
@@ -65,6 +71,13 @@ export interface NewNetworkOptions {
   learnMinutes: number;
   /** Transfers from the new network in the recent window needed to flag it. */
   minTransfers: number;
+  /** Transfers the user needs before the network first appeared (what "not seen" rests on). */
+  minBaselineTransfers: number;
+  /**
+   * Flag it only if this is at most the chance that none of those earlier transfers came
+   * from the network had the user used it all along at its share since (1e-3: one in 1000).
+   */
+  maxChance: number;
 }
 
 export interface StoppedOptions {
@@ -94,7 +107,7 @@ export const DEFAULT_DETECTOR_OPTIONS: DetectorOptions = {
   fault: { minCount: 10, ratio: 3, z: 5, floorRate: 0.01, minBaselineTransfers: 200 },
   misuse: { minCount: 20, ratio: 5, z: 5, floorRate: 0.005, minBaselineTransfers: 200 },
   surge: { ratio: 5, k: 4, minBytes: 10e9, minHistoryMinutes: 60, seasonalMinDays: 3, alpha: 0.05 },
-  newNetwork: { learnMinutes: 1440, minTransfers: 10 },
+  newNetwork: { learnMinutes: 1440, minTransfers: 10, minBaselineTransfers: 50, maxChance: 0.001 },
   stopped: { minSilenceSeconds: 300, minExpected: 30, minActiveMinutes: 10 },
 };
 
@@ -128,6 +141,17 @@ function tallyOf(m: ReadonlyMap<string, Tally>, key: string): Tally {
 
 /** Per-dimension tallies of a window: dimension -> key -> tally. */
 export type Tallies = ReadonlyMap<string, ReadonlyMap<string, Tally>>;
+
+/**
+ * The expected failure rate of a key: its own rate in the baseline window when it had
+ * minBaselineTransfers there, else its peers' rate now when they had as many; else none (too
+ * little traffic to know what is normal: nothing is judged).
+ */
+export function expectedRate(own: Tally | undefined, peers: Tally, o: RateTestOptions): { p0: number; baseline: 'own' | 'peers' } | null {
+  if (own !== undefined && own.transfers >= o.minBaselineTransfers) return { p0: own.failures / own.transfers, baseline: 'own' };
+  if (peers.transfers >= o.minBaselineTransfers) return { p0: peers.failures / peers.transfers, baseline: 'peers' };
+  return null;
+}
 
 export interface RateSpike {
   dimension: string;
@@ -167,13 +191,11 @@ export function explainedRateSpikes(
     let bestIndex = -1;
     dimensions.forEach((dimension, i) => {
       for (const [key, t] of per[i]!) {
-        const own = baseline.get(dimension)?.get(key);
-        const peers = { transfers: total.transfers - t.transfers, failures: total.failures - t.failures };
-        const useOwn = own !== undefined && own.transfers >= o.minBaselineTransfers;
-        const p0 = useOwn ? own.failures / own.transfers : peers.transfers > 0 ? peers.failures / peers.transfers : o.floorRate;
-        const test = rateSpike(t.failures, t.transfers, p0, o);
+        const expected = expectedRate(baseline.get(dimension)?.get(key), { transfers: total.transfers - t.transfers, failures: total.failures - t.failures }, o);
+        if (!expected) continue;
+        const test = rateSpike(t.failures, t.transfers, expected.p0, o);
         if (test.spike && (!best || test.z > best.test.z)) {
-          best = { dimension, key, tally: t, test, baseline: useOwn ? 'own' : 'peers' };
+          best = { dimension, key, tally: t, test, baseline: expected.baseline };
           bestIndex = i;
         }
       }
@@ -207,18 +229,16 @@ export function detectMisuse(recent: Tallies, baseline: Tallies, o: RateTestOpti
       total.failures += t.failures;
     }
     for (const [key, t] of keys) {
-      const own = baseline.get(dimension)?.get(key);
-      const peers = { transfers: total.transfers - t.transfers, failures: total.failures - t.failures };
-      const useOwn = own !== undefined && own.transfers >= o.minBaselineTransfers;
-      const p0 = useOwn ? own.failures / own.transfers : peers.transfers > 0 ? peers.failures / peers.transfers : o.floorRate;
-      const test = rateSpike(t.failures, t.transfers, p0, o);
+      const expected = expectedRate(baseline.get(dimension)?.get(key), { transfers: total.transfers - t.transfers, failures: total.failures - t.failures }, o);
+      if (!expected) continue;
+      const test = rateSpike(t.failures, t.transfers, expected.p0, o);
       if (!test.spike) continue;
       out.push({
         kind: 'misuse',
         dimension,
         key,
         message: `${dimension === 'client_net' ? 'client network' : dimension} ${key}: ${t.failures} permission-denied errors in ${t.transfers} transfers (${pct(test.rate)}; expected ${pct(test.expected)})`,
-        evidence: { denied: t.failures, transfers: t.transfers, rate: round(test.rate), expectedRate: round(test.expected), z: round(test.z), baseline: useOwn ? 'own' : 'peers' },
+        evidence: { denied: t.failures, transfers: t.transfers, rate: round(test.rate), expectedRate: round(test.expected), z: round(test.z), baseline: expected.baseline },
       });
     }
   }
@@ -281,8 +301,32 @@ export function detectSurges(inputs: readonly SurgeInput[], o: SurgeOptions): Fi
 export interface NewNetworkInput {
   user: string;
   userFirstSeenMs: number;
-  networks: readonly { network: string; firstSeenMs: number; recentTransfers: number }[];
+  networks: readonly {
+    network: string;
+    firstSeenMs: number;
+    /** Transfers from the network in the recent window (all it had: it is new). */
+    recentTransfers: number;
+    /** The user's transfers from the minute the network first appeared on. */
+    userTransfersSince: number;
+    /** The user's transfers before that minute (as far back as the statistics go) ... */
+    userTransfersBefore: number;
+    /** ... since this time (epoch ms). */
+    userTransfersBeforeFromMs: number;
+  }[];
 }
+
+/**
+ * The chance that none of a user's `before` transfers came from a network that carries x of
+ * their n transfers since, if the user had used it all along at that share: all x of the x
+ * fall among the last n of n + before (hypergeometric; the one-sided Fisher test of a 0 cell).
+ */
+export function unseenChance(x: number, n: number, before: number): number {
+  let p = 1;
+  for (let i = 0; i < x && p > 1e-300; i++) p *= Math.max(0, n - i) / (n + before - i);
+  return p;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 /** Users with an established history transferring from networks never seen for them. */
 export function detectNewNetworks(inputs: readonly NewNetworkInput[], nowMs: number, windowMinutes: number, o: NewNetworkOptions): Finding[] {
@@ -292,12 +336,26 @@ export function detectNewNetworks(inputs: readonly NewNetworkInput[], nowMs: num
       if (n.firstSeenMs < u.userFirstSeenMs + o.learnMinutes * 60_000) continue; // part of what was learnt
       if (n.firstSeenMs < nowMs - windowMinutes * 60_000) continue; // no longer new
       if (n.recentTransfers < o.minTransfers) continue;
+      if (n.userTransfersBefore < o.minBaselineTransfers) continue; // too little history to say "not seen"
+      const chance = unseenChance(n.recentTransfers, Math.max(n.userTransfersSince, n.recentTransfers), n.userTransfersBefore);
+      if (chance > o.maxChance) continue; // a network this rare could have been missed
       out.push({
         kind: 'new-network',
         dimension: 'user_net',
         key: `${n.network} ${u.user}`,
-        message: `user ${u.user}: ${n.recentTransfers} transfers from ${n.network}, a network not seen for this user before ${new Date(n.firstSeenMs).toISOString()} (known since ${new Date(u.userFirstSeenMs).toISOString()})`,
-        evidence: { network: n.network, user: u.user, transfers: n.recentTransfers, networkFirstSeen: new Date(n.firstSeenMs).toISOString(), userFirstSeen: new Date(u.userFirstSeenMs).toISOString() },
+        message:
+          `user ${u.user}: ${n.recentTransfers} of their ${Math.max(n.userTransfersSince, n.recentTransfers)} transfers since ${iso(n.firstSeenMs)} came from ${n.network}, ` +
+          `a network none of their ${n.userTransfersBefore} transfers since ${iso(n.userTransfersBeforeFromMs)} came from (user known since ${iso(u.userFirstSeenMs)})`,
+        evidence: {
+          network: n.network,
+          user: u.user,
+          transfers: n.recentTransfers,
+          userTransfersSince: n.userTransfersSince,
+          userTransfersBefore: n.userTransfersBefore,
+          chanceUnseen: Number(chance.toPrecision(3)),
+          networkFirstSeen: new Date(n.firstSeenMs).toISOString(),
+          userFirstSeen: new Date(u.userFirstSeenMs).toISOString(),
+        },
       });
     }
   }

@@ -12,7 +12,7 @@ import type pg from 'pg';
 import client from 'prom-client';
 import { isConnectionFault } from '../db';
 import type { Logger } from '../logger';
-import { detectFaults, detectMisuse, detectNewNetworks, detectStoppedPools, detectSurges, type Finding, type Tally } from './detectors';
+import { detectFaults, detectMisuse, detectNewNetworks, detectStoppedPools, detectSurges, type Finding, type NewNetworkInput, type Tally } from './detectors';
 import { MINUTE_MS, type Counts } from './keys';
 import type { StatisticsOptions } from './options';
 import { minuteSeries, seasonalBytes, seen, windowCounts } from './store';
@@ -73,22 +73,26 @@ export async function findAnomalies(pool: pg.Pool, o: StatisticsOptions, nowMs =
   // New client networks of known users; pools that went silent.
   const seenRows = await seen(pool, ['user', 'user_net', 'pool']);
   const userFirst = new Map(seenRows.filter((s) => s.dimension === 'user').map((s) => [s.key, s.firstMs]));
-  const byUser = new Map<string, { network: string; firstSeenMs: number; recentTransfers: number }[]>();
-  for (const s of seenRows) {
-    if (s.dimension !== 'user_net' || s.firstMs < recentFrom) continue;
-    const [network, user] = splitPair(s.key);
+  const fresh = seenRows
+    .filter((s) => s.dimension === 'user_net' && s.firstMs >= recentFrom)
+    .map((s) => ({ key: s.key, pair: splitPair(s.key), firstSeenMs: s.firstMs }))
+    .filter((c) => userFirst.has(c.pair[1]));
+  const around = await userTransfersAround(pool, fresh.map((c) => ({ user: c.pair[1], splitMs: Math.floor(c.firstSeenMs / MINUTE_MS) * MINUTE_MS })), baseFrom, end);
+  const byUser = new Map<string, NewNetworkInput['networks'][number][]>();
+  fresh.forEach((c, i) => {
+    const [network, user] = c.pair;
     const list = byUser.get(user) ?? [];
-    list.push({ network, firstSeenMs: s.firstMs, recentTransfers: recent.get('user_net')!.get(s.key)?.transfers ?? 0 });
+    list.push({
+      network,
+      firstSeenMs: c.firstSeenMs,
+      recentTransfers: recent.get('user_net')!.get(c.key)?.transfers ?? 0,
+      userTransfersSince: around[i]!.since,
+      userTransfersBefore: around[i]!.before,
+      userTransfersBeforeFromMs: Math.max(baseFrom, userFirst.get(user)!),
+    });
     byUser.set(user, list);
-  }
-  findings.push(
-    ...detectNewNetworks(
-      [...byUser.entries()].filter(([u]) => userFirst.has(u)).map(([user, networks]) => ({ user, userFirstSeenMs: userFirst.get(user)!, networks })),
-      nowMs,
-      d.windowMinutes,
-      d.newNetwork,
-    ),
-  );
+  });
+  findings.push(...detectNewNetworks([...byUser.entries()].map(([user, networks]) => ({ user, userFirstSeenMs: userFirst.get(user)!, networks })), nowMs, d.windowMinutes, d.newNetwork));
 
   const pools = seenRows.filter((s) => s.dimension === 'pool');
   const siteLast = Math.max(0, ...pools.map((p) => p.lastMs));
@@ -110,6 +114,26 @@ export const PERSONAL_DIMENSIONS: ReadonlySet<string> = new Set(['user', 'client
 /** The `key` label of an open alert. */
 export function anomalyKeyLabel(a: { id: number | string; dimension: string; key: string }, personalLabels: boolean): string {
   return personalLabels || !PERSONAL_DIMENSIONS.has(a.dimension) ? a.key : `alert ${a.id}`;
+}
+
+/**
+ * For each (user, minute): the user's transfers in [from, minute) and in [minute, to), from
+ * the minute table (the detectors' baseline and recent windows only: bounded reads).
+ */
+async function userTransfersAround(pool: pg.Pool, splits: readonly { user: string; splitMs: number }[], fromMs: number, toMs: number): Promise<{ before: number; since: number }[]> {
+  if (splits.length === 0) return [];
+  const { rows } = await pool.query<{ i: string; before: string; since: string }>(
+    `SELECT c.i, coalesce(sum(m.transfers) FILTER (WHERE m.bucket < c.split), 0)::bigint AS before,
+            coalesce(sum(m.transfers) FILTER (WHERE m.bucket >= c.split), 0)::bigint AS since
+       FROM (SELECT i, u, to_timestamp(s / 1000.0) AS split FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS x(u, s, i)) AS c
+       LEFT JOIN dcache_probe.stats_minute m
+         ON m.dimension = 'user' AND m.key = c.u AND m.bucket >= to_timestamp($3 / 1000.0) AND m.bucket < to_timestamp($4 / 1000.0)
+      GROUP BY c.i`,
+    [splits.map((s) => s.user), splits.map((s) => s.splitMs), fromMs, toMs],
+  );
+  const out = splits.map(() => ({ before: 0, since: 0 }));
+  for (const r of rows) out[Number(r.i) - 1] = { before: Number(r.before), since: Number(r.since) };
+  return out;
 }
 
 export class AnomalyMonitor {

@@ -56,6 +56,8 @@ export const STATISTICS_SETTINGS: { path: string; env: string; description: stri
   ['detectors.surge.alpha', 'DCACHE_PROBE_ANOMALY_SURGE_ALPHA', 'EWMA smoothing factor per minute (without a seasonal baseline)'],
   ['detectors.newNetwork.learnMinutes', 'DCACHE_PROBE_ANOMALY_NEW_NETWORK_LEARN_MINUTES', 'a network is new only if the user was known this long before it'],
   ['detectors.newNetwork.minTransfers', 'DCACHE_PROBE_ANOMALY_NEW_NETWORK_MIN_TRANSFERS', 'transfers from the new network in the window needed'],
+  ['detectors.newNetwork.minBaselineTransfers', 'DCACHE_PROBE_ANOMALY_NEW_NETWORK_MIN_BASELINE_TRANSFERS', "the user's transfers in the baseline window before the network appeared needed"],
+  ['detectors.newNetwork.maxChance', 'DCACHE_PROBE_ANOMALY_NEW_NETWORK_MAX_CHANCE', 'flag only if the chance that a network in use all along was missing from that history is at most this'],
   ['detectors.stopped.minSilenceSeconds', 'DCACHE_PROBE_ANOMALY_STOPPED_MIN_SILENCE_SECONDS', 'silence of a pool while the site delivered'],
   ['detectors.stopped.minExpected', 'DCACHE_PROBE_ANOMALY_STOPPED_MIN_EXPECTED', 'transfers it would have served in that silence'],
   ['detectors.stopped.minActiveMinutes', 'DCACHE_PROBE_ANOMALY_STOPPED_MIN_ACTIVE_MINUTES', 'minutes with traffic it needs in the baseline'],

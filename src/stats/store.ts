@@ -160,9 +160,12 @@ export interface SeriesLine {
 
 /**
  * A dimension's series over a window: the `limit` keys with the most bytes each on its own,
- * the rest summed as "(other)" (so the lines add up to the window's total).
+ * the rest summed as "(other)" (so the lines add up to the window's total). `dataSince` is
+ * the first bucket the table holds (epoch s, null when empty): a window that starts before it
+ * has no data there (the page starts its axis at it), rather than a quiet time.
  */
 export async function series(pool: pg.Pool, w: Window, dimension: string, limit = 8) {
+  const since = await pool.query<{ t: string | null }>(`SELECT extract(epoch FROM min(bucket))::bigint AS t FROM dcache_probe.${w.table} WHERE dimension = 'all'`);
   const step = w.stepMs / 1000;
   const { rows } = await pool.query<CountRow & { key: string; t: string }>(
     `SELECT key, (floor(extract(epoch FROM bucket) / $3) * $3)::bigint AS t, ${SUMS}
@@ -186,7 +189,8 @@ export async function series(pool: pg.Pool, w: Window, dimension: string, limit 
     line.errors[i]! += Number(r.errors);
     line.denied[i]! += Number(r.denied);
   }
-  return { window: w.name, dimension, stepSeconds: step, buckets, series: [...lines.values()] };
+  const dataSince = since.rows[0]?.t == null ? null : Number(since.rows[0].t);
+  return { window: w.name, dimension, stepSeconds: step, buckets, dataSince, series: [...lines.values()] };
 }
 
 export type TopOrder = 'bytes' | 'transfers' | 'errors' | 'denied' | 'error_rate' | 'slowest';

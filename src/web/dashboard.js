@@ -2,7 +2,9 @@
  * The dashboard page of dcache-transfer-probe: reads the probe's JSON API (api/...) and draws
  * it with uPlot (served by the probe from its npm package). Every number shown comes from one
  * API response, and the page writes the exact values it drew into data-* attributes so that a
- * test can compare them with the API. Refreshes every 5 s (?refresh=N to change, 0 to stop).
+ * test can compare them with the API. Refreshes every 5 s (?refresh=N to change, 0 to stop);
+ * until the first data, every second. Until the first answers it says it is loading (and
+ * <body data-loading>); each part is drawn as soon as its answer is in.
  */
 (function () {
   'use strict';
@@ -88,15 +90,30 @@
   // --- charts (uPlot) --------------------------------------------------------------------
   function chartWidth(id) { return Math.max(280, $(id).clientWidth); }
 
+  /** The y axis as wide as its longest label (a fixed width clipped "1.5 GB/s" to "l5.0 GB/s"). */
+  function axisSize(u, values, axisIdx, cycleNum) {
+    var axis = u.axes[axisIdx];
+    if (cycleNum > 1) return axis._size; // uPlot converges; keep the size of the last pass
+    var size = axis.ticks.size + axis.gap;
+    var longest = (values || []).reduce(function (a, v) { return String(v).length > a.length ? String(v) : a; }, '');
+    if (longest) {
+      u.ctx.font = axis.font[0];
+      size += u.ctx.measureText(longest).width / (window.devicePixelRatio || 1);
+    }
+    return Math.ceil(size) + 4;
+  }
+
   /** Creates the chart, or gives it new data when its series are the same. */
   function plot(id, labels, data, opts) {
-    var signature = labels.join('\u0001');
+    // Same series, range and ticks: new data into the same chart; else a new chart.
+    var signature = [labels.join('\u0001'), opts.xRange ? opts.xRange.join() : '', opts.xAxis && opts.xAxis.incrs ? opts.xAxis.incrs[0] : ''].join('\u0002');
     var c = charts[id];
     if (c && c.signature === signature) {
       c.chart.setData(data);
       return;
     }
     if (c) c.chart.destroy();
+    else $(id).textContent = ''; // the loading note
     var series = [{}].concat(labels.map(function (label, i) {
       return Object.assign({ label: label, stroke: COLORS[i % COLORS.length], width: 1.5, value: function (u, v) { return v === null ? '–' : opts.format(v); } }, opts.series ? opts.series(i) : {});
     }));
@@ -104,18 +121,48 @@
       width: chartWidth(id),
       height: 220,
       series: series,
-      scales: { x: opts.xRange ? { time: false, range: opts.xRange } : { time: opts.time !== false } },
-      axes: [opts.xAxis || {}, { size: 70, values: function (u, vals) { return vals.map(opts.format); } }],
+      scales: {
+        x: opts.xRange ? { time: opts.time !== false, range: opts.xRange } : { time: opts.time !== false },
+        // Rates and counts from zero (a few points alone would otherwise float mid-chart).
+        y: { range: function (u, min, max) { return uPlot.rangeNum(0, max > 0 ? max : 1, 0.1, true); } },
+      },
+      axes: [opts.xAxis || {}, { size: axisSize, values: function (u, vals) { return vals.map(opts.format); } }],
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
     }, data, $(id));
     charts[id] = { chart: chart, signature: signature };
+    $(id).uplot = chart; // the browser test reads its axes
+  }
+
+  /**
+   * How many leading steps of a window come before the first data the probe holds (a probe
+   * running for less than the window): the charts start at the first data instead of showing
+   * those steps as zeros. The last step is always drawn.
+   */
+  function stepsWithoutData(s) {
+    if (s.dataSince === null || s.dataSince === undefined) return 0;
+    var first = Math.floor(s.dataSince / s.stepSeconds) * s.stepSeconds;
+    var skip = 0;
+    while (skip < s.buckets.length - 1 && s.buckets[skip] < first) skip++;
+    return skip;
+  }
+
+  /** Time ticks no finer than the series' step (no ":05" seconds on per-minute data). */
+  var TIME_INCRS = [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800];
+  function timeAxis(s) {
+    return { incrs: TIME_INCRS.filter(function (i) { return i >= s.stepSeconds; }) };
+  }
+  /** One step alone is drawn across its own length (uPlot cannot make a range of one time). */
+  function timeRange(s, xs) {
+    return xs.length === 1 ? [xs[0], xs[0] + s.stepSeconds] : undefined;
   }
 
   function drawSeries(s) {
     var labels = s.series.map(function (l) { return l.key; });
-    var rate = s.series.map(function (l) { return l.bytes.map(function (b) { return b / s.stepSeconds; }); });
-    plot('chart-volume', labels, [s.buckets].concat(rate), { format: fmtRate });
+    var skip = stepsWithoutData(s);
+    var xs = s.buckets.slice(skip);
+    var rate = s.series.map(function (l) { return l.bytes.slice(skip).map(function (b) { return b / s.stepSeconds; }); });
+    plot('chart-volume', labels, [xs].concat(rate), { format: fmtRate, xAxis: timeAxis(s), xRange: timeRange(s, xs) });
     $('volume-title').textContent = 'Rate by ' + DIMENSION_NAMES[s.dimension] + ' (bytes/s)';
     // What was drawn, summed: must equal the summary's totals.
     var transfers = 0, bytes = 0, errors = 0, denied = 0;
@@ -131,9 +178,13 @@
     v.setAttribute('data-total-transfers', String(transfers));
     v.setAttribute('data-total-bytes', String(bytes));
     v.setAttribute('data-series', labels.join('\n'));
-    plot('chart-errors', ['transfers', 'failed', 'permission denied'], [s.buckets, t, e, d], {
+    v.setAttribute('data-x-from', String(xs[0]));
+    $('chart-errors').setAttribute('data-x-from', String(xs[0]));
+    plot('chart-errors', ['transfers', 'failed', 'permission denied'], [xs, t.slice(skip), e.slice(skip), d.slice(skip)], {
       format: function (x) { return x >= 100 ? fmtInt(x) : x.toFixed(1); },
       series: function (i) { return { stroke: ['#1f5fbf', '#c4320a', '#ae3ec9'][i] }; },
+      xAxis: timeAxis(s),
+      xRange: timeRange(s, xs),
     });
     var c = $('chart-errors');
     c.setAttribute('data-total-errors', String(errors));
@@ -200,41 +251,48 @@
   // --- the refresh loop ------------------------------------------------------------------
   var timer = null;
   var generation = 0;
+  /** While the window has no data yet, look again after this long (not refreshMs), for a while. */
+  var FIRST_DATA_RETRY_MS = 1000;
+  var FIRST_DATA_PATIENCE_MS = 30000;
+  var loadedAt = Date.now();
+  var hasData = false;
 
   function refresh() {
     var mine = ++generation;
     var w = '&window=' + state.window;
+    // Each part is drawn as soon as its answer is in (the page fills in quickly); the page is
+    // "updated" when all are.
+    function part(request, draw) {
+      return request.then(function (r) {
+        if (mine === generation) draw(r); // else a newer refresh (window changed) is under way
+        return r;
+      });
+    }
+    var table = function (id, columns, barOf, rows) { return function (r) { drawTable(id, rows ? rows(r) : r.rows, columns, barOf); }; };
     return Promise.all([
-      api('api/summary?' + w.slice(1)),
-      api('api/series?dimension=' + state.dimension + w),
-      api('api/alerts'),
-      top('user', 'bytes'),
-      top('client_net', 'bytes'),
-      top('pool', 'slowest'),
-      top('error', 'transfers', 12),
-      top('door', 'error_rate', 5),
-      top('pool', 'error_rate', 5),
-      top('vo', 'bytes'),
-      api('api/histogram?metric=duration' + w),
-      api('api/histogram?metric=rate' + w),
+      part(api('api/summary?' + w.slice(1)), drawSummary),
+      part(api('api/series?dimension=' + state.dimension + w), drawSeries),
+      part(api('api/alerts'), drawAlerts),
+      part(top('user', 'bytes'), table('top-user', [['user'].concat(key.slice(1)), volume, count, failed, denied], function (x) { return x.bytes; })),
+      part(top('client_net', 'bytes'), table('top-client_net', [['network'].concat(key.slice(1)), volume, count, failed, denied], function (x) { return x.bytes; })),
+      part(top('pool', 'slowest'), table('slowest-pool', [['pool'].concat(key.slice(1)), meanRate, count, volume])),
+      part(top('error', 'transfers', 12), table('top-error', [['errorcode'].concat(key.slice(1)), count], function (x) { return x.transfers; }, function (r) { return r.rows.filter(function (x) { return x.key !== '0'; }); })),
+      Promise.all([top('door', 'error_rate', 5), top('pool', 'error_rate', 5)]).then(function (r) {
+        if (mine !== generation) return;
+        var byRate = r[0].rows.map(function (x) { return Object.assign({}, x, { key: 'door ' + x.key }); })
+          .concat(r[1].rows.map(function (x) { return Object.assign({}, x, { key: 'pool ' + x.key }); }))
+          .sort(function (a, b) { return b.errorRate - a.errorRate; });
+        drawTable('error-rate-door', byRate, [['door / pool'].concat(key.slice(1)), failed, count], function (x) { return x.errorRate; });
+      }),
+      part(top('vo', 'bytes'), table('top-vo', [['VO'].concat(key.slice(1)), volume, count, failed], function (x) { return x.bytes; })),
+      part(api('api/histogram?metric=duration' + w), function (h) { drawHistogram('hist-duration', h, function (ms) { return fmtMs(ms); }); }),
+      part(api('api/histogram?metric=rate' + w), function (h) { drawHistogram('hist-rate', h, function (b) { return fmtBytes(b) + '/s'; }); }),
     ]).then(function (r) {
-      if (mine !== generation) return; // a newer refresh (window changed) is under way
-      drawSummary(r[0]);
-      drawSeries(r[1]);
-      drawAlerts(r[2]);
-      drawTable('top-user', r[3].rows, [['user'].concat(key.slice(1)), volume, count, failed, denied], function (x) { return x.bytes; });
-      drawTable('top-client_net', r[4].rows, [['network'].concat(key.slice(1)), volume, count, failed, denied], function (x) { return x.bytes; });
-      drawTable('slowest-pool', r[5].rows, [['pool'].concat(key.slice(1)), meanRate, count, volume]);
-      drawTable('top-error', r[6].rows.filter(function (x) { return x.key !== '0'; }), [['errorcode'].concat(key.slice(1)), count], function (x) { return x.transfers; });
-      var byRate = r[7].rows.map(function (x) { return Object.assign({}, x, { key: 'door ' + x.key }); })
-        .concat(r[8].rows.map(function (x) { return Object.assign({}, x, { key: 'pool ' + x.key }); }))
-        .sort(function (a, b) { return b.errorRate - a.errorRate; });
-      drawTable('error-rate-door', byRate, [['door / pool'].concat(key.slice(1)), failed, count], function (x) { return x.errorRate; });
-      drawTable('top-vo', r[9].rows, [['VO'].concat(key.slice(1)), volume, count, failed], function (x) { return x.bytes; });
-      drawHistogram('hist-duration', r[10], function (ms) { return fmtMs(ms); });
-      drawHistogram('hist-rate', r[11], function (b) { return fmtBytes(b) + '/s'; });
-      $('updated').textContent = fmtTime(r[0].generatedAt);
+      if (mine !== generation) return;
+      hasData = r[0].transfers > 0 || hasData;
+      $('updated').textContent = 'updated ' + fmtTime(r[0].generatedAt);
       $('problem').textContent = '';
+      document.body.removeAttribute('data-loading');
       document.body.setAttribute('data-generation', String(mine));
       document.body.setAttribute('data-window', state.window);
       document.body.setAttribute('data-dimension', state.dimension);
@@ -245,7 +303,9 @@
 
   function schedule() {
     clearTimeout(timer);
-    if (state.refreshMs > 0) timer = setTimeout(function () { refresh().then(schedule); }, state.refreshMs);
+    var eager = !hasData && state.refreshMs > 0 && Date.now() - loadedAt < FIRST_DATA_PATIENCE_MS;
+    var wait = eager ? Math.min(state.refreshMs, FIRST_DATA_RETRY_MS) : state.refreshMs;
+    if (wait > 0) timer = setTimeout(function () { refresh().then(schedule); }, wait);
   }
 
   function remember() {
@@ -255,6 +315,8 @@
     history.replaceState(null, '', '?' + p.toString());
   }
 
+  // The first data is asked for at once, beside the page's settings (api/meta).
+  var first = refresh();
   api('api/meta').then(function (meta) {
     var select = $('dimension');
     meta.dimensions.forEach(function (d) {
@@ -279,7 +341,7 @@
     window.addEventListener('resize', function () {
       for (var id in charts) charts[id].chart.setSize({ width: chartWidth(id), height: 220 });
     });
-    return refresh().then(schedule);
+    return first.then(schedule);
   }).catch(function (err) {
     $('problem').textContent = 'cannot read the probe: ' + err.message;
   });
