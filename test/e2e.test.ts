@@ -83,7 +83,8 @@ describe('a probe killed with SIGKILL mid-stream', () => {
 
   it('loses nothing after a restart, and every re-sent record is byte-identical to the first', async (t) => {
     const sim = transfers(4000, 'modern', 303);
-    const settings = { dbUrl: db.url, collectorUrl: collector.url, extraArgs: ['--door-grace', '30', '--bundle-size', '100'] };
+    // The killed probe's leases run out after 5 s; then its restarted self delivers those rows.
+    const settings = { dbUrl: db.url, collectorUrl: collector.url, extraArgs: ['--door-grace', '30', '--bundle-size', '100', '--lease', '5'] };
     let probe = await startProbe(settings);
     const writing = writeMessages(messageStream(sim), { url: db.url, writers: 10, maxTransactionRows: 50 });
     await waitFor('some records delivered', async () => (await collector.stats()).recordsAccepted >= 500, 60_000);

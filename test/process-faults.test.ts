@@ -78,8 +78,9 @@ describe('stopping and killing probes', () => {
   });
 
   it('when one probe of a pair is killed, the other delivers everything', async (t) => {
-    const a = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: [...FAST_RETRIES, '--bundle-size', '50'] });
-    const b = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: [...FAST_RETRIES, '--bundle-size', '50'] });
+    // The killed probe's leases run out after 5 s; then the survivor takes them back.
+    const a = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: [...FAST_RETRIES, '--bundle-size', '50', '--lease', '5'] });
+    const b = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: [...FAST_RETRIES, '--bundle-size', '50', '--lease', '5'] });
     probes.push(a, b);
     const sim = simulate(3000, 33);
     const writing = write(db, sim, 10);
