@@ -4,7 +4,7 @@
  * billing cell's copy of a transaction in flight in another lease waits for that outcome.
  */
 import assert from 'node:assert/strict';
-import { afterEach, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
 import { collectorEndpoint } from '../src/config';
 import { createPool } from '../src/db';
@@ -12,8 +12,9 @@ import { Delivery } from '../src/delivery';
 import { silentLogger } from '../src/logger';
 import { CaptureQueue } from '../src/queue';
 import { CollectorSender } from '../src/sender';
-import { startCollector, type CollectorProcess } from './helpers/collector';
-import { createBillingDatabase, type BillingDatabase } from './helpers/database';
+import type { CollectorProcess } from './helpers/collector';
+import type { BillingDatabase } from './helpers/database';
+import { eachWithDatabaseCollectorAndProbes } from './helpers/fixture';
 import { waitFor } from './helpers/env';
 import { checkDelivery } from './helpers/expectations';
 import { startProbe, type ProbeProcess } from './helpers/probe';
@@ -61,19 +62,8 @@ class TransactionWatch {
 describe('claims are leases', () => {
   let db: BillingDatabase;
   let collector: CollectorProcess;
-  const probes: ProbeProcess[] = [];
-  beforeEach(async () => {
-    db = await createBillingDatabase('modern');
-    collector = await startCollector();
-  });
-  afterEach(async () => {
-    for (const p of probes.splice(0)) {
-      p.process.kill('SIGCONT');
-      await p.stop('SIGKILL');
-    }
-    await collector.stop();
-    await db.drop();
-  });
+  let probes: ProbeProcess[];
+  eachWithDatabaseCollectorAndProbes('modern', (d, c, p) => ([db, collector, probes] = [d, c, p]));
 
   const deliveredAll = (n: number) => async () => (await queueDepth(db)) === 0 && (await collector.stats()).recordsAccepted >= n;
 

@@ -3,9 +3,10 @@
  * (an HA pair), one of them killed.
  */
 import assert from 'node:assert/strict';
-import { afterEach, beforeEach, describe, it } from 'node:test';
-import { startCollector, type CollectorProcess } from './helpers/collector';
-import { createBillingDatabase, type BillingDatabase } from './helpers/database';
+import { describe, it } from 'node:test';
+import type { CollectorProcess } from './helpers/collector';
+import type { BillingDatabase } from './helpers/database';
+import { eachWithDatabaseCollectorAndProbes } from './helpers/fixture';
 import { waitFor } from './helpers/env';
 import { checkDelivery } from './helpers/expectations';
 import { startProbe, type ProbeProcess } from './helpers/probe';
@@ -21,16 +22,8 @@ function stoppedCounters(output: string): { delivered: number; duplicates: numbe
 describe('stopping and killing probes', () => {
   let db: BillingDatabase;
   let collector: CollectorProcess;
-  const probes: ProbeProcess[] = [];
-  beforeEach(async () => {
-    db = await createBillingDatabase('modern');
-    collector = await startCollector();
-  });
-  afterEach(async () => {
-    for (const p of probes.splice(0)) await p.stop('SIGKILL');
-    await collector.stop();
-    await db.drop();
-  });
+  let probes: ProbeProcess[];
+  eachWithDatabaseCollectorAndProbes('modern', (d, c, p) => ([db, collector, probes] = [d, c, p]));
 
   const deliveredAll = (n: number) => async () => (await queueDepth(db)) === 0 && (await collector.stats()).recordsAccepted >= n;
 
