@@ -203,6 +203,39 @@ describe('database failures', () => {
       }
     });
 
+    it('a SIGTERM while the listener reconnects (the database down) ends the probe: exit 0, no connection after the stop', async (t) => {
+      await collector.reset();
+      const db = await createBillingDatabase('modern', { adminUrl: server.url('postgres') });
+      const port = await freePort();
+      const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: args('--metrics-port', String(port)) });
+      try {
+        await waitFor('ready', async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200);
+        await server.halt('fast');
+        // The probe is idle: the failed attempts counted are the listener's reconnect loop.
+        await waitFor('the listener reconnecting, after several failed attempts', async () => {
+          const body = (await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as { problems: string[] };
+          const attempts = /database unavailable for \d+ s \((\d+) failed attempts/.exec(body.problems.join(' '));
+          return probe.output().includes('listener connection lost') && attempts && Number(attempts[1]) >= 3;
+        }, 60_000);
+        const stoppedAt = Date.now();
+        const exited = probe.stop('SIGTERM');
+        // The database comes back meanwhile: a reconnect the stop did not cancel would succeed,
+        // and its connection would keep the process alive.
+        await server.resume();
+        // Bound: pg-listen's wait between two attempts (at most 5 s) cannot be cut short.
+        await waitFor('the probe to exit after SIGTERM', () => probe.process.exitCode !== null || probe.process.signalCode !== null, 20_000);
+        assert.equal(await exited, 0, probe.output());
+        const afterStop = probe.output().slice(probe.output().indexOf('stopping'));
+        assert.doesNotMatch(afterStop, /listener reconnected/, afterStop);
+        assert.match(afterStop, /stopped/);
+        t.diagnostic(`exited ${Date.now() - stoppedAt} ms after SIGTERM`);
+      } finally {
+        await probe.stop('SIGKILL');
+        await server.resume();
+        await db.drop();
+      }
+    });
+
     it('poll mode (no triggers), the metrics and the dashboard go on through an outage', async () => {
       await collector.reset();
       const db = await createBillingDatabase('modern', { adminUrl: server.url('postgres'), migrate: false });
