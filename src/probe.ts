@@ -535,7 +535,11 @@ export class Probe {
         if (r.unavailable || !settledAny(r)) return;
       }
     };
-    await Promise.all(Array.from({ length: this.config.pipeline.workers }, worker));
+    // Every worker ends before the drain does, also when one fails: a failed drain is retried
+    // by a new cycle, which must not find the old workers still at it.
+    const outcomes = await Promise.allSettled(Array.from({ length: this.config.pipeline.workers }, worker));
+    const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failure) throw failure.reason;
     return total;
   }
 
