@@ -10,6 +10,7 @@ GRANT SELECT, INSERT, DELETE ON dcache_probe.delivered_key TO :"role";
 -- The claim's leases (migration 008): claimed, renewed (UPDATE), settled or given back.
 GRANT SELECT, INSERT, UPDATE, DELETE ON dcache_probe.claim TO :"role";
 GRANT USAGE ON SEQUENCE dcache_probe.claim_batch_seq TO :"role";
+GRANT EXECUTE ON FUNCTION dcache_probe.leased_ids() TO :"role";                           -- the claim's picking (009)
 GRANT SELECT ON dcache_probe.schema_migration TO :"role";
 GRANT SELECT, INSERT, UPDATE ON dcache_probe.delivered_hour TO :"role";                -- the ledger (verify)
 GRANT SELECT, INSERT, UPDATE ON dcache_probe.summary_state, dcache_probe.summary_group TO :"role";  -- Summarize mode

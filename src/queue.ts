@@ -78,7 +78,9 @@ interface ClaimedRowSql {
  * OFFSET 0 keeps `door` a subquery, so that its lookup is not repeated. The door is found by its
  * key, not by ctid: a ctid is unique only within one table, and a site may partition doorinfo.
  * No row is locked: picking runs under CLAIM_LOCK, right after expired leases were given back,
- * and records its lease in the same statement (leaseQuery), so what it sees is exact.
+ * and records its lease in the same statement (leaseQuery), so what it sees is exact. The
+ * leased ids come from dcache_probe.leased_ids(), whose fixed row estimate keeps the NOT IN a
+ * hashed subplan however many dead lease versions the table holds (migration 009).
  */
 export function pickQuery(doorinfo: string): string {
   return `
@@ -99,7 +101,7 @@ export function pickQuery(doorinfo: string): string {
            OFFSET 0
          ) door
          WHERE (NOT w.waits OR door.found)
-           AND q.id NOT IN (SELECT unnest(l.ids) FROM dcache_probe.claim l)
+           AND q.id NOT IN (SELECT dcache_probe.leased_ids())
          ORDER BY q.id
          LIMIT $1`;
 }
@@ -182,7 +184,10 @@ export class CaptureQueue {
   async claimLock(client: pg.ClientBase): Promise<void> {
     try {
       await client.query(
-        `SELECT set_config('idle_in_transaction_session_timeout', $2, true), set_config('lock_timeout', $3, true), pg_advisory_xact_lock($1)`,
+        // (No JIT and no parallel workers for the claim's few small statements: their start-up
+        // would cost more than the statements, under the lock.)
+        `SELECT set_config('idle_in_transaction_session_timeout', $2, true), set_config('lock_timeout', $3, true),
+                set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true), pg_advisory_xact_lock($1)`,
         [CLAIM_LOCK, String(CLAIM_IDLE_MS), String(CLAIM_WAIT_MS)],
       );
     } catch (err) {
