@@ -9,6 +9,8 @@
  *
  *   npx tsc -p bench/tsconfig.json && node dist/bench/claim-ab.js [--baseline-commit adfba80]
  *        [--rows 100000[,300000]] [--rounds 3] [--workers 2] [--bundle 500] [--within-grace]
+ *        [--keep-claim-table]
+ *   node dist/bench/claim-ab.js --pick-growth [--rows 100000]
  *
  * The baseline's src/ and sql/ are built into a temporary directory (bench/lib/build.ts). Each
  * build gets its own database (dCache's modern billing fixture), migrated by its own CLI and
@@ -27,6 +29,17 @@
  * door is looked up in the claim as in live operation. Every run must deliver every row and
  * leave the queue (and, for the lease, dcache_probe.claim) empty. Raw results go to
  * bench/results/claim-ab-<time>.json.
+ *
+ * dcache_probe.claim is truncated before each run of the lease, so that every run starts as
+ * on a fresh install: every batch leaves dead versions of its lease row behind (≈ 6 kB), and
+ * with autovacuum off (this server) the planner estimates the table from its size, until the
+ * pick's NOT IN is no longer hashed (--pick-growth). --keep-claim-table leaves it as it is.
+ *
+ * --pick-growth measures only that: one pick of 500 (pickQuery, EXPLAIN ANALYZE, median of 5)
+ * on a queue of --rows, beside another worker's live lease, as batches' lease rows are
+ * written and deleted as src/queue.ts writes them (insert, renew, keys, delete), and then after
+ * a VACUUM of the table; next to it the same pick with the leased ids gathered once into an
+ * array (an InitPlan), whose plan does not depend on the table's size.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,6 +47,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type pg from 'pg';
+import { pickQuery } from '../src/queue';
 import { catchupRun, type CatchupRun } from './catchup';
 import { buildCommit } from './lib/build';
 import { analyzeBilling, createBenchDatabase, fillBacklog, snapshotQueue, truncateAll, type BenchDatabase } from './lib/db';
@@ -213,6 +227,73 @@ function report(runs: Run[], sizes: number[], bundle: number, commits: Record<De
   return out.join('\n');
 }
 
+const LEASED_FILTER = 'AND q.id NOT IN (SELECT unnest(l.ids) FROM dcache_probe.claim l)';
+/** The pick with the leased ids gathered once (an InitPlan): its plan ignores the table's size. */
+const LEASED_ARRAY = 'AND q.id <> ALL (ARRAY(SELECT unnest(l.ids) FROM dcache_probe.claim l))';
+
+/** "hashed" / "plain" SubPlan or "initplan", "+parallel", "+JIT": what EXPLAIN's JSON shows. */
+function planShape(plan: Record<string, unknown>): string {
+  const text = JSON.stringify(plan);
+  const filter = /hashed SubPlan/.test(text) ? 'hashed' : /SubPlan/.test(text) ? 'plain SubPlan' : 'initplan';
+  return [filter, text.includes('"Gather') ? 'parallel' : '', plan.JIT ? 'JIT' : ''].filter(Boolean).join('+');
+}
+
+/** See the module comment (--pick-growth). */
+async function pickGrowth(rows: number): Promise<void> {
+  const shipped = pickQuery('"public".doorinfo');
+  if (!shipped.includes(LEASED_FILTER)) throw new Error('the pick no longer has the NOT IN filter this mode compares');
+  const variants = { shipped, 'leased ids as an array': shipped.replace(LEASED_FILTER, LEASED_ARRAY) };
+  const db = await createBenchDatabase('claimgrowth');
+  const client = await db.pool.connect();
+  try {
+    await fillBacklog(db.pool, rows, 'growth');
+    await analyzeBilling(db.pool);
+    await db.pool.query('VACUUM ANALYZE dcache_probe.capture_queue');
+    const leaseOf = (owner: string, offset: number, seconds: number) =>
+      client.query<{ batch: string }>(
+        `INSERT INTO dcache_probe.claim (owner, ids, keys, leased_until)
+         SELECT $1, array_agg(id ORDER BY id), '{}', now() + make_interval(secs => $3)
+           FROM (SELECT id FROM dcache_probe.capture_queue ORDER BY id OFFSET $2 LIMIT 500) s RETURNING batch`,
+        [owner, offset, seconds],
+      );
+    await leaseOf('other worker', 0, 3600);
+    process.stdout.write(`one pick of 500 on ${int(rows)} queued rows beside a live lease; load ${fixed(loadavg()[0]!, 1)}
+`);
+    const header = ['lease rows written', 'claim heap', ...Object.keys(variants).map((v) => `${v}: ms (plan)`)];
+    const lines: string[][] = [];
+    let written = 0;
+    for (const step of [0, 200, 400, 600, 700, 800, 1000, 1200, 1600, -1]) {
+      for (; step >= 0 && written < step; written++) {
+        const batch = (await leaseOf('me', 500, 30)).rows[0]!.batch;
+        await client.query('BEGIN');
+        await client.query(`UPDATE dcache_probe.claim SET leased_until = now() + interval '30 s' WHERE batch = $1`, [batch]);
+        await client.query(`UPDATE dcache_probe.claim SET keys = (SELECT array_agg(gen_random_uuid()) FROM generate_series(1, 500)) WHERE batch = $1`, [batch]);
+        await client.query('COMMIT');
+        await client.query('DELETE FROM dcache_probe.claim WHERE batch = $1', [batch]);
+      }
+      if (step < 0) await client.query('VACUUM dcache_probe.claim');
+      const { rows: size } = await client.query<{ kb: string }>(`SELECT pg_relation_size('dcache_probe.claim') / 1024 AS kb`);
+      const cells = [step < 0 ? `${written}, then VACUUM` : String(written), `${int(Number(size[0]!.kb))} kB`];
+      for (const sql of Object.values(variants)) {
+        const times: number[] = [];
+        let plan: Record<string, unknown> = {};
+        for (let i = 0; i < 5; i++) {
+          const { rows: r } = await client.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql}`, [500, 120]);
+          plan = r[0]['QUERY PLAN'][0];
+          times.push(Number(plan['Execution Time']) + Number(plan['Planning Time']));
+        }
+        cells.push(`${fixed(median(times), 1)} (${planShape(plan)})`);
+      }
+      lines.push(cells);
+      note(cells.join('  '));
+    }
+    process.stdout.write(table(header, lines) + '\n');
+  } finally {
+    client.release();
+    await db.drop();
+  }
+}
+
 function positiveInts(text: string, what: string): number[] {
   const values = text.split(',').map((s) => Number(s.trim()));
   if (values.length === 0 || values.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error(`--${what}: "${text}" is not a positive whole number (or a comma-separated list of them)`);
@@ -228,8 +309,11 @@ async function main(): Promise<void> {
       workers: { type: 'string', default: '2' },
       bundle: { type: 'string', default: '500' },
       'within-grace': { type: 'boolean', default: false },
+      'keep-claim-table': { type: 'boolean', default: false },
+      'pick-growth': { type: 'boolean', default: false },
     },
   });
+  if (values['pick-growth']) return pickGrowth(positiveInts(values.rows, 'rows')[0]!);
   const sizes = positiveInts(values.rows, 'rows');
   const [rounds] = positiveInts(values.rounds, 'rounds');
   const [workers] = positiveInts(values.workers, 'workers');
@@ -271,6 +355,7 @@ async function main(): Promise<void> {
         for (const design of order) {
           const { db, cli } = builds[design];
           if (values['within-grace']) await restamp(db.pool, 0);
+          if (design === 'new' && !values['keep-claim-table']) await db.pool.query('TRUNCATE dcache_probe.claim');
           const meters: { wal?: WalWindow; sampler?: ReturnType<typeof sampleActivity> } = {};
           const catchup = await catchupRun(
             {
