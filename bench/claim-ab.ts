@@ -38,8 +38,9 @@
  * --pick-growth measures only that: one pick of 500 (pickQuery, EXPLAIN ANALYZE, median of 5)
  * on a queue of --rows, beside another worker's live lease, as batches' lease rows are
  * written and deleted as src/queue.ts writes them (insert, renew, keys, delete), and then after
- * a VACUUM of the table; next to it the same pick with the leased ids gathered once into an
- * array (an InitPlan), whose plan does not depend on the table's size.
+ * a VACUUM of the table; next to it the same pick without JIT and parallel workers, and two
+ * whose plan does not depend on the table's size: the leased ids gathered once into an array
+ * (an InitPlan), and the NOT IN over a function that declares ROWS 1000.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -230,6 +231,14 @@ function report(runs: Run[], sizes: number[], bundle: number, commits: Record<De
 const LEASED_FILTER = 'AND q.id NOT IN (SELECT unnest(l.ids) FROM dcache_probe.claim l)';
 /** The pick with the leased ids gathered once (an InitPlan): its plan ignores the table's size. */
 const LEASED_ARRAY = 'AND q.id <> ALL (ARRAY(SELECT unnest(l.ids) FROM dcache_probe.claim l))';
+/**
+ * The same NOT IN over a function that declares its row count (created in the bench database
+ * only): called in the select list it is not inlined, so the planner takes ROWS 1000 and
+ * always hashes it.
+ */
+const LEASED_FUNCTION_SQL = `CREATE FUNCTION public.bench_leased_ids() RETURNS SETOF bigint LANGUAGE sql STABLE ROWS 1000
+                               AS 'SELECT unnest(ids) FROM dcache_probe.claim'`;
+const LEASED_FUNCTION = 'AND q.id NOT IN (SELECT public.bench_leased_ids())';
 
 /** "hashed" / "plain" SubPlan or "initplan", "+parallel", "+JIT": what EXPLAIN's JSON shows. */
 function planShape(plan: Record<string, unknown>): string {
@@ -242,13 +251,20 @@ function planShape(plan: Record<string, unknown>): string {
 async function pickGrowth(rows: number): Promise<void> {
   const shipped = pickQuery('"public".doorinfo');
   if (!shipped.includes(LEASED_FILTER)) throw new Error('the pick no longer has the NOT IN filter this mode compares');
-  const variants = { shipped, 'leased ids as an array': shipped.replace(LEASED_FILTER, LEASED_ARRAY) };
+  // [the pick, settings for its session]: the shipped pick also without JIT and parallel workers.
+  const variants: Record<string, [string, string]> = {
+    shipped: [shipped, ''],
+    'shipped, jit off, no parallel': [shipped, 'SET jit = off; SET max_parallel_workers_per_gather = 0'],
+    'leased ids as an array': [shipped.replace(LEASED_FILTER, LEASED_ARRAY), ''],
+    'NOT IN a ROWS 1000 function': [shipped.replace(LEASED_FILTER, LEASED_FUNCTION), ''],
+  };
   const db = await createBenchDatabase('claimgrowth');
   const client = await db.pool.connect();
   try {
     await fillBacklog(db.pool, rows, 'growth');
     await analyzeBilling(db.pool);
     await db.pool.query('VACUUM ANALYZE dcache_probe.capture_queue');
+    await db.pool.query(LEASED_FUNCTION_SQL);
     const leaseOf = (owner: string, offset: number, seconds: number) =>
       client.query<{ batch: string }>(
         `INSERT INTO dcache_probe.claim (owner, ids, keys, leased_until)
@@ -274,7 +290,8 @@ async function pickGrowth(rows: number): Promise<void> {
       if (step < 0) await client.query('VACUUM dcache_probe.claim');
       const { rows: size } = await client.query<{ kb: string }>(`SELECT pg_relation_size('dcache_probe.claim') / 1024 AS kb`);
       const cells = [step < 0 ? `${written}, then VACUUM` : String(written), `${int(Number(size[0]!.kb))} kB`];
-      for (const sql of Object.values(variants)) {
+      for (const [sql, settings] of Object.values(variants)) {
+        if (settings) await client.query(settings);
         const times: number[] = [];
         let plan: Record<string, unknown> = {};
         for (let i = 0; i < 5; i++) {
@@ -283,6 +300,7 @@ async function pickGrowth(rows: number): Promise<void> {
           times.push(Number(plan['Execution Time']) + Number(plan['Planning Time']));
         }
         cells.push(`${fixed(median(times), 1)} (${planShape(plan)})`);
+        await client.query('RESET jit; RESET max_parallel_workers_per_gather');
       }
       lines.push(cells);
       note(cells.join('  '));
