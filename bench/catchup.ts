@@ -47,6 +47,8 @@ export interface CatchupContext {
   pool: pg.Pool;
   dbUrl: string;
   collector: CollectorProcess;
+  /** Called once the queue is restored, right before the measured run starts (extra meters). */
+  beforeRun?: () => Promise<void>;
 }
 
 /** One drain of the snapshot backlog (restoreQueue first). */
@@ -55,6 +57,7 @@ export async function catchupRun(ctx: CatchupContext, rows: number, bundleSize: 
   if (depth !== rows) throw new Error(`expected ${rows} queued rows, found ${depth}`);
   await ctx.collector.reset();
   await sleep(300); // the restoring backend has exited and flushed its statistics
+  await ctx.beforeRun?.();
   const blocks0 = await blockCounters(ctx.pool);
   const collectorCpu0 = cpuSeconds(ctx.collector.pid) ?? 0;
   const backends = new BackendCpu(ctx.pool, 'dcache-probe');

@@ -16,8 +16,7 @@
  * --baseline-commit C builds commit C's src/ (git archive, tsc) into a temporary directory;
  * --baseline PATH uses an already built collector main.js instead.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -27,18 +26,10 @@ import { mapRow, type MappingOptions } from '../src/mapping';
 import { multiupdateForm } from '../src/sender';
 import { usageRecordXml } from '../src/xml';
 import { collectorAcceptance, recordedBundles, type Acceptance } from './baselines';
-import { COLLECTOR_MAIN, ROOT } from './lib/env';
+import { buildCommit } from './lib/build';
+import { COLLECTOR_MAIN } from './lib/env';
 import { startCollector } from './lib/proc';
 import { fixed, int, median } from './lib/stats';
-
-/** Commit `commit`'s collector, compiled into a temporary directory; returns its main.js. */
-function buildBaseline(commit: string, dir: string): string {
-  execFileSync('sh', ['-c', `git -C "$0" archive "$1" src tsconfig.json package.json | tar -x -C "$2"`, ROOT, commit, dir]);
-  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
-  writeFileSync(join(dir, 'tsconfig.baseline.json'), JSON.stringify({ extends: './tsconfig.json', include: ['src/**/*.ts'] }));
-  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.baseline.json')], { stdio: 'inherit' });
-  return join(dir, 'dist', 'src', 'collector', 'main.js');
-}
 
 /** jsonb's text form of a timestamptz, as the trigger's to_jsonb writes it. */
 const pgTimestamp = (d: Date) => d.toISOString().replace('Z', '+00:00');
@@ -76,7 +67,7 @@ async function main(): Promise<void> {
   const clients = Number(values.clients);
   const tmp = mkdtempSync(join(tmpdir(), 'collector-ab-'));
   try {
-    const baselineMain = values.baseline ?? buildBaseline(values['baseline-commit']!, tmp);
+    const baselineMain = values.baseline ?? buildCommit(values['baseline-commit']!, tmp).collectorMain;
     const bundles = values.bundles ? recordedBundles(values.bundles) : probeBundles(Number(values.records));
     process.stdout.write(`${int(bundles.records)} records in ${bundles.forms.length} bundles; --keep ${keep}; ${clients} connections\n`);
 

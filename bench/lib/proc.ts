@@ -276,7 +276,8 @@ export async function startDaemon(p: ProbeArgs, nodeFlags: string[] = [], cwd?: 
 
 /**
  * Samples the CPU of the PostgreSQL backends that serve connections named `applicationName`
- * (a lower bound: the last <100 ms of a backend that exits is not seen).
+ * to the pool's database (a lower bound: the last <100 ms of a backend that exits is not seen).
+ * Only that database: on a shared server other developers' tests run probes with the same name.
  */
 export class BackendCpu {
   private readonly last = new Map<number, number>();
@@ -290,7 +291,7 @@ export class BackendCpu {
     if (this.busy) return;
     this.busy = true;
     try {
-      const { rows } = await this.pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1', [this.applicationName]);
+      const { rows } = await this.pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()', [this.applicationName]);
       for (const { pid } of rows) {
         const cpu = cpuSeconds(pid);
         if (cpu === null) continue;

@@ -1,0 +1,29 @@
+/**
+ * Another commit's probe, compiled into a temporary directory, so that an A/B bench can run it
+ * beside this build in one run (the machine is shared and its speed drifts between runs: only
+ * figures taken side by side compare). Its sql/ and package.json come along: its own `migrate`
+ * installs its own schema version, and its CLI reads its own version.
+ */
+import { cpSync, existsSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { ROOT } from './env';
+
+export interface OtherBuild {
+  commit: string;
+  /** Its dist/src/cli.js and dist/src/collector/main.js. */
+  cli: string;
+  collectorMain: string;
+}
+
+/** git archive of `commit` (src, sql, tsconfig.json, package.json) into `dir`, then tsc. */
+export function buildCommit(commit: string, dir: string): OtherBuild {
+  execFileSync('sh', ['-c', `git -C "$0" archive "$1" src sql tsconfig.json package.json | tar -x -C "$2"`, ROOT, commit, dir]);
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  writeFileSync(join(dir, 'tsconfig.baseline.json'), JSON.stringify({ extends: './tsconfig.json', include: ['src/**/*.ts'] }));
+  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.baseline.json')], { stdio: 'inherit' });
+  // As `npm run build` does: the dashboard's static files sit beside the compiled server.
+  if (existsSync(join(dir, 'src', 'web'))) cpSync(join(dir, 'src', 'web'), join(dir, 'dist', 'src', 'web'), { recursive: true });
+  const commitId = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', commit], { encoding: 'utf8' }).trim();
+  return { commit: commitId, cli: join(dir, 'dist', 'src', 'cli.js'), collectorMain: join(dir, 'dist', 'src', 'collector', 'main.js') };
+}
