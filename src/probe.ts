@@ -627,7 +627,7 @@ export class Probe {
 
   /**
    * Stops claiming, lets the batch in flight finish for up to `deadlineMs`, then abandons it
-   * (its transaction rolls back, so its rows stay queued), and closes everything.
+   * (its lease is given back, so its rows are claimable at once), and closes everything.
    */
   stop(deadlineMs = 10_000): Promise<void> {
     this.stopped ??= this.shutdown(deadlineMs);

@@ -40,8 +40,13 @@ function timed(owner: Anything, name: string, label = name, rowsOf?: (result: An
 }
 
 const Q = (queue as Anything).CaptureQueue.prototype;
-timed(Q, 'claim', 'db: claim', (r) => r.length);
-timed(Q, 'markDelivered', 'db: markDelivered');
+timed(Q, 'claimLock', 'db: claim lock');
+timed(Q, 'expireLeases', 'db: expire leases');
+timed(Q, 'pickAndLease', 'db: pick and lease');
+timed(Q, 'leasedRows', 'db: leased rows', (r) => r.length);
+timed(Q, 'reserveKeys', 'db: reserve keys');
+timed(Q, 'renewLease', 'db: renew lease');
+timed(Q, 'endLease', 'db: end lease');
 timed(Q, 'remove', 'db: remove');
 timed(Q, 'quarantine', 'db: quarantine');
 timed((sender as Anything).CollectorSender.prototype, 'send', 'http: send');
