@@ -24,11 +24,11 @@
  */
 import pg from 'pg';
 import { ConfigError } from './config';
-import { DatabaseOutage, connectionConfig, isConnectionFault, pause, requireInstalled } from './db';
+import { DatabaseOutage, connectionConfig, isConnectionFault, requireInstalled } from './db';
+import { backoffDelay, pause } from './lib';
 import type { Logger } from './logger';
 import { installedBillingSchema } from './migrations';
 import { WAKE_CHANNEL } from './queue';
-import { backoffDelay } from './sender';
 
 export type Source = 'billinginfo' | 'storageinfo';
 

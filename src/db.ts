@@ -151,20 +151,6 @@ export async function requireInstalled(client: pg.ClientBase, who = 'this probe'
   if (version < LATEST_VERSION) throw new DatabaseError('SCHEMA_OUTDATED', `the installed schema is version ${version}, ${who} needs ${LATEST_VERSION}: run "dcache-probe migrate"`);
 }
 
-/** Waits `ms` (a retry's delay, a throttle), or less if the signal fires. */
-export function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
-
 /**
  * Says once when the database becomes unreachable and once when it is back, however many
  * retries lie between; what it says meanwhile is `problem` (for /readyz).

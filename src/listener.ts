@@ -46,7 +46,7 @@ import type pg from 'pg';
 import createSubscriber, { type Subscriber } from 'pg-listen';
 import { connectionConfig, describeDatabaseError, isConnectionFault, type DatabaseOptions, type DatabaseOutage } from './db';
 import type { Logger } from './logger';
-import { backoffDelay } from './sender';
+import { backoffDelay } from './lib';
 import { WAKE_CHANNEL } from './queue';
 
 export interface ListenerOptions {

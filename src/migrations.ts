@@ -13,6 +13,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
+import { pause } from './lib';
 
 export const SQL_DIR = join(__dirname, '..', '..', 'sql');
 const MIGRATIONS_DIR = join(SQL_DIR, 'migrations');
@@ -152,7 +153,7 @@ async function inMigrationTransaction<T>(client: pg.Client, what: string, fn: ()
           `${what}: could not get a lock within ${LOCK_TIMEOUT_MS} ms, ${attempts} times (${(err as Error).message}); a long transaction holds it (dCache's billing writers, a probe, a backup). Nothing was changed; run it again`,
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, attempt * 1000));
+      await pause(attempt * 1000);
     }
   }
 }

@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
+import { backoffDelay, pause } from './lib';
 import { ENVELOPE_HEAD, ENVELOPE_TAIL, envelopeLine } from './xml';
 
 export type SendOutcome =
@@ -130,12 +131,6 @@ export function planBodies(records: readonly string[], probeName: string, maxByt
   return out;
 }
 
-/** Exponential backoff with "equal jitter": half fixed, half random, capped. */
-export function backoffDelay(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(ceiling / 2 + random() * (ceiling / 2));
-}
-
 type Verdict = SendOutcome['kind'] | 'retry';
 
 /** What one collector answer means for the bundle. */
@@ -153,19 +148,6 @@ export function classifyAnswer(status: number, body: string): Verdict {
 function describe(status: number, body: string): string {
   const text = body.length > 300 ? body.slice(0, 300) + '…' : body;
   return `HTTP ${status}: ${text.trim() || '(empty body)'}`;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
 
 export class CollectorSender {
@@ -233,7 +215,7 @@ export class CollectorSender {
       const delay = backoffDelay(attempt, this.options.retryBaseMs, this.options.retryMaxMs);
       if (signal?.aborted || Date.now() + delay > deadline) return { kind: 'unavailable', attempts: attempt, answer };
       this.options.onRetry?.(attempt, answer, delay);
-      await sleep(delay, signal);
+      await pause(delay, signal);
       if (signal?.aborted) return { kind: 'unavailable', attempts: attempt, answer: `${answer} (then aborted)` };
     }
   }
