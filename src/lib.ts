@@ -1,5 +1,6 @@
 /**
- * Small helpers every part of the probe shares: waiting (abortable) and backing off. Kept apart
+ * Small helpers every part of the probe shares: waiting (abortable), backing off, and turning
+ * whatever was thrown into words. Kept apart
  * so that the sender, the database code and the listener use one definition of each, without
  * importing one another for it.
  */
@@ -22,4 +23,9 @@ export function pause(ms: number, signal?: AbortSignal): Promise<void> {
 export function backoffDelay(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
+}
+
+/** What was thrown, in words: an Error's message, anything else as a string. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
