@@ -4,8 +4,7 @@
  * dCache's billing schema this is (for the handshake). The SQL of these checks lives here.
  */
 import type pg from 'pg';
-import { requireInstalled } from '../db';
-import { installedBillingSchema } from '../migrations';
+import { installedBillingSchema, requireInstalled } from '../migrations';
 import { captureHealth } from '../status';
 
 export interface Installation {

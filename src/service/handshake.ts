@@ -7,7 +7,8 @@ import type { Config } from '../config';
 import { billingSchemaForm } from '../db/installation';
 import { errorMessage } from '../lib';
 import type { Logger } from '../logger';
-import { multiupdateForm, type CollectorSender } from '../sender';
+import { multiupdateForm } from '../record/envelope';
+import type { CollectorSender } from '../sender';
 import { PROBE_VERSION } from '../version';
 import { probeDetailsXml } from '../xml';
 
