@@ -220,23 +220,37 @@ export function describeDatabaseError(err: unknown): string {
 }
 
 /**
- * Runs `work` in a transaction on a client of the pool: COMMIT when it resolves, ROLLBACK when
- * it throws. A client that failed inside the transaction is destroyed, not returned to the pool
- * (its connection may be broken, or in an unknown state).
+ * Runs `work` in a transaction: COMMIT when it resolves, ROLLBACK when it throws.
+ *
+ * Given a pool, on a client of the pool; a client that failed inside the transaction is
+ * destroyed, not returned to the pool (its connection may be broken, or in an unknown state).
+ * Given a client (a command's own connection, e.g. the backfill's), on that client, which stays
+ * the caller's: after a failure the caller decides whether to reconnect.
  */
-export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T>;
+export async function inTransaction<T>(client: pg.ClientBase, work: (client: pg.ClientBase) => Promise<T>): Promise<T>;
+export async function inTransaction<T>(db: pg.Pool | pg.ClientBase, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  if (!(db instanceof pg.Pool)) return transaction(db, work as (client: pg.ClientBase) => Promise<T>);
+  const client = await db.connect();
   let failed = false;
   try {
-    await client.query('BEGIN');
+    return await transaction(client, work);
+  } catch (err) {
+    failed = true;
+    throw err;
+  } finally {
+    client.release(failed);
+  }
+}
+
+async function transaction<C extends pg.ClientBase, T>(client: C, work: (client: C) => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
     const result = await work(client);
     await client.query('COMMIT');
     return result;
   } catch (err) {
-    failed = true;
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
-  } finally {
-    client.release(failed);
   }
 }
