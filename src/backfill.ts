@@ -36,6 +36,7 @@ import {
   readProgress,
   resetProgress,
   saveProgress,
+  useIsoDateStyle,
   wakeListener,
   type ChunkRow,
   type ProgressKey,
@@ -228,8 +229,7 @@ export class BackfillConnection {
     c.on('error', () => undefined);
     try {
       await c.connect();
-      // The saved datestamp is ISO text in the column's own type; read and write it the same way.
-      await c.query("SET DateStyle = 'ISO, YMD'");
+      await useIsoDateStyle(c);
       return c;
     } catch (err) {
       void c.end().catch(() => undefined);

@@ -44,6 +44,11 @@ export interface ChunkStart {
   ctid: string | null;
 }
 
+/** The saved datestamp is ISO text in the column's own type: the session reads and writes it the same way. */
+export async function useIsoDateStyle(client: pg.ClientBase): Promise<void> {
+  await client.query("SET DateStyle = 'ISO, YMD'");
+}
+
 const keyValues = (k: ProgressKey): unknown[] => [k.since, k.until, k.source];
 
 /** The first migration's time: when the capture triggers were installed (epoch ms). */
