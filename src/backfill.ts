@@ -9,7 +9,7 @@
  *   migration's applied_at) plus a small overlap: dCache inserts rows a moment after their
  *   datestamp and pool clocks differ, so a row stamped just after the installation may have
  *   been inserted just before it. Rows in the overlap that the triggers did capture are skipped
- *   by the filter below.
+ *   by the filter (chunkSql in src/db/backfill.ts).
  * - Bounded: `since` may not lie further back than maxHistoryDays (the old probe's
  *   MaxBillingHistoryDays, 31).
  * - Throttled: at most `rate` rows a second, and never more than `maxQueue` rows waiting in the
@@ -24,13 +24,29 @@
  */
 import pg from 'pg';
 import { ConfigError } from './config';
-import { DatabaseOutage, connectionConfig, isConnectionFault } from './db';
+import { DatabaseOutage, connectionConfig, inTransaction, isConnectionFault } from './db';
+import {
+  billingTable,
+  copyChunkRows,
+  countRangeRows,
+  ensureProgress,
+  hasStorageTable,
+  installationTimeMs,
+  queuedRowCount,
+  readProgress,
+  resetProgress,
+  saveProgress,
+  useIsoDateStyle,
+  wakeListener,
+  type ChunkRow,
+  type ProgressKey,
+  type Source,
+} from './db/backfill';
 import { backoffDelay, pause } from './lib';
 import type { Logger } from './logger';
 import { installedBillingSchema, requireInstalled } from './migrations';
-import { WAKE_CHANNEL } from './queue';
 
-export type Source = 'billinginfo' | 'storageinfo';
+export type { Source } from './db/backfill';
 
 /** A point in time given on the command line (RFC 3339 / ISO 8601 with a zone). */
 export interface TimeArg {
@@ -139,11 +155,12 @@ export interface BackfillResult {
   seconds: number;
 }
 
-function emptyTally(): Tally {
+export function emptyTally(): Tally {
   return { scanned: 0, copied: 0, alreadySent: 0, p2p: 0, notTape: 0, noTransaction: 0 };
 }
 
-function addTally(into: Tally, t: Tally): void {
+/** Adds `t` to `into`. */
+export function addTally(into: Tally, t: Tally): void {
   for (const k of Object.keys(into) as (keyof Tally)[]) into[k] += t[k];
 }
 
@@ -159,145 +176,273 @@ export function checkHistoryBound(since: TimeArg, maxHistoryDays: number, now: n
   }
 }
 
-interface Progress {
-  last_datestamp: string | null;
-  last_ctid: string | null;
-  rows_scanned: string;
-  rows_copied: string;
-  finished_at: Date | null;
-}
-
-interface ChunkRow {
-  scanned: number;
-  copied: number;
-  already_sent: number;
-  p2p: number;
-  not_tape: number;
-  no_transaction: number;
-  last_datestamp: string | null;
-  last_ctid: string | null;
-}
-
-/**
- * The classification (and, unless counting, the copy) of the rows of one source in the range
- * after the saved position. Parameters: $1 since, $2 until, $3 source, $4 chunk size (NULL:
- * no limit, for counting), then $5 last datestamp and $6 last ctid (when resuming).
- *
- * Filtering is done here, in SQL, against the probe's own tables:
- *  - delivered: md5('<source>:<transaction>')::uuid in delivered_key, exactly the key the
- *    delivery computes (deliveryKey in src/queue.ts; it trims the transaction, as here);
- *  - waiting: the same source and transaction in capture_queue or quarantine (hash joins over
- *    those small tables; the delivered keys are probed by their primary key).
- * A row skipped here would also be recognised by the delivery (its dedup key), but not sending
- * it at all keeps the counts honest and the queue short.
- */
-export function chunkSql(table: string, opts: { resume: boolean; limited: boolean; copy: boolean }): string {
-  const resume = opts.resume ? 'AND b.datestamp >= $5 AND (b.datestamp, b.ctid) > ($5, $6::tid)' : '';
-  const scanned = `
-    SELECT b.datestamp AS d, b.ctid AS tid, to_jsonb(b) AS record
-      FROM ${table} b
-     WHERE b.datestamp >= $1::timestamptz AND b.datestamp < $2::timestamptz ${resume}
-     ${opts.limited ? 'ORDER BY b.datestamp, b.ctid' : ''} LIMIT $4::bigint`;
-  const classified = `
-    SELECT s.d, s.tid, s.record, CASE
-             WHEN s.record ->> 'p2p' = 'true' THEN 'p2p'
-             WHEN $3::text = 'storageinfo' AND coalesce(s.record ->> 'action', '') NOT IN ('store', 'restore') THEN 'not-tape'
-             WHEN s.key IS NULL THEN 'no-transaction'
-             WHEN k.key IS NOT NULL OR q.tx IS NOT NULL OR z.tx IS NOT NULL THEN 'already-sent'
-             ELSE 'copy' END AS fate
-      FROM (SELECT s0.*, s0.record ->> 'transaction' AS tx,
-                   CASE WHEN btrim(coalesce(s0.record ->> 'transaction', '')) = '' THEN NULL
-                        ELSE md5($3::text || ':' || btrim(s0.record ->> 'transaction'))::uuid END AS key
-              FROM scanned s0) s
-      LEFT JOIN dcache_probe.delivered_key k ON k.key = s.key
-      LEFT JOIN (SELECT DISTINCT record ->> 'transaction' AS tx FROM dcache_probe.capture_queue WHERE source = $3::text) q ON q.tx = s.tx
-      LEFT JOIN (SELECT DISTINCT record ->> 'transaction' AS tx FROM dcache_probe.quarantine WHERE source = $3::text) z ON z.tx = s.tx`;
-  const copied = opts.copy
-    ? `, copied AS (
-        INSERT INTO dcache_probe.capture_queue (source, record)
-        SELECT $3::text, c.record FROM classified c WHERE c.fate = 'copy' ORDER BY c.d, c.tid
-        RETURNING 1)`
-    : '';
-  const last = opts.limited
-    ? `(SELECT s.d::text FROM scanned s ORDER BY s.d DESC, s.tid DESC LIMIT 1) AS last_datestamp,
-       (SELECT s.tid::text FROM scanned s ORDER BY s.d DESC, s.tid DESC LIMIT 1) AS last_ctid`
-    : 'NULL::text AS last_datestamp, NULL::text AS last_ctid';
-  return `
-    WITH scanned AS MATERIALIZED (${scanned}),
-         classified AS MATERIALIZED (${classified})${copied}
-    SELECT count(*)::int AS scanned,
-           ${opts.copy ? '(SELECT count(*) FROM copied)::int' : "count(*) FILTER (WHERE fate = 'copy')::int"} AS copied,
-           count(*) FILTER (WHERE fate = 'already-sent')::int AS already_sent,
-           count(*) FILTER (WHERE fate = 'p2p')::int AS p2p,
-           count(*) FILTER (WHERE fate = 'not-tape')::int AS not_tape,
-           count(*) FILTER (WHERE fate = 'no-transaction')::int AS no_transaction,
-           ${last}
-      FROM classified`;
-}
-
 function tallyOf(r: ChunkRow): Tally {
   return { scanned: r.scanned, copied: r.copied, alreadySent: r.already_sent, p2p: r.p2p, notTape: r.not_tape, noTransaction: r.no_transaction };
 }
 
-/** The first migration's time: when the capture triggers were installed. */
-async function installationTime(client: pg.ClientBase): Promise<number> {
-  const { rows } = await client.query<{ ms: string }>('SELECT floor(extract(epoch FROM min(applied_at)) * 1000)::bigint AS ms FROM dcache_probe.schema_migration');
-  return Number(rows[0]!.ms);
-}
-
-export async function runBackfill(o: BackfillOptions): Promise<BackfillResult> {
-  const now = o.now ?? Date.now;
-  const started = now();
-  checkHistoryBound(o.since, o.maxHistoryDays, started);
+/** Checks the numbers of a backfill's options (usage errors). */
+function checkOptions(o: BackfillOptions, now: number): void {
+  checkHistoryBound(o.since, o.maxHistoryDays, now);
   for (const [name, v] of [['--rate', o.rate], ['--max-queue', o.maxQueue], ['--chunk', o.chunkSize]] as const) {
     if (!(Number.isFinite(v) && v > 0)) throw new ConfigError(`${name} must be a positive number`);
   }
   if (o.limit !== undefined && !(Number.isInteger(o.limit) && o.limit > 0)) throw new ConfigError('--limit must be a positive whole number');
+}
 
-  const connect = async (): Promise<pg.Client> => {
+/** How to reach the database: a command's own connection, not the probe's pool. */
+export interface ConnectionOptions {
+  url: string;
+  timeZone?: string;
+  /** Client-side timeout of each query; none when undefined. */
+  queryTimeoutMs?: number;
+  log: Logger;
+  signal?: AbortSignal;
+  /** Reports a database lost mid-run (the running probe passes its own, so it is said once). */
+  outage?: DatabaseOutage;
+}
+
+/**
+ * The backfill's connection. A database that cannot be reached at the start is an error (this
+ * is a command, not a daemon); one that goes away mid-run (a restart) is waited for by
+ * `reconnect`, and the run goes on from the saved progress.
+ */
+export class BackfillConnection {
+  readonly outage: DatabaseOutage;
+
+  private constructor(
+    private readonly o: ConnectionOptions,
+    public client: pg.Client,
+  ) {
+    this.outage = o.outage ?? new DatabaseOutage(o.log);
+  }
+
+  static async open(o: ConnectionOptions): Promise<BackfillConnection> {
+    return new BackfillConnection(o, await BackfillConnection.connect(o));
+  }
+
+  private static async connect(o: ConnectionOptions): Promise<pg.Client> {
     const c = new pg.Client({
       ...connectionConfig({ url: o.url, timeZone: o.timeZone, applicationName: 'dcache-probe backfill' }),
-      query_timeout: o.dryRun ? undefined : o.queryTimeoutMs,
+      query_timeout: o.queryTimeoutMs,
     });
     // A broken connection fails the query in hand; it must not end the process.
     c.on('error', () => undefined);
     try {
       await c.connect();
-      // The saved datestamp is ISO text in the column's own type; read and write it the same way.
-      await c.query("SET DateStyle = 'ISO, YMD'");
+      await useIsoDateStyle(c);
       return c;
     } catch (err) {
       void c.end().catch(() => undefined);
       throw err;
     }
-  };
-  // A database that cannot be reached at the start is an error (this is a command, not a
-  // daemon); one that goes away mid-run (a restart) is waited for, and the run goes on from
-  // the saved progress.
-  let client = await connect();
-  const outage = o.outage ?? new DatabaseOutage(o.log);
+  }
+
   /** Waits for the database after a connection fault and connects again; false if interrupted first. */
-  const reconnect = async (fault: unknown): Promise<boolean> => {
-    void client.end().catch(() => undefined);
+  async reconnect(fault: unknown): Promise<boolean> {
+    void this.client.end().catch(() => undefined);
     for (let failures = 1; ; failures++) {
-      outage.fault(fault, 'backfill');
-      await pause(backoffDelay(failures, 250, 5_000), o.signal);
-      if (o.signal?.aborted) return false;
+      this.outage.fault(fault, 'backfill');
+      await pause(backoffDelay(failures, 250, 5_000), this.o.signal);
+      if (this.o.signal?.aborted) return false;
       try {
-        client = await connect();
-        outage.ok();
+        this.client = await BackfillConnection.connect(this.o);
+        this.outage.ok();
         return true;
       } catch (err) {
         if (!isConnectionFault(err)) throw err;
         fault = err;
       }
     }
-  };
+  }
+
+  async end(): Promise<void> {
+    await this.client.end().catch(() => undefined);
+  }
+}
+
+/** What the copy of a range needs to know, for a backfill and for a poll window alike. */
+export interface CopyOptions {
+  since: TimeArg;
+  until: TimeArg;
+  /** Rows looked at per chunk (one transaction). */
+  chunkSize: number;
+  /** Stop after looking at this many rows (the rest on the next run). */
+  limit?: number;
+  dryRun: boolean;
+  restart: boolean;
+  /** A backfill's bounds: at most `rate` rows a second, and never more than `maxQueue` rows waiting. Poll mode has none. */
+  throttle?: { rate: number; maxQueue: number };
+  log: Logger;
+  print: (line: string) => void;
+  signal?: AbortSignal;
+  now: () => number;
+}
+
+/** The copy of a range, source by source. */
+export interface CopyResult {
+  sources: Partial<Record<Source, Tally>>;
+  /** Every source's range is finished (now or before); false for a dry run. */
+  allComplete: boolean;
+  /** Some source's range had been finished by an earlier run. */
+  anyWasComplete: boolean;
+  stoppedBy?: 'limit' | 'signal';
+}
+
+/** Pacing and reporting, across chunks and sources. */
+interface CopyState {
+  remaining: number;
+  pacedUntil: number;
+  lastReport: number;
+  stoppedBy?: 'limit' | 'signal';
+}
+
+/** The sources to copy: billinginfo, and storageinfo when it exists and tape is reported. */
+export async function sourcesToCopy(client: pg.ClientBase, billingSchema: string, reportTape: boolean): Promise<Source[]> {
+  const sources: Source[] = ['billinginfo'];
+  if ((await hasStorageTable(client, billingSchema)) && reportTape) sources.push('storageinfo');
+  return sources;
+}
+
+/** Copies (or, dry, counts) each source's rows in [since, until), resuming the saved progress. */
+export async function copyRange(conn: BackfillConnection, billingSchema: string, sources: readonly Source[], o: CopyOptions): Promise<CopyResult> {
+  const now = o.now();
+  const state: CopyState = { remaining: o.limit ?? Infinity, pacedUntil: now, lastReport: now };
+  const result: CopyResult = { sources: {}, allComplete: true, anyWasComplete: false };
+  for (const source of sources) {
+    if (state.stoppedBy === 'signal') {
+      result.allComplete = false;
+      break;
+    }
+    const key: ProgressKey = { since: o.since.text, until: o.until.text, source };
+    const tally = emptyTally();
+    result.sources[source] = tally;
+    const outcome = await copySource(conn, billingTable(billingSchema, source), key, o, state, tally);
+    if (outcome === 'was-complete') result.anyWasComplete = true;
+    else if (outcome === 'incomplete') result.allComplete = false;
+  }
+  result.stoppedBy = state.stoppedBy;
+  return result;
+}
+
+/** One source's range: its progress row, then its chunks (or the dry run's count). */
+async function copySource(
+  conn: BackfillConnection,
+  table: string,
+  key: ProgressKey,
+  o: CopyOptions,
+  state: CopyState,
+  tally: Tally,
+): Promise<'was-complete' | 'complete' | 'incomplete'> {
+  if (!o.dryRun) {
+    await ensureProgress(conn.client, key);
+    if (o.restart) await resetProgress(conn.client, key);
+  }
+  const progress = await readProgress(conn.client, key, false);
+  if (progress.finished_at && !(o.restart && o.dryRun)) {
+    o.print(
+      `${key.source}: this range was backfilled completely on ${progress.finished_at.toISOString()} (${progress.rows_copied} rows copied); nothing to do (--restart scans it again)`,
+    );
+    return 'was-complete';
+  }
+  const resumeFrom = o.restart ? null : progress.last_datestamp;
+  if (resumeFrom) o.print(`${key.source}: resuming after datestamp ${resumeFrom} (${progress.rows_copied} rows copied by earlier runs)`);
+
+  if (o.dryRun) {
+    const start = resumeFrom ? { datestamp: progress.last_datestamp, ctid: progress.last_ctid } : null;
+    addTally(tally, tallyOf(await countRangeRows(conn.client, table, key, start)));
+    return 'incomplete';
+  }
+  await copyChunks(conn, table, key, o, state, tally);
+  if (state.stoppedBy === 'signal' || !(await readProgress(conn.client, key, false)).finished_at) return 'incomplete';
+  return 'complete';
+}
+
+/** Chunk after chunk until the range is done, the limit is reached or the signal fires. */
+async function copyChunks(conn: BackfillConnection, table: string, key: ProgressKey, o: CopyOptions, state: CopyState, tally: Tally): Promise<void> {
+  for (;;) {
+    if (o.signal?.aborted) {
+      state.stoppedBy = 'signal';
+      return;
+    }
+    if (state.remaining <= 0) {
+      state.stoppedBy = 'limit';
+      return;
+    }
+    const chunk = Math.max(1, Math.min(o.chunkSize, o.throttle?.maxQueue ?? Infinity, state.remaining));
+    let chunkStarted = o.now();
+    let row: ChunkRow | null;
+    try {
+      if (o.throttle) {
+        await waitForRoom(conn.client, chunk, o.throttle.maxQueue, o);
+        if (o.signal?.aborted) continue;
+        const wait = state.pacedUntil - o.now();
+        if (wait > 0) await pause(wait, o.signal);
+      }
+      chunkStarted = o.now();
+      row = await copyChunk(conn.client, table, key, chunk);
+      conn.outage.ok();
+    } catch (err) {
+      // The chunk in hand rolled back (or committed, if only its answer was lost): the
+      // saved progress says which, and the next chunk starts from there.
+      if (isConnectionFault(err) && !o.signal?.aborted && (await conn.reconnect(err))) continue;
+      throw err;
+    }
+    if (row === null) return; // another run finished the range
+    addTally(tally, tallyOf(row));
+    state.remaining -= row.scanned;
+    // --rate: the next chunk starts no sooner than this one's rows allow (from its start).
+    if (o.throttle) state.pacedUntil = Math.max(state.pacedUntil, chunkStarted) + (row.copied / o.throttle.rate) * 1000;
+    if (o.now() - state.lastReport >= 5000) {
+      o.log.info('backfill progress', { source: key.source, copied: tally.copied, scanned: tally.scanned, upTo: row.last_datestamp });
+      state.lastReport = o.now();
+    }
+    if (row.scanned < chunk) return;
+  }
+}
+
+/** Never more than maxQueue rows waiting: waits for the probe to deliver (or the signal). */
+async function waitForRoom(client: pg.ClientBase, chunk: number, maxQueue: number, o: CopyOptions): Promise<void> {
+  let toldAt: number | null = null;
+  for (;;) {
+    const queued = await queuedRowCount(client);
+    if (queued + chunk <= maxQueue || o.signal?.aborted) return;
+    if (toldAt === null || o.now() - toldAt >= 30_000) {
+      o.log.info('backfill waiting for the probe to deliver: the capture queue is full (is "dcache-probe run" running?)', { queued, maxQueue });
+      toldAt = o.now();
+    }
+    await pause(500, o.signal);
+  }
+}
+
+/** One chunk in one transaction: copy, record the progress, wake the listener; null when another run finished the range. */
+function copyChunk(client: pg.ClientBase, table: string, key: ProgressKey, chunk: number): Promise<ChunkRow | null> {
+  return inTransaction(client, async (tx) => {
+    const progress = await readProgress(tx, key, true); // serialises concurrent runs of the same range
+    if (progress.finished_at) return null;
+    const start = progress.last_datestamp !== null ? { datestamp: progress.last_datestamp, ctid: progress.last_ctid } : null;
+    const row = await copyChunkRows(tx, table, key, chunk, start);
+    await saveProgress(tx, key, row, row.scanned < chunk);
+    // Wake the listener: these rows did not come through the trigger.
+    if (row.copied > 0) await wakeListener(tx);
+    return row;
+  });
+}
+
+/** The range's end: --until, or the triggers' installation plus the overlap. */
+function rangeEnd(o: BackfillOptions, installedMs: number): TimeArg {
+  return o.until ?? timeArgOf(formatUtc(installedMs + o.overlapSeconds * 1000));
+}
+
+export async function runBackfill(o: BackfillOptions): Promise<BackfillResult> {
+  const now = o.now ?? Date.now;
+  const started = now();
+  checkOptions(o, started);
+  const conn = await BackfillConnection.open({ ...o, queryTimeoutMs: o.dryRun ? undefined : o.queryTimeoutMs });
   try {
-    await requireInstalled(client, 'this command');
-    const billing = (await installedBillingSchema(client))!;
-    const installedMs = await installationTime(client);
-    const until: TimeArg = o.until ?? timeArgOf(formatUtc(installedMs + o.overlapSeconds * 1000));
+    await requireInstalled(conn.client, 'this command');
+    const billing = (await installedBillingSchema(conn.client))!;
+    const installedMs = await installationTimeMs(conn.client);
+    const until = rangeEnd(o, installedMs);
     const result: BackfillResult = {
       since: o.since.text,
       until: until.text,
@@ -325,156 +470,30 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillResult> {
           `rows the probe delivered back then are no longer remembered and would be sent again (byte-identical but for createTime)`,
       );
     }
-
-    const sources: Source[] = ['billinginfo'];
-    const hasStorage = await client.query('SELECT to_regclass($1) IS NOT NULL AS present', [`${client.escapeIdentifier(billing)}.storageinfo`]);
-    if (hasStorage.rows[0]?.present && o.reportTape) sources.push('storageinfo');
-
-    let remaining = o.limit ?? Infinity;
-    let allComplete = true;
-    let anyWasComplete = false;
-    let pacedUntil = now();
-    let lastReport = now();
-    for (const source of sources) {
-      if (result.stoppedBy === 'signal') {
-        allComplete = false;
-        break;
-      }
-      const table = `${client.escapeIdentifier(billing)}.${client.escapeIdentifier(source)}`;
-      const key = [o.since.text, until.text, source];
-      if (!o.dryRun) {
-        await client.query(
-          `INSERT INTO dcache_probe.backfill_progress (range_since, range_until, source) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-          key,
-        );
-      }
-      if (o.restart && !o.dryRun) {
-        await client.query(
-          `UPDATE dcache_probe.backfill_progress SET last_datestamp = NULL, last_ctid = NULL, rows_scanned = 0, rows_copied = 0,
-                  started_at = now(), updated_at = now(), finished_at = NULL
-            WHERE range_since = $1 AND range_until = $2 AND source = $3`,
-          key,
-        );
-      }
-      const readProgress = async (lock: boolean): Promise<Progress> => {
-        const none: Progress = { last_datestamp: null, last_ctid: null, rows_scanned: '0', rows_copied: '0', finished_at: null };
-        const { rows } = await client.query<Progress>(
-          `SELECT last_datestamp, last_ctid::text AS last_ctid, rows_scanned, rows_copied, finished_at FROM dcache_probe.backfill_progress
-            WHERE range_since = $1 AND range_until = $2 AND source = $3 ${lock ? 'FOR UPDATE' : ''}`,
-          key,
-        );
-        return rows[0] ?? none;
-      };
-      /** One chunk in one transaction: copy, record the progress, wake the listener; null when another run finished the range. */
-      const copyChunk = async (chunk: number): Promise<ChunkRow | null> => {
-        await client.query('BEGIN');
-        try {
-          const progress = await readProgress(true); // serialises concurrent runs of the same range
-          if (progress.finished_at) {
-            await client.query('COMMIT');
-            return null;
-          }
-          const resume = progress.last_datestamp !== null;
-          const values: unknown[] = [o.since.text, until.text, source, chunk];
-          if (resume) values.push(progress.last_datestamp, progress.last_ctid);
-          const row = (await client.query<ChunkRow>(chunkSql(table, { resume, limited: true, copy: true }), values)).rows[0]!;
-          const done = row.scanned < chunk;
-          await client.query(
-            `UPDATE dcache_probe.backfill_progress
-                SET last_datestamp = coalesce($4, last_datestamp), last_ctid = coalesce($5::tid, last_ctid),
-                    rows_scanned = rows_scanned + $6, rows_copied = rows_copied + $7, updated_at = now(),
-                    finished_at = CASE WHEN $8::boolean THEN now() END
-              WHERE range_since = $1 AND range_until = $2 AND source = $3`,
-            [...key, row.last_datestamp, row.last_ctid, row.scanned, row.copied, done],
-          );
-          // Wake the listener: these rows did not come through the trigger.
-          if (row.copied > 0) await client.query('SELECT pg_notify($1, $2)', [WAKE_CHANNEL, '']);
-          await client.query('COMMIT');
-          return row;
-        } catch (err) {
-          await client.query('ROLLBACK').catch(() => undefined);
-          throw err;
-        }
-      };
-      const tally = emptyTally();
-      result.sources[source] = tally;
-      const progress = await readProgress(false);
-      if (progress.finished_at && !(o.restart && o.dryRun)) {
-        anyWasComplete = true;
-        o.print(
-          `${source}: this range was backfilled completely on ${progress.finished_at.toISOString()} (${progress.rows_copied} rows copied); nothing to do (--restart scans it again)`,
-        );
-        continue;
-      }
-      const resumeFrom = o.restart ? null : progress.last_datestamp;
-      if (resumeFrom) o.print(`${source}: resuming after datestamp ${resumeFrom} (${progress.rows_copied} rows copied by earlier runs)`);
-
-      if (o.dryRun) {
-        const values: unknown[] = [o.since.text, until.text, source, null];
-        if (resumeFrom) values.push(progress.last_datestamp, progress.last_ctid);
-        const { rows } = await client.query<ChunkRow>(chunkSql(table, { resume: Boolean(resumeFrom), limited: false, copy: false }), values);
-        addTally(tally, tallyOf(rows[0]!));
-        allComplete = false;
-        continue;
-      }
-
-      for (;;) {
-        if (o.signal?.aborted) {
-          result.stoppedBy = 'signal';
-          break;
-        }
-        if (remaining <= 0) {
-          result.stoppedBy = 'limit';
-          break;
-        }
-        const chunk = Math.max(1, Math.min(o.chunkSize, o.maxQueue, remaining));
-        let chunkStarted = now();
-        let row: ChunkRow | null;
-        try {
-          // Never more than maxQueue rows waiting: wait for the probe to deliver.
-          let toldAt: number | null = null;
-          for (;;) {
-            const { rows } = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM dcache_probe.capture_queue');
-            if (rows[0]!.n + chunk <= o.maxQueue || o.signal?.aborted) break;
-            if (toldAt === null || now() - toldAt >= 30_000) {
-              o.log.info('backfill waiting for the probe to deliver: the capture queue is full (is "dcache-probe run" running?)', { queued: rows[0]!.n, maxQueue: o.maxQueue });
-              toldAt = now();
-            }
-            await pause(500, o.signal);
-          }
-          if (o.signal?.aborted) continue;
-          const wait = pacedUntil - now();
-          if (wait > 0) await pause(wait, o.signal);
-          chunkStarted = now();
-          row = await copyChunk(chunk);
-          outage.ok();
-        } catch (err) {
-          // The chunk in hand rolled back (or committed, if only its answer was lost): the
-          // saved progress says which, and the next chunk starts from there.
-          if (isConnectionFault(err) && !o.signal?.aborted && (await reconnect(err))) continue;
-          throw err;
-        }
-        if (row === null) break; // another run finished the range
-        addTally(tally, tallyOf(row));
-        remaining -= row.scanned;
-        // --rate: the next chunk starts no sooner than this one's rows allow (from its start).
-        pacedUntil = Math.max(pacedUntil, chunkStarted) + (row.copied / o.rate) * 1000;
-        if (now() - lastReport >= 5000) {
-          o.log.info('backfill progress', { source, copied: tally.copied, scanned: tally.scanned, upTo: row.last_datestamp });
-          lastReport = now();
-        }
-        if (row.scanned < chunk) break;
-      }
-      if (result.stoppedBy === 'signal' || !(await readProgress(false)).finished_at) allComplete = false;
-    }
+    const sources = await sourcesToCopy(conn.client, billing, o.reportTape);
+    const copy = await copyRange(conn, billing, sources, {
+      since: o.since,
+      until,
+      chunkSize: o.chunkSize,
+      limit: o.limit,
+      dryRun: o.dryRun,
+      restart: o.restart,
+      throttle: { rate: o.rate, maxQueue: o.maxQueue },
+      log: o.log,
+      print: o.print,
+      signal: o.signal,
+      now,
+    });
+    result.sources = copy.sources;
+    result.stoppedBy = copy.stoppedBy;
     for (const t of Object.values(result.sources)) addTally(result.total, t);
-    result.complete = !o.dryRun && allComplete;
-    result.alreadyComplete = anyWasComplete && result.total.scanned === 0 && allComplete;
+    result.complete = !o.dryRun && copy.allComplete;
+    result.alreadyComplete = copy.anyWasComplete && result.total.scanned === 0 && copy.allComplete;
     if (result.complete) result.stoppedBy = undefined;
     result.seconds = (now() - started) / 1000;
     return result;
   } finally {
-    await client.end().catch(() => undefined);
+    await conn.end();
   }
 }
 

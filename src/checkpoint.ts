@@ -9,6 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError } from './config';
+import { errorMessage } from './lib';
 import { isBytes, isDatetime, unpickle, UnpicklingError, type PyDatetime, type PyValue } from './pickle';
 
 export interface OldCheckpoint {
@@ -25,7 +26,7 @@ export function readCheckpointFile(file: string): OldCheckpoint {
   try {
     data = readFileSync(file);
   } catch (err) {
-    throw new ConfigError(`${file}: cannot read the checkpoint file: ${(err as Error).message}`);
+    throw new ConfigError(`${file}: cannot read the checkpoint file: ${errorMessage(err)}`);
   }
   try {
     return parseCheckpoint(data);

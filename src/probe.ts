@@ -16,7 +16,7 @@ import { checkInstallation } from './db/installation';
 import { pruneState, queueWaits } from './db/housekeeping';
 import { backoffDelay, pause } from './lib';
 import { Delivery, emptyResult, type BatchResult, type DeliveryOptions } from './delivery';
-import { runBackfill, timeArgOf } from './backfill';
+import { pollWindow } from './pipeline/poll-window';
 import { IdentityFiles } from './identity';
 import { WakeListener } from './listener';
 import type { Logger } from './logger';
@@ -326,36 +326,7 @@ export class Probe implements ProbeHealth {
    * starts pollOverlapSeconds before the previous one ended and ends pollSettleSeconds ago.
    */
   async pollWindow(): Promise<void> {
-    const p = this.config.pipeline;
-    const end = Date.now() - p.pollSettleSeconds * 1000;
-    const { rows } = await this.pool.query<{ ms: string | null }>(
-      'SELECT floor(extract(epoch FROM max(range_until)) * 1000)::bigint AS ms FROM dcache_probe.backfill_progress WHERE finished_at IS NOT NULL',
-    );
-    const lastEnd = rows[0]?.ms ? Number(rows[0].ms) : end;
-    const start = Math.min(lastEnd, end) - p.pollOverlapSeconds * 1000;
-    if (start >= end) return;
-    const result = await runBackfill({
-      url: this.config.database.url,
-      timeZone: this.config.database.timeZone,
-      queryTimeoutMs: this.config.database.queryTimeoutSeconds * 1000,
-      since: timeArgOf(new Date(start).toISOString()),
-      until: timeArgOf(new Date(end).toISOString()),
-      overlapSeconds: 0,
-      maxHistoryDays: 3650,
-      rate: 1e9,
-      maxQueue: 1e12, // this process drains the queue itself: never wait for it here
-      chunkSize: 5000,
-      dryRun: false,
-      restart: false,
-      reportTape: p.reportTape,
-      dedupWindowHours: p.dedupWindowHours,
-      log: this.log,
-      print: (line) => this.log.debug(`poll window: ${line}`),
-      // A database lost mid-window is waited for (and said once, with the drains' outage).
-      outage: this.outage,
-      signal: this.stopSignal.signal,
-    });
-    if (result.total.copied > 0) this.log.debug('poll window copied rows', { since: result.since, until: result.until, copied: result.total.copied });
+    await pollWindow({ pool: this.pool, config: this.config, log: this.log, outage: this.outage, signal: this.stopSignal.signal });
   }
 
   /** Asks for a drain cycle; coalesces with one already running (src/pipeline/scheduler.ts). */

@@ -11,7 +11,6 @@
  * of ours that dCache never takes, so two claims cannot pick the same rows; a lease that was
  * not renewed in time (a killed, stopped or cut-off probe) is given back by the next claim.
  */
-import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { CapturedRow } from './record/types';
 
@@ -48,11 +47,8 @@ export function ledgerEntries(outcomes: readonly { row: CapturedRow; delivered: 
   return [...byHour.values()];
 }
 
-/** The dedup key of a billing row: md5 of source and transaction, as a uuid. */
-export function deliveryKey(source: string, transaction: string): string {
-  const hex = createHash('md5').update(`${source}:${transaction}`).digest('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
+/** Moved to src/db/delivery-key.ts (the one definition, with its SQL form); re-exported for old importers. */
+export { deliveryKey } from './db/delivery-key';
 
 interface ClaimedRowSql {
   id: string;

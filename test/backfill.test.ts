@@ -466,6 +466,33 @@ for (const [form, protocol] of [['modern', 2], ['legacy', 4]] as const) {
   });
 }
 
+describe('a transfer delivered live whose transaction has surrounding spaces', () => {
+  let db: BillingDatabase;
+  let collector: CollectorProcess;
+  withDatabaseAndCollector('modern', (d, c) => ([db, collector] = [d, c]));
+
+  it('is not sent again by a backfill over its range (one delivery key for it, src/db/delivery-key.ts)', async () => {
+    const since = Date.now() - 2 * HOUR;
+    let i = 0;
+    const generator = new TransferGenerator({ seed: 81, form: 'modern', duplicateShare: 0, p2pShare: 0, noDoorShare: 0, errorShare: 0, now: () => since + 10 * MINUTE + i++ * MINUTE });
+    const sim = Array.from({ length: 3 }, () => generator.next());
+    const spaced = sim.map((t, n) => ({ ...t, mover: { ...t.mover, transaction: n === 2 ? `\t${t.mover.transaction as string} ` : `  ${t.mover.transaction as string}  ` } }));
+    // Live: captured by the trigger, delivered by the probe.
+    await writeMessages(messageStream(spaced, 7, 0), { url: db.url, writers: 1, maxTransactionRows: 10, timeZone: ZONE });
+    assert.equal(await queueDepth(db), 3, 'the movers captured');
+    await pollAndCheck(db, collector);
+    assert.equal(await queueDepth(db), 0);
+    assert.equal((await collector.stats()).recordsAccepted, 3);
+
+    const result = await backfill(db, ['--since', iso(since), '--until', iso(Date.now())]);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.equal(copiedOf(result), 0, result.stdout);
+    assert.match(result.stdout, /skipped 3 already delivered or waiting/);
+    await pollAndCheck(db, collector);
+    assert.equal((await collector.stats()).recordsAccepted, 3, 'the collector received nothing more');
+  });
+});
+
 describe('docs/MIGRATING.md', () => {
   it('names only dcache-probe commands and flags that exist', () => {
     const doc = readFileSync(join(__dirname, '..', '..', 'docs', 'MIGRATING.md'), 'utf8');
