@@ -152,7 +152,7 @@ function disabled(): number {
   return EXIT_OK;
 }
 
-const ALL: Section[] = ['database', 'collector', 'probe', 'identity', 'pipeline', 'log', 'metrics'];
+const ALL: Section[] = ['database', 'collector', 'probe', 'identity', 'pipeline', 'log', 'metrics', 'statistics'];
 
 /** A password from the terminal (typed twice, not echoed) or the first line of stdin: never a flag. */
 async function readPassword(): Promise<string> {

@@ -27,8 +27,7 @@ import { CollectorSender, multiupdateForm } from './sender';
 import { probeDetailsXml } from './xml';
 import { captureHealth } from './status';
 import { PROBE_VERSION } from './version';
-import { TransferStatistics, statisticsEnabled, type StatisticsOptions } from './stats';
-import type { DeepPartial } from './stats/options';
+import { TransferStatistics } from './stats';
 import { sendCompleteHours, type SummarySendResult } from './summary';
 
 export interface ProbeCounters {
@@ -49,8 +48,6 @@ export interface ProbeHooks {
   extraRoutes?: ExtraRoutes;
   /** Serve metrics even when metrics.port is 0 (then on a free port; the demo and tests). */
   metricsOnAnyPort?: boolean;
-  /** Overrides of the transfer statistics / anomaly settings (the demo; docs/DASHBOARD.md). */
-  statistics?: DeepPartial<StatisticsOptions>;
   /** Called after every batch that claimed rows (committed, or given back when unavailable). */
   onBatch?: (result: BatchResult) => void;
 }
@@ -290,7 +287,7 @@ export class Probe {
 
   private async startUp(): Promise<void> {
     const serving = this.config.metrics.port > 0 || this.hooks.metricsOnAnyPort;
-    if (serving && statisticsEnabled()) this.statistics = new TransferStatistics(this.pool, this.log, this.hooks.statistics);
+    if (serving && this.config.statistics.enabled) this.statistics = new TransferStatistics(this.pool, this.log, this.config.statistics);
     if (serving) {
       // Served before the database is reached, so that /readyz can say what is awaited.
       this.metrics = new ProbeMetrics(this);
