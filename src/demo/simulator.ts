@@ -9,6 +9,7 @@
  * senders' clocks, out of commit order. Deterministic for a given seed.
  */
 import pg from 'pg';
+import { inTransaction } from '../db';
 
 export type SchemaForm = 'modern' | 'legacy';
 
@@ -284,10 +285,12 @@ export async function runWriters(take: (n: number) => Message[], options: Writer
   const schema = options.schema ?? 'public';
   const random = rng(options.seed ?? 11);
   const writer = async (): Promise<void> => {
-    const client = new pg.Client({ connectionString: options.url, application_name: 'dcache billing (simulated)', options: options.timeZone ? `-c TimeZone=${options.timeZone}` : undefined });
+    // One connection per writer, as each of dCache's billing threads has its own: a pool of
+    // one, so that inTransaction (src/db.ts) runs each chunk on it and replaces it if it broke.
+    const pool = new pg.Pool({ connectionString: options.url, application_name: 'dcache billing (simulated)', options: options.timeZone ? `-c TimeZone=${options.timeZone}` : undefined, max: 1, idleTimeoutMillis: 0 });
     // A lost connection fails this writer's query (and so runWriters), not the whole process.
-    client.on('error', () => undefined);
-    await client.connect();
+    pool.on('error', () => undefined);
+    pool.on('connect', (client) => client.on('error', () => undefined));
     try {
       for (;;) {
         // Pace before taking, as dCache's writers take from its queue when they are free:
@@ -296,16 +299,16 @@ export async function runWriters(take: (n: number) => Message[], options: Writer
         await options.beforeTransaction?.(size);
         const chunk = take(size);
         if (chunk.length === 0) return;
-        await client.query('BEGIN');
-        for (const m of chunk) {
-          const { sql, values } = insertSql(m.table, m.row, schema);
-          await client.query(sql, values);
-        }
-        await client.query('COMMIT');
+        await inTransaction(pool, async (client) => {
+          for (const m of chunk) {
+            const { sql, values } = insertSql(m.table, m.row, schema);
+            await client.query(sql, values);
+          }
+        });
         options.onCommit?.(chunk, Date.now());
       }
     } finally {
-      await client.end();
+      await pool.end();
     }
   };
   await Promise.all(Array.from({ length: options.writers ?? 10 }, writer));
