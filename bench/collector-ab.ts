@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_BUNDLE_SIZE } from '../src/config';
 import { TransferGenerator, type Row } from '../src/demo/simulator';
 import { mapRow, type MappingOptions } from '../src/mapping';
-import { multiupdateForm } from '../src/sender';
+import { multiupdateForm } from '../src/record/envelope';
 import { usageRecordXml } from '../src/xml';
 import { collectorAcceptance, recordedBundles, type Acceptance } from './baselines';
 import { buildCommit } from './lib/build';

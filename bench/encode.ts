@@ -74,14 +74,14 @@ export function encodeBench(n = 4000, minMs = 400): EncodeResult {
     const mapping = ['../src/mapping'];
     const mapRow = find('mapRow', mapping);
     const usageRecordXml = find('usageRecordXml', ['../src/xml']);
-    const multiupdateForm = find('multiupdateForm', ['../src/sender']);
-    const planBodies = find('planBodies', ['../src/sender', '../src/delivery']);
+    const multiupdateForm = find('multiupdateForm', ['../src/record/envelope', '../src/sender']);
+    const planBodies = find('planBodies', ['../src/record/envelope', '../src/sender', '../src/delivery']);
     const maxBytes: number = find('MAX_BUNDLE_BYTES_LIMIT', ['../src/config']);
     const fastXml = makeFastXml({
       xmlSafe: find('xmlSafe', ['../src/xml']),
-      isoDuration: find('isoDuration', mapping),
-      rfc3339: find('rfc3339', mapping),
-      EncodeError: find('EncodeError', mapping),
+      isoDuration: find('isoDuration', ['../src/record/time', ...mapping]),
+      rfc3339: find('rfc3339', ['../src/record/time', ...mapping]),
+      EncodeError: find('EncodeError', ['../src/record/types', ...mapping]),
     });
     const options = { probeName: 'dcache-transfer:bench.example.org', siteName: 'BENCH', grid: 'OSG', dcacheServerHost: 'dcache.example.org', reportTape: true };
 

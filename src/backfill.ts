@@ -24,10 +24,10 @@
  */
 import pg from 'pg';
 import { ConfigError } from './config';
-import { DatabaseOutage, connectionConfig, isConnectionFault, requireInstalled } from './db';
+import { DatabaseOutage, connectionConfig, isConnectionFault } from './db';
 import { backoffDelay, pause } from './lib';
 import type { Logger } from './logger';
-import { installedBillingSchema } from './migrations';
+import { installedBillingSchema, requireInstalled } from './migrations';
 import { WAKE_CHANNEL } from './queue';
 
 export type Source = 'billinginfo' | 'storageinfo';

@@ -11,7 +11,6 @@
  */
 import pg from 'pg';
 import type { Logger } from './logger';
-import { LATEST_VERSION, installedVersion } from './migrations';
 
 export interface DatabaseOptions {
   url: string;
@@ -144,13 +143,6 @@ export function databaseError(err: unknown, where?: string): DatabaseError {
   return code === 'UNAVAILABLE' ? new DatabaseUnavailable(message, { cause: err }) : new DatabaseError(code, message, { cause: err });
 }
 
-/** Throws NOT_INSTALLED or SCHEMA_OUTDATED unless the probe's schema is at this build's version. */
-export async function requireInstalled(client: pg.ClientBase, who = 'this probe'): Promise<void> {
-  const version = await installedVersion(client);
-  if (version === 0) throw new DatabaseError('NOT_INSTALLED', 'the probe is not installed in this database: run "dcache-probe migrate" first');
-  if (version < LATEST_VERSION) throw new DatabaseError('SCHEMA_OUTDATED', `the installed schema is version ${version}, ${who} needs ${LATEST_VERSION}: run "dcache-probe migrate"`);
-}
-
 /**
  * Says once when the database becomes unreachable and once when it is back, however many
  * retries lie between; what it says meanwhile is `problem` (for /readyz).
@@ -220,23 +212,37 @@ export function describeDatabaseError(err: unknown): string {
 }
 
 /**
- * Runs `work` in a transaction on a client of the pool: COMMIT when it resolves, ROLLBACK when
- * it throws. A client that failed inside the transaction is destroyed, not returned to the pool
- * (its connection may be broken, or in an unknown state).
+ * Runs `work` in a transaction: COMMIT when it resolves, ROLLBACK when it throws. Given the
+ * pool, on a client of the pool; a client that failed inside the transaction is destroyed, not
+ * returned to the pool (its connection may be broken, or in an unknown state). Given a client
+ * (one the caller holds, e.g. migrate's own connection), on that client, which stays the
+ * caller's to end.
  */
-export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T>;
+export async function inTransaction<T>(client: pg.ClientBase, work: (client: pg.ClientBase) => Promise<T>): Promise<T>;
+export async function inTransaction<T>(db: pg.Pool | pg.ClientBase, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  // (Given a client, `work` was declared for a ClientBase: the second signature.)
+  if (!(db instanceof pg.Pool)) return transaction(db, work as (client: pg.ClientBase) => Promise<T>);
+  const client = await db.connect();
   let failed = false;
+  try {
+    return await transaction(client, work);
+  } catch (err) {
+    failed = true;
+    throw err;
+  } finally {
+    client.release(failed);
+  }
+}
+
+async function transaction<T, C extends pg.ClientBase>(client: C, work: (client: C) => Promise<T>): Promise<T> {
   try {
     await client.query('BEGIN');
     const result = await work(client);
     await client.query('COMMIT');
     return result;
   } catch (err) {
-    failed = true;
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
-  } finally {
-    client.release(failed);
   }
 }

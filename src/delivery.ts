@@ -26,9 +26,12 @@ import { hostname } from 'node:os';
 import type pg from 'pg';
 import { inTransaction } from './db';
 import type { Logger } from './logger';
-import { EncodeError, mapRow, type CapturedRow, type MappingOptions, type UsageRecord } from './mapping';
+import { errorMessage } from './lib';
+import { mapRow, type MappingOptions, type UsageRecord } from './mapping';
 import { CaptureQueue, ClaimBusy, deliveryKey, ledgerEntries, type QuarantineEntry } from './queue';
-import { planBodies, type CollectorSender } from './sender';
+import { planBodies } from './record/envelope';
+import { EncodeError, type CapturedRow } from './record/types';
+import type { RecordSender } from './sender';
 import { addToSummaries, aggregate } from './summary';
 import { usageRecordXml } from './xml';
 
@@ -188,7 +191,7 @@ export class Delivery {
   constructor(
     private readonly pool: pg.Pool,
     private readonly queue: CaptureQueue,
-    private readonly sender: CollectorSender,
+    private readonly sender: RecordSender,
     private readonly options: DeliveryOptions,
     private readonly log: Logger,
   ) {
@@ -312,7 +315,7 @@ export class Delivery {
         if (mapped.kind === 'quarantine') batch.keyed.push({ row, key, heldBack: mapped.reason });
         else batch.keyed.push({ row, key, encoded: { row, record: mapped.record, xml: usageRecordXml(mapped.record) } });
       } catch (err) {
-        const reason = err instanceof EncodeError ? err.message : `cannot encode: ${(err as Error).message}`;
+        const reason = err instanceof EncodeError ? err.message : `cannot encode: ${errorMessage(err)}`;
         batch.quarantine.push({ id: row.id, door: row.door, stage: 'encode', reason });
       }
     }

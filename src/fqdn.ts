@@ -17,6 +17,7 @@
 import { execFile } from 'node:child_process';
 import { promises as dns } from 'node:dns';
 import { hostname } from 'node:os';
+import { errorMessage } from './lib';
 
 export interface HostResolver {
   /** This host's canonical name (`hostname -f`). */
@@ -64,7 +65,7 @@ export async function fullyQualifiedHostName(short: string = hostname(), resolve
     try {
       return await within(timeoutMs, work());
     } catch (err) {
-      tried.push(`${what}: ${(err as Error).message}`);
+      tried.push(`${what}: ${errorMessage(err)}`);
       return undefined;
     }
   };

@@ -41,6 +41,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BlockList, isIP } from 'node:net';
 import { ConfigError, OPERATIONAL_PATHS, SETTINGS, networkOf, type Config } from './config';
+import { errorMessage } from './lib';
 
 type HttpSettings = Config['metrics'];
 
@@ -157,7 +158,7 @@ function readSetting(key: string, file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`${settingName(key)}: cannot read ${file}: ${(err as Error).message}`);
+    throw new ConfigError(`${settingName(key)}: cannot read ${file}: ${errorMessage(err)}`);
   }
 }
 

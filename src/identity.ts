@@ -7,6 +7,7 @@
  * (checked at most every few seconds), so an operator's edit takes effect without a restart.
  */
 import { readFileSync, statSync } from 'node:fs';
+import { errorMessage } from './lib';
 
 export interface VoMapping {
   vo: string;
@@ -95,7 +96,7 @@ class WatchedFile<T> {
         this.stamp = stamp;
       }
     } catch (err) {
-      if (this.stamp !== 'missing') this.onProblem(`cannot read ${this.path}: ${(err as Error).message}`);
+      if (this.stamp !== 'missing') this.onProblem(`cannot read ${this.path}: ${errorMessage(err)}`);
       this.stamp = 'missing';
       this.value = undefined;
     }

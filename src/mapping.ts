@@ -8,21 +8,7 @@
  */
 
 import { NO_IDENTITY_FILES, type IdentityTables } from './identity';
-
-/** A row as the queue hands it out: the billing row as jsonb plus what SQL computed. */
-export interface CapturedRow {
-  /** capture_queue.id */
-  id: string;
-  source: 'billinginfo' | 'storageinfo';
-  /** When our trigger captured the row (epoch ms): its age in the queue, and latencies. */
-  capturedAtMs: number;
-  /** The billing row, column name -> JSON value (both schema forms). */
-  record: Record<string, unknown>;
-  /** The row's datestamp as epoch ms, read by SQL in the configured zone; null if unreadable. */
-  datestampMs: number | null;
-  /** The mover's door row (doorinfo), if one was found. */
-  door: Record<string, unknown> | null;
-}
+import { EncodeError, type CapturedRow } from './record/types';
 
 /** The old probe's record filters (ProbeConfig switches), all off by default. */
 export interface RecordFilters {
@@ -92,11 +78,6 @@ export type MappingResult =
   /** Valid, but held back by a switch (QuarantineUnknownVORecords) for replay later. */
   | { kind: 'quarantine'; reason: string };
 
-/** A row that cannot become a valid record; it is quarantined with this message. */
-export class EncodeError extends Error {
-  override name = 'EncodeError';
-}
-
 // ---------------------------------------------------------------------------------------
 // Reading jsonb values of either schema form (varchar or unbounded text, bigint or numeric)
 
@@ -127,25 +108,6 @@ export function meaningful(value: string | null | undefined): string | undefined
   const v = value.trim();
   if (v === '' || /^<?(unknown|undefined)>?$/i.test(v)) return undefined;
   return v;
-}
-
-// ---------------------------------------------------------------------------------------
-// Formatting
-
-/** RFC 3339 UTC with milliseconds, as GRACC's Go parser wants it. */
-export function rfc3339(ms: number): string {
-  const d = new Date(ms);
-  const year = d.getUTCFullYear();
-  if (!Number.isFinite(ms) || year < 1 || year > 9999) throw new EncodeError(`time out of range: ${ms}`);
-  return d.toISOString();
-}
-
-/** ISO 8601 duration from milliseconds, exact: 8534 -> "PT8.534S", 0 -> "PT0S". */
-export function isoDuration(ms: number): string {
-  const whole = Math.max(0, Math.round(ms));
-  const seconds = Math.floor(whole / 1000);
-  const fraction = String(whole % 1000).padStart(3, '0').replace(/0+$/, '');
-  return `PT${seconds}${fraction ? '.' + fraction : ''}S`;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -4,28 +4,19 @@
  * answered a ping recently). Gauges that describe the database (queue depth, oldest row, rows
  * captured) are read at scrape time, so they are true even when another probe delivers; while
  * the database cannot be read they are NaN, and the rest of the scrape is still served.
+ * The probe is read through ProbeHealth and heard through ProbeEvents (src/service/interfaces.ts).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import client from 'prom-client';
-import type pg from 'pg';
 import type { Config } from './config';
-import type { BatchResult } from './delivery';
+import { pingDatabase, scrapeGauges } from './db/status';
 import { httpGuard } from './http-auth';
-import type { Probe } from './probe';
+import { errorMessage } from './lib';
+import type { BatchCounts, ProbeEventEmitter, ProbeHealth } from './service/interfaces';
 
 /** Seconds after which a collector not heard from makes the probe "not ready". */
 const COLLECTOR_FRESHNESS_MS = 5 * 60_000;
-
-/** A number read from the database at scrape time; NaN when it cannot be read now. */
-async function fromDatabase(pool: pg.Pool, sql: string): Promise<number> {
-  try {
-    const { rows } = await pool.query<{ n: unknown }>(sql);
-    return Number(rows[0]!.n);
-  } catch {
-    return NaN;
-  }
-}
 
 export class ProbeMetrics {
   readonly registry = new client.Registry();
@@ -35,7 +26,7 @@ export class ProbeMetrics {
   private readonly skipped = new client.Counter({ name: 'dcache_probe_rows_skipped_total', help: 'Billing rows that are not reported (pool-to-pool copies, tape when off)', registers: [this.registry] });
   private readonly quarantined = new client.Counter({ name: 'dcache_probe_records_quarantined_total', help: 'Rows moved to the quarantine (unencodable, or refused by the collector)', registers: [this.registry] });
   private readonly requests = new client.Counter({ name: 'dcache_probe_collector_requests_total', help: 'Bundles posted to the collector (first attempts)', registers: [this.registry] });
-  readonly retries = new client.Counter({ name: 'dcache_probe_collector_retries_total', help: 'Collector requests retried after an error', registers: [this.registry] });
+  private readonly retries = new client.Counter({ name: 'dcache_probe_collector_retries_total', help: 'Collector requests retried after an error', registers: [this.registry] });
   private readonly unavailable = new client.Counter({ name: 'dcache_probe_collector_unavailable_total', help: 'Batches given back to the queue because the collector could not be reached', registers: [this.registry] });
   private readonly latency = new client.Histogram({
     name: 'dcache_probe_capture_to_ack_seconds',
@@ -44,14 +35,17 @@ export class ProbeMetrics {
     registers: [this.registry],
   });
 
-  constructor(private readonly probe: Probe) {
+  /** Reads `probe` at scrape time and counts what its `events` say. */
+  constructor(probe: ProbeHealth, events: ProbeEventEmitter) {
     const pool = probe.pool;
+    events.on('batch', (counts, result) => this.observeBatch(counts, result.latenciesMs));
+    events.on('retry', () => this.retries.inc());
     new client.Gauge({
       name: 'dcache_probe_queue_depth',
       help: 'Captured billing rows waiting for delivery',
       registers: [this.registry],
       async collect() {
-        this.set(await fromDatabase(pool, 'SELECT count(*)::bigint AS n FROM dcache_probe.capture_queue'));
+        this.set(await scrapeGauges.queueDepth(pool));
       },
     });
     new client.Gauge({
@@ -59,7 +53,7 @@ export class ProbeMetrics {
       help: 'Age of the oldest captured row waiting for delivery (0 when none)',
       registers: [this.registry],
       async collect() {
-        this.set(await fromDatabase(pool, 'SELECT coalesce(extract(epoch FROM now() - min(captured_at)), 0) AS n FROM dcache_probe.capture_queue'));
+        this.set(await scrapeGauges.oldestPendingSeconds(pool));
       },
     });
     new client.Gauge({
@@ -67,7 +61,7 @@ export class ProbeMetrics {
       help: 'Billing rows captured by the triggers since installation (a counter kept by the database)',
       registers: [this.registry],
       async collect() {
-        this.set(await fromDatabase(pool, 'SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM dcache_probe.capture_queue_id_seq'));
+        this.set(await scrapeGauges.rowsCaptured(pool));
       },
     });
     new client.Gauge({
@@ -75,7 +69,7 @@ export class ProbeMetrics {
       help: 'Rows in the quarantine now',
       registers: [this.registry],
       async collect() {
-        this.set(await fromDatabase(pool, 'SELECT count(*)::bigint AS n FROM dcache_probe.quarantine'));
+        this.set(await scrapeGauges.quarantineSize(pool));
       },
     });
     new client.Gauge({
@@ -99,21 +93,21 @@ export class ProbeMetrics {
       help: 'When the collector last acknowledged a bundle (0: never)',
       registers: [this.registry],
       collect() {
-        this.set((probe.sender.lastAcceptedAt ?? 0) / 1000);
+        this.set((probe.collectorLastAcceptedAt ?? 0) / 1000);
       },
     });
     client.collectDefaultMetrics({ register: this.registry, prefix: 'dcache_probe_' });
   }
 
-  observeBatch(r: BatchResult): void {
-    this.delivered.inc(r.delivered);
-    if (!r.unavailable) this.bundles.inc();
+  private observeBatch(c: BatchCounts, latenciesMs: readonly number[]): void {
+    this.delivered.inc(c.delivered);
+    if (!c.unavailable) this.bundles.inc();
     else this.unavailable.inc();
-    this.duplicates.inc(r.duplicates);
-    this.skipped.inc(r.skipped);
-    this.quarantined.inc(r.quarantined);
-    this.requests.inc(r.requests);
-    for (const ms of r.latenciesMs) this.latency.observe(ms / 1000);
+    this.duplicates.inc(c.duplicates);
+    this.skipped.inc(c.skipped);
+    this.quarantined.inc(c.quarantined);
+    this.requests.inc(c.requests);
+    for (const ms of latenciesMs) this.latency.observe(ms / 1000);
   }
 }
 
@@ -126,23 +120,23 @@ export interface Readiness {
 }
 
 /** Is the probe able to do its job right now? */
-export async function readiness(probe: Probe): Promise<Readiness> {
+export async function readiness(probe: ProbeHealth): Promise<Readiness> {
   const problems: string[] = [];
   let database = false;
   try {
-    await probe.pool.query('SELECT 1');
+    await pingDatabase(probe.pool);
     database = true;
   } catch (err) {
-    problems.push(`database unreachable: ${(err as Error).message}`);
+    problems.push(`database unreachable: ${errorMessage(err)}`);
   }
-  const outage = probe.outage.problem;
+  const outage = probe.outageProblem;
   if (outage) problems.push(outage);
   if (probe.lastDrainError && !outage) problems.push(`delivery is failing: ${probe.lastDrainError}`);
   const listener = probe.pollMode || probe.listenerConnected;
   if (!listener) problems.push('the LISTEN connection is down (reconnecting)');
-  const heard = probe.sender.lastAcceptedAt;
+  const heard = probe.collectorLastAcceptedAt;
   let collector = heard !== null && Date.now() - heard < COLLECTOR_FRESHNESS_MS;
-  if (!collector) collector = await probe.sender.ping(AbortSignal.timeout(5000));
+  if (!collector) collector = await probe.pingCollector(AbortSignal.timeout(5000));
   if (!collector) problems.push('the collector has not accepted anything or answered a ping in the last 5 minutes');
   return { ready: database && listener && collector && !probe.lastDrainError && !outage, database, listener, collector, problems };
 }
@@ -155,7 +149,7 @@ export type ExtraRoutes = (req: IncomingMessage, res: ServerResponse) => Promise
  * settings say: src/http-auth.ts); resolves with the bound port. Throws ConfigError when the
  * settings would leave the extra routes open to the network.
  */
-export function startMetricsServer(probe: Probe, metrics: ProbeMetrics, settings: Config['metrics'], extra?: ExtraRoutes): Promise<{ server: Server; port: number }> {
+export function startMetricsServer(probe: ProbeHealth, metrics: ProbeMetrics, settings: Config['metrics'], extra?: ExtraRoutes): Promise<{ server: Server; port: number }> {
   const { port, host } = settings;
   const guard = httpGuard(settings, extra !== undefined);
   const server = createServer((req, res) => {
@@ -183,7 +177,7 @@ export function startMetricsServer(probe: Probe, metrics: ProbeMetrics, settings
         // (A route that failed half-way through its answer can only be cut off.)
         if (res.headersSent) return void res.destroy();
         res.writeHead(500, { 'content-type': 'text/plain' });
-        res.end(`error: ${(err as Error).message}\n`);
+        res.end(`error: ${errorMessage(err)}\n`);
       }
     })();
   });

@@ -13,7 +13,8 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { pause } from './lib';
+import { DatabaseError, inTransaction } from './db';
+import { errorMessage, pause } from './lib';
 
 export const SQL_DIR = join(__dirname, '..', '..', 'sql');
 const MIGRATIONS_DIR = join(SQL_DIR, 'migrations');
@@ -114,7 +115,7 @@ async function analyzeDoorinfo(client: pg.Client, billingSchema: string): Promis
     // ANALYZE of a table we do not own only warns, and analyzes nothing.
     return after.rowCount !== 0 ? 'analyzed' : { failed: 'ANALYZE left no statistics (is doorinfo owned by another role?)' };
   } catch (err) {
-    return { failed: (err as Error).message };
+    return { failed: errorMessage(err) };
   }
 }
 
@@ -137,20 +138,18 @@ const LOCK_NOT_AVAILABLE = '55P03';
  */
 async function inMigrationTransaction<T>(client: pg.Client, what: string, fn: () => Promise<T>, attempts = LOCK_ATTEMPTS): Promise<T> {
   for (let attempt = 1; ; attempt++) {
-    await client.query('BEGIN');
     try {
-      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-      await client.query("SELECT set_config('lock_timeout', $1, true), set_config('dcache_probe.migrating', 'on', true)", [`${LOCK_TIMEOUT_MS}ms`]);
-      const result = await fn();
-      await client.query('COMMIT');
-      return result;
+      return await inTransaction(client, async () => {
+        await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+        await client.query("SELECT set_config('lock_timeout', $1, true), set_config('dcache_probe.migrating', 'on', true)", [`${LOCK_TIMEOUT_MS}ms`]);
+        return fn();
+      });
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
       if ((err as { code?: string }).code !== LOCK_NOT_AVAILABLE) throw err;
       if (attempt >= attempts) {
         throw new MigrationError(
           'LOCK_TIMEOUT',
-          `${what}: could not get a lock within ${LOCK_TIMEOUT_MS} ms, ${attempts} times (${(err as Error).message}); a long transaction holds it (dCache's billing writers, a probe, a backup). Nothing was changed; run it again`,
+          `${what}: could not get a lock within ${LOCK_TIMEOUT_MS} ms, ${attempts} times (${errorMessage(err)}); a long transaction holds it (dCache's billing writers, a probe, a backup). Nothing was changed; run it again`,
         );
       }
       await pause(attempt * 1000);
@@ -192,6 +191,13 @@ export async function installedBillingSchema(client: pg.ClientBase): Promise<str
     'SELECT billing_schema FROM dcache_probe.schema_migration ORDER BY version DESC LIMIT 1',
   );
   return rows[0]?.billing_schema ?? null;
+}
+
+/** Throws NOT_INSTALLED or SCHEMA_OUTDATED unless the probe's schema is at this build's version. */
+export async function requireInstalled(client: pg.ClientBase, who = 'this probe'): Promise<void> {
+  const version = await installedVersion(client);
+  if (version === 0) throw new DatabaseError('NOT_INSTALLED', 'the probe is not installed in this database: run "dcache-probe migrate" first');
+  if (version < LATEST_VERSION) throw new DatabaseError('SCHEMA_OUTDATED', `the installed schema is version ${version}, ${who} needs ${LATEST_VERSION}: run "dcache-probe migrate"`);
 }
 
 /**

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import { ConfigError } from './config';
+import { errorMessage } from './lib';
 
 export interface TranslatedProbeConfig {
   /** Our settings, by dotted key, with the attribute each came from. */
@@ -117,14 +118,14 @@ export function readProbeConfig(file: string): TranslatedProbeConfig {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`${file}: cannot read the ProbeConfig file: ${(err as Error).message}`);
+    throw new ConfigError(`${file}: cannot read the ProbeConfig file: ${errorMessage(err)}`);
   }
   const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '', parseAttributeValue: false, processEntities: true });
   let doc: Record<string, unknown>;
   try {
     doc = parser.parse(text, true) as Record<string, unknown>;
   } catch (err) {
-    throw new ConfigError(`${file}: not a valid ProbeConfig (XML): ${(err as Error).message}`);
+    throw new ConfigError(`${file}: not a valid ProbeConfig (XML): ${errorMessage(err)}`);
   }
   const element = doc.ProbeConfiguration;
   if (!element || typeof element !== 'object') throw new ConfigError(`${file}: no <ProbeConfiguration> element: is this Gratia's ProbeConfig?`);

@@ -1,19 +1,19 @@
 /**
- * The probe's lifecycle: start, drain, stop.
- *
- * A "drain cycle" runs whenever something may have arrived: a notification, a (re)connect of
- * the listener, the fallback poll timer, the door re-check timer (movers waiting for their door
- * row), or the end of a collector outage. Overlapping requests coalesce: a request during a
- * cycle makes it go round once more.
- * Each cycle delivers until nothing is ready, then arms the wake-up, waits out in-flight
- * captures (the barrier) and looks once more before going idle (sql/migrations/001_capture.sql
- * explains why nothing can be stranded).
+ * The composition root of the daemon: builds the probe's parts in one place (pool, sender,
+ * delivery, listener, drain scheduler, metrics server, statistics) and runs their lifecycle:
+ * start, drain, stop. What each part does is in its own module: the drain scheduling in
+ * src/pipeline/scheduler.ts, one drain in src/pipeline/drain.ts, the handshake in
+ * src/service/handshake.ts, the stop file in src/service/stop-file.ts, the installation checks
+ * in src/db/installation.ts, the door re-check query and pruning in src/db/housekeeping.ts.
+ * Metrics and readiness read the probe through ProbeHealth and hear of its batches through
+ * ProbeEvents (src/service/interfaces.ts).
  */
-import { existsSync } from 'node:fs';
 import type { Server } from 'node:http';
 import pg from 'pg';
 import { collectorEndpoint, redactUrl, type Config } from './config';
-import { DatabaseOutage, createPool, databaseError, describeDatabaseError, isConnectionFault, requireInstalled } from './db';
+import { DatabaseOutage, createPool, databaseError, describeDatabaseError, isConnectionFault } from './db';
+import { checkInstallation } from './db/installation';
+import { pruneState, queueWaits } from './db/housekeeping';
 import { backoffDelay, pause } from './lib';
 import { Delivery, emptyResult, type BatchResult, type DeliveryOptions } from './delivery';
 import { runBackfill, timeArgOf } from './backfill';
@@ -21,25 +21,19 @@ import { IdentityFiles } from './identity';
 import { WakeListener } from './listener';
 import type { Logger } from './logger';
 import { ProbeMetrics, startMetricsServer, type ExtraRoutes } from './metrics';
-import { installedBillingSchema } from './migrations';
-import { CaptureQueue, armWakeUp, captureBarrier, pruneOldState } from './queue';
-import { CollectorSender, multiupdateForm } from './sender';
-import { probeDetailsXml } from './xml';
-import { captureHealth } from './status';
+import { armWakeUp, captureBarrier, CaptureQueue } from './queue';
+import { CollectorSender } from './sender';
 import { PROBE_VERSION } from './version';
 import { TransferStatistics } from './stats';
 import { sendCompleteHours, type SummarySendResult } from './summary';
+import { drainQueue } from './pipeline/drain';
+import { DATABASE_RETRY_FIRST_MS, DATABASE_RETRY_MAX_MS, DrainScheduler } from './pipeline/scheduler';
+import { addBatch, batchCounts, emptyCounters, type ProbeCounters } from './service/counters';
+import { sendHandshake } from './service/handshake';
+import { ProbeEventEmitter, type ProbeHealth } from './service/interfaces';
+import { StopFile } from './service/stop-file';
 
-export interface ProbeCounters {
-  batches: number;
-  delivered: number;
-  duplicates: number;
-  skipped: number;
-  quarantined: number;
-  requests: number;
-  collectorUnavailable: number;
-  lastDeliveryAt: number | null;
-}
+export type { ProbeCounters } from './service/counters';
 
 export interface ProbeHooks {
   /** Inside each delivery transaction, before COMMIT (see DeliveryOptions.onDelivered). */
@@ -66,37 +60,6 @@ function chainRoutes(first: ExtraRoutes | undefined, second: ExtraRoutes): Extra
 }
 
 /**
- * Adds a batch's counts to a running total. Latencies are left out on purpose: each batch's go
- * to the metrics as it ends (account()), and a total kept for a whole drain would grow with the
- * backlog: one number per row of a 1M-row catch-up, held until the drain ends.
- */
-export function addResults(total: BatchResult, r: BatchResult): BatchResult {
-  total.claimed += r.claimed;
-  total.delivered += r.delivered;
-  total.duplicates += r.duplicates;
-  total.skipped += r.skipped;
-  total.quarantined += r.quarantined;
-  total.left += r.left;
-  total.requests += r.requests;
-  if (r.unavailable) total.unavailable = r.unavailable;
-  return total;
-}
-
-/** Whether a batch (or drain) settled any row: the drain goes on only while it does. */
-function settledAny(r: BatchResult): boolean {
-  return r.claimed > r.left;
-}
-
-/**
- * Nothing notifies when a door row arrives (a trigger on doorinfo for that doubled what we cost
- * dCache's inserts; sql/migrations/006_lighter_capture.sql), so while movers wait for their
- * door row the probe looks again by itself: first after this long, then twice as long each
- * time nothing was delivered, up to the maximum.
- */
-export const DOOR_RECHECK_FIRST_MS = 250;
-export const DOOR_RECHECK_MAX_MS = 5_000;
-
-/**
  * The server ends a probe session left idle inside a transaction this long. Every transaction
  * of the probe is a few statements with nothing in between (no network, no sleep): one idle
  * this long belongs to a probe that stopped (SIGSTOP, a VM pause) or vanished, and what it
@@ -106,53 +69,10 @@ export const IDLE_IN_TRANSACTION_MS = 5_000;
 
 export { PROBE_VERSION } from './version';
 
-/** Which form of the billing schema this is, in words (for the handshake and status). */
-export async function billingSchemaForm(pool: pg.Pool): Promise<string> {
-  const { rows } = await pool.query<{ datestamp: string | null; owner: boolean; p2p: boolean }>(`
-    SELECT max(data_type) FILTER (WHERE column_name = 'datestamp') AS datestamp,
-           bool_or(column_name = 'owner') AS owner, bool_or(column_name = 'p2p') AS p2p
-      FROM information_schema.columns
-     WHERE table_schema = (SELECT billing_schema FROM dcache_probe.schema_migration ORDER BY version DESC LIMIT 1)
-       AND table_name = 'billinginfo'`);
-  const r = rows[0];
-  if (!r?.datestamp) return 'unknown';
-  if (r.datestamp === 'timestamp without time zone') return 'legacy (pre-Liquibase, timestamp without time zone)';
-  if (r.owner) return 'modern (dCache >= 2.16)';
-  return r.p2p ? 'dCache 2.7 - 2.15' : 'dCache < 2.7';
-}
-
-/**
- * Connection faults at start-up are waited out (the probe is a daemon: a database that is
- * restarting, or not up yet when the probe starts, comes back): first after this long, doubling
- * up to the maximum. Drains that meet one retry as often.
- */
-const DATABASE_RETRY_FIRST_MS = 250;
-const DATABASE_RETRY_MAX_MS = 5_000;
-
-/** Checks that the probe's schema is installed at the version this build expects. */
-export async function checkInstallation(pool: pg.Pool): Promise<{ billingSchema: string; captureProblems: string[]; captureWarnings: string[] }> {
-  const client = await pool.connect();
-  try {
-    await requireInstalled(client);
-    const billingSchema = (await installedBillingSchema(client))!;
-    const health = await captureHealth(client);
-    return { billingSchema, captureProblems: health.problems, captureWarnings: health.warnings };
-  } finally {
-    client.release();
-  }
-}
-
-export class Probe {
-  readonly counters: ProbeCounters = {
-    batches: 0,
-    delivered: 0,
-    duplicates: 0,
-    skipped: 0,
-    quarantined: 0,
-    requests: 0,
-    collectorUnavailable: 0,
-    lastDeliveryAt: null,
-  };
+export class Probe implements ProbeHealth {
+  readonly counters: ProbeCounters = emptyCounters();
+  /** What the probe says as it works: batches, retries (the metrics listen). */
+  readonly events = new ProbeEventEmitter();
   readonly pool: pg.Pool;
   readonly sender: CollectorSender;
   private listener: WakeListener | null = null;
@@ -163,8 +83,8 @@ export class Probe {
   /** Port of the metrics/health server once started (0 in the configuration picks a free one). */
   metricsPort: number | null = null;
   private delivery: Delivery | null = null;
-  private running: Promise<void> | null = null;
-  private again = false;
+  private readonly scheduler: DrainScheduler;
+  private readonly stopFile: StopFile;
   private stopping = false;
   /** Aborted after the stop deadline: abandons the collector request in flight. */
   private readonly abort = new AbortController();
@@ -174,16 +94,8 @@ export class Probe {
   private stopped: Promise<void> | null = null;
   /** Logs a database outage once, and its end; readiness reports it meanwhile. */
   readonly outage: DatabaseOutage;
-  private timers = new Set<NodeJS.Timeout>();
-  /** The last drain error, until a drain succeeds again (readiness reports it). */
-  lastDrainError: string | null = null;
-  private stopFileSeen = false;
+  private intervals = new Set<NodeJS.Timeout>();
   private handshake: Promise<void> | null = null;
-  private outages = 0;
-  private pausedUntil = 0;
-  private dbFailures = 0;
-  private doorRecheckTimer: NodeJS.Timeout | null = null;
-  private doorRecheckMs = DOOR_RECHECK_FIRST_MS;
 
   constructor(
     private readonly config: Config,
@@ -192,6 +104,7 @@ export class Probe {
   ) {
     this.pool = createPool({ ...this.databaseOptions(), max: config.pipeline.workers + 2 });
     this.outage = new DatabaseOutage(log);
+    this.stopFile = new StopFile(config.probe.stopFile, log);
     this.sender = new CollectorSender({
       endpoint: collectorEndpoint(config.collector.url),
       probeName: config.probe.name,
@@ -203,10 +116,34 @@ export class Probe {
       certFile: config.collector.certFile,
       keyFile: config.collector.keyFile,
       onRetry: (attempt, answer, delayMs) => {
-        this.metrics?.retries.inc();
+        this.events.emit('retry', attempt, answer, delayMs);
         this.log.warn('collector request failed; retrying', { attempt, answer, delayMs });
       },
     });
+    this.scheduler = new DrainScheduler(
+      {
+        stoppedByFile: () => this.stopFile.present(),
+        pollWindow: this.pollMode ? () => this.pollWindow() : undefined,
+        drain: () => this.drain(),
+        goIdle: async () => {
+          await armWakeUp(this.pool);
+          return captureBarrier(this.pool);
+        },
+        sendSummaries: config.pipeline.summarize ? () => this.sendSummaries() : undefined,
+        queueWaits: () => queueWaits(this.pool),
+      },
+      { doorGraceSeconds: config.pipeline.doorGraceSeconds, collectorRetryBaseMs: config.collector.retryBaseMs, collectorRetryMaxMs: config.collector.retryMaxMs },
+      this.outage,
+      log,
+    );
+    this.events.on('batch', (counts) => {
+      addBatch(this.counters, counts, Date.now());
+      if (!counts.unavailable) this.scheduler.collectorAccepted();
+    });
+    if (hooks.onBatch) {
+      const onBatch = hooks.onBatch;
+      this.events.on('batch', (_counts, result) => onBatch(result));
+    }
   }
 
   private databaseOptions() {
@@ -223,6 +160,23 @@ export class Probe {
 
   get lastNotificationAt(): number | null {
     return this.listener?.lastNotificationAt ?? null;
+  }
+
+  /** The last drain error, until a drain succeeds again (readiness reports it). */
+  get lastDrainError(): string | null {
+    return this.scheduler.lastDrainError;
+  }
+
+  get outageProblem(): string | null {
+    return this.outage.problem;
+  }
+
+  get collectorLastAcceptedAt(): number | null {
+    return this.sender.lastAcceptedAt;
+  }
+
+  pingCollector(signal: AbortSignal): Promise<boolean> {
+    return this.sender.ping(signal);
   }
 
   /**
@@ -290,7 +244,7 @@ export class Probe {
     if (serving && this.config.statistics.enabled) this.statistics = new TransferStatistics(this.pool, this.log, this.config.statistics);
     if (serving) {
       // Served before the database is reached, so that /readyz can say what is awaited.
-      this.metrics = new ProbeMetrics(this);
+      this.metrics = new ProbeMetrics(this, this.events);
       const routes = this.statistics ? chainRoutes(this.hooks.extraRoutes, this.statistics.routes) : this.hooks.extraRoutes;
       const started = await startMetricsServer(this, this.metrics, this.config.metrics, routes);
       this.metricsServer = started.server;
@@ -300,11 +254,9 @@ export class Probe {
     if (this.metrics) this.statistics?.start(this.metrics.registry, this.config.metrics.personalLabels);
     if (!this.pollMode && !(await this.startListener())) return;
     if (this.stopping) return;
-    this.handshake = this.sendHandshake();
-    const poll = setInterval(() => this.requestDrain(), this.config.pipeline.pollIntervalSeconds * 1000);
-    this.timers.add(poll);
-    const prune = setInterval(() => void this.pruneOldState(), 10 * 60_000);
-    this.timers.add(prune);
+    this.handshake = sendHandshake(this.pool, this.sender, this.config.probe, this.log, this.abort.signal);
+    this.every(this.config.pipeline.pollIntervalSeconds * 1000, () => this.requestDrain());
+    this.every(10 * 60_000, () => void this.pruneOldState());
     this.log.info('probe running', {
       version: PROBE_VERSION,
       database: redactUrl(this.config.database.url),
@@ -313,6 +265,10 @@ export class Probe {
       siteName: this.config.probe.siteName,
     });
     this.requestDrain();
+  }
+
+  private every(ms: number, fn: () => void): void {
+    this.intervals.add(setInterval(fn, ms));
   }
 
   /**
@@ -399,151 +355,33 @@ export class Probe {
     if (result.total.copied > 0) this.log.debug('poll window copied rows', { since: result.since, until: result.until, copied: result.total.copied });
   }
 
-  /** Sends the ProbeDetails handshake; a failure is logged, never fatal. */
-  private async sendHandshake(): Promise<void> {
-    try {
-      const form = await billingSchemaForm(this.pool);
-      const xml = probeDetailsXml({
-        probeName: this.config.probe.name,
-        siteName: this.config.probe.siteName,
-        grid: this.config.probe.grid,
-        createTimeMs: Date.now(),
-        software: [
-          { name: 'dcache-transfer-probe', version: PROBE_VERSION, type: 'component' },
-          { name: 'Node.js', version: process.versions.node, type: 'runtime' },
-          { name: 'dCache billing database', version: form, type: 'input' },
-        ],
-      });
-      const outcome = await this.sender.send(multiupdateForm([xml], this.config.probe.name), this.abort.signal);
-      if (outcome.kind === 'accepted') this.log.info('handshake (ProbeDetails) accepted', { billingSchema: form });
-      else this.log.warn('handshake (ProbeDetails) not accepted; delivery goes on', { answer: outcome.answer });
-    } catch (err) {
-      this.log.warn('could not send the handshake (ProbeDetails)', { error: (err as Error).message });
-    }
-  }
-
-  /** Asks for a drain cycle; coalesces with one already running. */
+  /** Asks for a drain cycle; coalesces with one already running (src/pipeline/scheduler.ts). */
   requestDrain(): void {
     if (this.stopping) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.runCycles().finally(() => {
-      this.running = null;
-      // A wake-up that arrived while the cycle was finishing (e.g. during its last query) must
-      // start another cycle, or it would wait for the next poll.
-      if (this.again && !this.stopping) this.requestDrain();
-    });
+    this.scheduler.request();
   }
 
   /** Resolves when no drain cycle is running (tests, poll --once). */
-  async idle(): Promise<void> {
-    while (this.running) await this.running;
-  }
-
-  private later(ms: number): NodeJS.Timeout | null {
-    if (this.stopping) return null;
-    const t = setTimeout(() => {
-      this.timers.delete(t);
-      if (this.doorRecheckTimer === t) this.doorRecheckTimer = null;
-      this.requestDrain();
-    }, ms);
-    t.unref(); // a pending retry must never keep a stopping process alive
-    this.timers.add(t);
-    return t;
-  }
-
-  private async runCycles(): Promise<void> {
-    try {
-      do {
-        this.again = false;
-        if (Date.now() < this.pausedUntil) return; // collector outage: a timer resumes
-        if (this.stoppedByFile()) return; // the poll timer looks again
-        if (this.pollMode) await this.pollWindow();
-        const first = await this.drain();
-        this.outage.ok();
-        if (first.unavailable) return this.collectorDown(first.unavailable);
-        if (settledAny(first)) this.doorRecheckMs = DOOR_RECHECK_FIRST_MS;
-        // Going idle: arm the wake-up, wait out in-flight captures, look once more.
-        await armWakeUp(this.pool);
-        const clear = await captureBarrier(this.pool);
-        const second = await this.drain();
-        if (second.unavailable) return this.collectorDown(second.unavailable);
-        if (settledAny(second)) this.again = true;
-        if (!clear && !this.again) {
-          // A long dCache transaction holds the capture lock; do not queue behind it again
-          // at once (that would pause dCache's other writers), look again shortly.
-          this.later(1000);
-        }
-      } while (this.again && !this.stopping);
-      if (this.config.pipeline.summarize) {
-        const sent = await this.sendSummaries();
-        if (sent.unavailable) return this.collectorDown(sent.unavailable);
-      }
-      this.dbFailures = 0;
-      this.lastDrainError = null;
-      await this.scheduleDoorRecheck();
-    } catch (err) {
-      if (this.stopping) return;
-      this.dbFailures++;
-      this.again = false; // retry after the backoff below, not at once
-      this.lastDrainError = describeDatabaseError(err);
-      if (isConnectionFault(err)) {
-        // Said once per outage (not once per retry); the listener's reconnect drains at once.
-        this.outage.fault(err, 'delivery');
-        this.later(backoffDelay(this.dbFailures, DATABASE_RETRY_FIRST_MS, DATABASE_RETRY_MAX_MS));
-        return;
-      }
-      const delay = backoffDelay(this.dbFailures, 500, 30_000);
-      this.log.error('drain failed; retrying', { error: this.lastDrainError, retryInMs: delay });
-      this.later(delay);
-    }
-  }
-
-  /**
-   * Gratia's StopFileName: while the file exists nothing is claimed (rows stay queued);
-   * said once when it appears and once when it goes.
-   */
-  private stoppedByFile(): boolean {
-    const file = this.config.probe.stopFile;
-    const present = file !== undefined && existsSync(file);
-    if (present !== this.stopFileSeen) {
-      this.stopFileSeen = present;
-      if (present) this.log.warn('stop file present: not delivering until it is removed', { file });
-      else if (file) this.log.info('stop file removed: delivering again', { file });
-    }
-    return present;
+  idle(): Promise<void> {
+    return this.scheduler.idle();
   }
 
   /** Delivers with `workers` parallel batches until no ready row is left. */
   async drain(): Promise<BatchResult> {
     const delivery = this.delivery;
     if (!delivery) throw new Error('probe not prepared');
-    const total = emptyResult();
-    if (this.stoppedByFile()) return total;
-    const worker = async (): Promise<void> => {
-      while (!this.stopping && !total.unavailable) {
-        const r = await delivery.deliverBatch(this.abort.signal);
-        addResults(total, r);
-        if (r.claimed > 0) this.account(r);
-        // Stop only on a claim that settled nothing: under a steady load most claims are short,
-        // and stopping on the first short one left a single worker draining while the backlog
-        // grew. (Rows left queued, waiting for another lease, are looked at again later.)
-        if (r.unavailable || !settledAny(r)) return;
-      }
-    };
-    // Every worker ends before the drain does, also when one fails: a failed drain is retried
-    // by a new cycle, which must not find the old workers still at it.
-    const outcomes = await Promise.allSettled(Array.from({ length: this.config.pipeline.workers }, worker));
-    const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-    if (failure) throw failure.reason;
-    return total;
+    if (this.stopFile.present()) return emptyResult();
+    return drainQueue(delivery, {
+      workers: this.config.pipeline.workers,
+      signal: this.abort.signal,
+      stopping: () => this.stopping,
+      onBatch: (r) => this.events.emit('batch', batchCounts(r), r),
+    });
   }
 
   /** Summarize mode: sends the hours that are complete (see summary.ts). */
   async sendSummaries(): Promise<SummarySendResult> {
-    if (this.stoppedByFile() || !this.delivery) return { hoursSent: 0, records: 0 };
+    if (this.stopFile.present() || !this.delivery) return { hoursSent: 0, records: 0 };
     const result = await sendCompleteHours(
       this.pool,
       this.sender,
@@ -556,72 +394,15 @@ export class Probe {
     return result;
   }
 
-  private account(r: BatchResult): void {
-    const c = this.counters;
-    c.batches++;
-    c.delivered += r.delivered;
-    c.duplicates += r.duplicates;
-    c.skipped += r.skipped;
-    c.quarantined += r.quarantined;
-    c.requests += r.requests;
-    if (r.unavailable) c.collectorUnavailable++;
-    else {
-      this.outages = 0;
-      c.lastDeliveryAt = Date.now();
-    }
-    this.metrics?.observeBatch(r);
-    this.hooks.onBatch?.(r);
-  }
-
-  private collectorDown(answer: string): void {
-    this.outages++;
-    const delay = backoffDelay(this.outages, this.config.collector.retryBaseMs, this.config.collector.retryMaxMs);
-    this.pausedUntil = Date.now() + delay;
-    this.log.error('collector unavailable; records stay queued in the database', { answer, retryInMs: delay });
-    this.later(delay);
-  }
-
-  /**
-   * Rows still queued after a cycle are movers waiting for their door row (or rows another
-   * probe is delivering). Look again soon, backing off while nothing arrives, and at the latest
-   * when the oldest one's grace period ends. One timer: a newer cycle replaces it.
-   */
-  private async scheduleDoorRecheck(): Promise<void> {
-    const { rows } = await this.pool.query<{ ms: string | null; lease_ms: string | null }>(
-      `SELECT floor(extract(epoch FROM min(captured_at)) * 1000)::bigint AS ms,
-              (SELECT ceil(extract(epoch FROM min(leased_until) - now()) * 1000)::bigint FROM dcache_probe.claim) AS lease_ms
-         FROM dcache_probe.capture_queue`,
-    );
-    if (this.doorRecheckTimer) {
-      clearTimeout(this.doorRecheckTimer);
-      this.timers.delete(this.doorRecheckTimer);
-      this.doorRecheckTimer = null;
-    }
-    const oldest = rows[0]?.ms ? Number(rows[0].ms) : null;
-    if (oldest === null || this.stopping) {
-      this.doorRecheckMs = DOOR_RECHECK_FIRST_MS;
-      return;
-    }
-    // Rows past their grace period that are still queued are held by another probe (or the
-    // database's clock is behind ours): back off for them as well.
-    // A lease (another probe's, or one of ours that was lost) that runs out frees its rows.
-    const graceEndsIn = oldest + this.config.pipeline.doorGraceSeconds * 1000 - Date.now() + 50;
-    const leaseEndsIn = rows[0]?.lease_ms ? Number(rows[0].lease_ms) + 50 : Infinity;
-    const delay = Math.min(graceEndsIn > 0 ? Math.min(this.doorRecheckMs, graceEndsIn) : this.doorRecheckMs, leaseEndsIn > 0 ? leaseEndsIn : this.doorRecheckMs);
-    this.doorRecheckTimer = this.later(Math.max(DOOR_RECHECK_FIRST_MS, delay));
-    this.doorRecheckMs = Math.min(this.doorRecheckMs * 2, DOOR_RECHECK_MAX_MS);
-  }
-
   private async pruneOldState(): Promise<void> {
     try {
-      const n = await pruneOldState(this.pool, this.config.pipeline.dedupWindowHours);
+      const n = await pruneState(this.pool, this.config.pipeline.dedupWindowHours);
       if (n > 0) this.log.debug('pruned old delivery keys and sent summaries', { rows: n });
     } catch (err) {
       if (isConnectionFault(err)) this.outage.fault(err, 'pruning old state');
       else this.log.warn('could not prune old state', { error: describeDatabaseError(err) });
     }
   }
-
 
   /**
    * Stops claiming, lets the batch in flight finish for up to `deadlineMs`, then abandons it
@@ -635,8 +416,9 @@ export class Probe {
   private async shutdown(deadlineMs: number): Promise<void> {
     this.stopping = true;
     this.stopSignal.abort();
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.clear();
+    this.scheduler.stop();
+    for (const t of this.intervals) clearInterval(t);
+    this.intervals.clear();
     const abandon = setTimeout(() => this.abort.abort(), deadlineMs);
     try {
       // A start-up still waiting for the database ends now; one in its last step finishes it.

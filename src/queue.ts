@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import type { CapturedRow } from './mapping';
+import type { CapturedRow } from './record/types';
 
 /** A claimed row's fate, recorded in the delivery transaction. */
 export interface QuarantineEntry {

@@ -1,5 +1,6 @@
 /**
- * Sender: delivers multiupdate bundles to a Gratia collector over HTTP(S) with undici.
+ * Sender: delivers multiupdate bundles to a Gratia collector over HTTP(S) with undici. The
+ * bodies come ready-made (src/record/envelope.ts); this is only the HTTP delivery and its retry.
  *
  * One keep-alive connection pool; server verification against a custom CA, client
  * certificates (Gratia's UseSSL/CertificateFile/KeyFile), and HTTP(S)_PROXY / NO_PROXY from the
@@ -10,8 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
-import { backoffDelay, pause } from './lib';
-import { ENVELOPE_HEAD, ENVELOPE_TAIL, envelopeLine } from './xml';
+import { backoffDelay, errorMessage, pause } from './lib';
 
 export type SendOutcome =
   /** 200 "OK": every record in the bundle is durably accepted. */
@@ -22,6 +22,14 @@ export type SendOutcome =
   | { kind: 'too-large'; attempts: number; answer: string }
   /** Still failing when the retry budget ran out, or the send was aborted. */
   | { kind: 'unavailable'; attempts: number; answer: string };
+
+/**
+ * What delivery needs of a sender: one bundle body delivered, with the collector's verdict.
+ * CollectorSender is the real one; tests hand Delivery a fake.
+ */
+export interface RecordSender {
+  send(form: string, signal?: AbortSignal): Promise<SendOutcome>;
+}
 
 export interface SenderOptions {
   endpoint: URL;
@@ -35,100 +43,6 @@ export interface SenderOptions {
   keyFile?: string;
   /** Called before each retry, for logs and metrics. */
   onRetry?: (attempt: number, answer: string, delayMs: number) => void;
-}
-
-export interface BundleInfo {
-  /** Records still waiting in the queue, reported to the collector as "backlog". */
-  backlog?: number;
-  bundleSize?: number;
-}
-
-// The request body is application/x-www-form-urlencoded, byte for byte as URLSearchParams
-// writes it: collectors deduplicate by content, so a record sent again must come out the same.
-// URLSearchParams encodes its values in JavaScript, character by character, which for a 1 MB
-// bundle cost ~50 µs per record (and splitting a bundle encoded it again). Here each record's
-// line of the envelope is encoded once, with the native encodeURIComponent, and a body is the
-// concatenation of the encoded parts, so its size is known before it is built.
-
-/** encodeURIComponent's output where URLSearchParams writes something else. */
-const NOT_AS_URLSEARCHPARAMS = /%20|[!'()~]/g;
-const AS_URLSEARCHPARAMS: Record<string, string> = { '%20': '+', '!': '%21', "'": '%27', '(': '%28', ')': '%29', '~': '%7E' };
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
-
-/**
- * One form value exactly as URLSearchParams encodes it: UTF-8, percent-escapes in upper case,
- * space as '+', only alphanumerics and `*-._` left as they are (encodeURIComponent also leaves
- * `!'()~`). The result is ASCII, so its length is its size in bytes.
- */
-export function formEncode(value: string): string {
-  let encoded: string;
-  try {
-    encoded = encodeURIComponent(value);
-  } catch (err) {
-    // encodeURIComponent throws on a lone surrogate; URLSearchParams writes U+FFFD for it.
-    if (!(err instanceof URIError)) throw err;
-    encoded = encodeURIComponent(value.replace(LONE_SURROGATE, '\uFFFD'));
-  }
-  return encoded.replace(NOT_AS_URLSEARCHPARAMS, (s) => AS_URLSEARCHPARAMS[s]!);
-}
-
-/**
- * A record's part of arg1, encoded once. Encoding the parts one by one gives the same bytes as
- * encoding the whole envelope: the encoding goes code point by code point, and every part ends
- * with a newline, so no surrogate pair can straddle two parts.
- */
-export function encodedRecord(recordXml: string): string {
-  return formEncode(envelopeLine(recordXml));
-}
-
-/** Everything before the first record: the command and the start of arg1. */
-const FORM_HEAD = `command=multiupdate&arg1=${formEncode(ENVELOPE_HEAD)}`;
-
-/** Everything after the last record: the end of arg1 and the other fields, in Gratia's order. */
-function formTail(probeName: string, backlog: number, bundleSize: number): string {
-  const backlogText = formEncode(String(backlog));
-  return (
-    `${formEncode(ENVELOPE_TAIL)}&from=${formEncode(probeName)}&xmlfiles=${backlogText}&tarfiles=0&maxpendingfiles=0` +
-    `&backlog=${backlogText}&bundlesize=${formEncode(String(bundleSize))}`
-  );
-}
-
-/** The body for encoded records start..end-1 (records from encodedRecord). */
-function formOfEncoded(encoded: readonly string[], start: number, end: number, probeName: string, backlog: number, bundleSize = end - start): string {
-  return FORM_HEAD + encoded.slice(start, end).join('') + formTail(probeName, backlog, bundleSize);
-}
-
-/** The urlencoded form GRACC and the old collector accept for a bundle. */
-export function multiupdateForm(recordsXml: readonly string[], probeName: string, info: BundleInfo = {}): string {
-  const encoded = recordsXml.map(encodedRecord);
-  return formOfEncoded(encoded, 0, encoded.length, probeName, info.backlog ?? 0, info.bundleSize ?? recordsXml.length);
-}
-
-/**
- * Cuts records into request bodies that stay under maxBytes (halving where one is too big).
- * Each record is encoded once; a range's size is the sum of its parts' lengths plus the fixed
- * fields, so only the bodies that are sent get built.
- */
-export function planBodies(records: readonly string[], probeName: string, maxBytes: number, backlog: number): { start: number; end: number; form: string }[] {
-  const encoded = records.map(encodedRecord);
-  // before[i]: bytes of the encoded records before record i.
-  const before = [0];
-  for (const part of encoded) before.push(before[before.length - 1]! + part.length);
-  const size = (start: number, end: number) => FORM_HEAD.length + before[end]! - before[start]! + formTail(probeName, backlog, end - start).length;
-
-  const out: { start: number; end: number; form: string }[] = [];
-  const plan = (start: number, end: number): void => {
-    if (start >= end) return;
-    if (size(start, end) <= maxBytes || end - start === 1) {
-      out.push({ start, end, form: formOfEncoded(encoded, start, end, probeName, backlog) });
-      return;
-    }
-    const mid = start + Math.ceil((end - start) / 2);
-    plan(start, mid);
-    plan(mid, end);
-  };
-  plan(0, records.length);
-  return out;
 }
 
 type Verdict = SendOutcome['kind'] | 'retry';
@@ -150,7 +64,7 @@ function describe(status: number, body: string): string {
   return `HTTP ${status}: ${text.trim() || '(empty body)'}`;
 }
 
-export class CollectorSender {
+export class CollectorSender implements RecordSender {
   private readonly dispatcher: Dispatcher;
   /** Time of the last 200 "OK" (epoch ms), for readiness and status. */
   lastAcceptedAt: number | null = null;
@@ -163,7 +77,7 @@ export class CollectorSender {
       try {
         return readFileSync(path);
       } catch (err) {
-        throw new Error(`${setting}: cannot read ${path}: ${(err as Error).message}`);
+        throw new Error(`${setting}: cannot read ${path}: ${errorMessage(err)}`);
       }
     };
     const tls = {

@@ -9,9 +9,11 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { addSummaryGroups, closeSummaryPart, dueSummaryHours, lockOpenParts, markSummaryPartSent, summaryPartGroups } from './db/summaries';
 import type { Logger } from './logger';
-import { isDcap, rfc3339, type MappingOptions, type UsageRecord } from './mapping';
+import { isDcap, type MappingOptions, type UsageRecord } from './mapping';
+import { rfc3339 } from './record/time';
 import { HOUR_MS } from './queue';
-import { planBodies, type CollectorSender } from './sender';
+import { planBodies } from './record/envelope';
+import type { CollectorSender } from './sender';
 import { usageRecordXml } from './xml';
 
 /** What every transfer of one summary group has in common. */

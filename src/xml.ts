@@ -1,11 +1,14 @@
 /**
- * Gratia XML: a UsageRecord -> one JobUsageRecord element (no XML declaration), and records ->
- * the RecordEnvelope of a multiupdate bundle. Built with fast-xml-parser's builder, which
- * escapes & < > " ' in text and attributes; characters XML 1.0 forbids are removed first, so
- * the output always parses (one bad character used to stop the old probe for good).
+ * Gratia XML: a UsageRecord -> one JobUsageRecord element (no XML declaration), and the
+ * ProbeDetails handshake; the RecordEnvelope around records is src/record/envelope.ts. Built
+ * with fast-xml-parser's builder, which escapes & < > " ' in text and attributes; characters
+ * XML 1.0 forbids are removed first, so the output always parses (one bad character used to
+ * stop the old probe for good).
  */
 import { XMLBuilder } from 'fast-xml-parser';
-import { EncodeError, isoDuration, rfc3339, type UsageRecord } from './mapping';
+import type { UsageRecord } from './mapping';
+import { isoDuration, rfc3339, rfc3339Seconds } from './record/time';
+import { EncodeError } from './record/types';
 
 const UR_NAMESPACE = 'http://www.gridforum.org/2003/ur-wg';
 
@@ -184,28 +187,6 @@ export function usageRecordXml(record: UsageRecord): string {
   let xml = parts[0]!;
   for (let i = 0; i < order.length; i++) xml += values[order[i]!]! + parts[i + 1]!;
   return xml;
-}
-
-/** createTime as the old library wrote it: RFC 3339 UTC, whole seconds. */
-function rfc3339Seconds(ms: number): string {
-  return rfc3339(Math.floor(ms / 1000) * 1000).replace('.000Z', 'Z');
-}
-
-export const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>';
-
-/** What comes before the records in the multiupdate payload. */
-export const ENVELOPE_HEAD = `${XML_DECLARATION}\n<RecordEnvelope>\n`;
-/** What comes after them. */
-export const ENVELOPE_TAIL = '</RecordEnvelope>';
-
-/** One record's line in the payload (the sender form-encodes each line on its own). */
-export function envelopeLine(recordXml: string): string {
-  return recordXml + '\n';
-}
-
-/** The multiupdate payload: the declaration, then each record on its own line. */
-export function recordEnvelope(recordsXml: readonly string[]): string {
-  return ENVELOPE_HEAD + recordsXml.map(envelopeLine).join('') + ENVELOPE_TAIL;
 }
 
 export interface ProbeDetails {

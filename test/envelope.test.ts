@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BadRequest, XML_ERROR, parseEnvelope, readPlain } from '../src/collector/envelope';
 import { rng } from '../src/demo/simulator';
-import { probeDetailsXml, recordEnvelope, usageRecordXml } from '../src/xml';
+import { recordEnvelope } from '../src/record/envelope';
+import { probeDetailsXml, usageRecordXml } from '../src/xml';
 import { SAMPLE_RECORD } from './helpers/records';
 
 const RECORD = SAMPLE_RECORD;

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EncodeError, isoDuration, mapRow, rfc3339, submitHostOf, voFromFqan, type CapturedRow, type MappingOptions, type UsageRecord } from '../src/mapping';
+import { mapRow, submitHostOf, voFromFqan, type MappingOptions, type UsageRecord } from '../src/mapping';
+import { isoDuration, rfc3339 } from '../src/record/time';
+import { EncodeError, type CapturedRow } from '../src/record/types';
 
 const OPTIONS: MappingOptions = { probeName: 'dcache-transfer:probe.example.org', siteName: 'EXAMPLE_SE', grid: 'OSG', dcacheServerHost: 'dcache.example.org', reportTape: true };
 const END = Date.parse('2024-03-14T18:31:57.123Z');

@@ -5,14 +5,15 @@
  * in the real pipeline what leaving fast-xml-parser would save.
  *   node dist/bench/experiments/fast-encode-cli.js poll --once …
  */
-import * as mapping from '../../src/mapping';
+import * as time from '../../src/record/time';
+import { EncodeError } from '../../src/record/types';
 import * as xml from '../../src/xml';
 import { buildProgram } from '../../src/cli';
 import { makeFastXml } from './fast-encode';
 
 type Anything = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-const fast = makeFastXml({ xmlSafe: xml.xmlSafe, isoDuration: mapping.isoDuration, rfc3339: mapping.rfc3339, EncodeError: mapping.EncodeError });
+const fast = makeFastXml({ xmlSafe: xml.xmlSafe, isoDuration: time.isoDuration, rfc3339: time.rfc3339, EncodeError });
 (xml as Anything).usageRecordXml = fast;
 
 buildProgram().parseAsync(process.argv).catch((err: Error) => {

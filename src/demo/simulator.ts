@@ -285,12 +285,10 @@ export async function runWriters(take: (n: number) => Message[], options: Writer
   const schema = options.schema ?? 'public';
   const random = rng(options.seed ?? 11);
   const writer = async (): Promise<void> => {
-    // One connection per writer, as each of dCache's billing threads has its own: a pool of
-    // one, so that inTransaction (src/db.ts) runs each chunk on it and replaces it if it broke.
-    const pool = new pg.Pool({ connectionString: options.url, application_name: 'dcache billing (simulated)', options: options.timeZone ? `-c TimeZone=${options.timeZone}` : undefined, max: 1, idleTimeoutMillis: 0 });
+    const client = new pg.Client({ connectionString: options.url, application_name: 'dcache billing (simulated)', options: options.timeZone ? `-c TimeZone=${options.timeZone}` : undefined });
     // A lost connection fails this writer's query (and so runWriters), not the whole process.
-    pool.on('error', () => undefined);
-    pool.on('connect', (client) => client.on('error', () => undefined));
+    client.on('error', () => undefined);
+    await client.connect();
     try {
       for (;;) {
         // Pace before taking, as dCache's writers take from its queue when they are free:
@@ -299,7 +297,8 @@ export async function runWriters(take: (n: number) => Message[], options: Writer
         await options.beforeTransaction?.(size);
         const chunk = take(size);
         if (chunk.length === 0) return;
-        await inTransaction(pool, async (client) => {
+        // (One connection per writer, as each of dCache's billing threads has its own.)
+        await inTransaction(client, async () => {
           for (const m of chunk) {
             const { sql, values } = insertSql(m.table, m.row, schema);
             await client.query(sql, values);
@@ -308,7 +307,7 @@ export async function runWriters(take: (n: number) => Message[], options: Writer
         options.onCommit?.(chunk, Date.now());
       }
     } finally {
-      await pool.end();
+      await client.end();
     }
   };
   await Promise.all(Array.from({ length: options.writers ?? 10 }, writer));

@@ -1,0 +1,31 @@
+/**
+ * What the running probe asks the database between drains: when to look at the queue again
+ * (the movers waiting for their door row, leases that run out), and forgetting old state.
+ */
+import type pg from 'pg';
+import { pruneOldState } from '../queue';
+
+export interface QueueWaits {
+  /** When the oldest queued row was captured (epoch ms); null when the queue is empty. */
+  oldestCapturedMs: number | null;
+  /** Milliseconds until the first claim's lease runs out; null when nothing is claimed. */
+  leaseEndsInMs: number | null;
+}
+
+/** The oldest queued row and the lease that runs out first (for the door re-check). */
+export async function queueWaits(pool: pg.Pool): Promise<QueueWaits> {
+  const { rows } = await pool.query<{ ms: string | null; lease_ms: string | null }>(
+    `SELECT floor(extract(epoch FROM min(captured_at)) * 1000)::bigint AS ms,
+            (SELECT ceil(extract(epoch FROM min(leased_until) - now()) * 1000)::bigint FROM dcache_probe.claim) AS lease_ms
+       FROM dcache_probe.capture_queue`,
+  );
+  return {
+    oldestCapturedMs: rows[0]?.ms ? Number(rows[0].ms) : null,
+    leaseEndsInMs: rows[0]?.lease_ms ? Number(rows[0].lease_ms) : null,
+  };
+}
+
+/** Forgets delivered keys and sent summaries past the dedup window; the rows removed. */
+export function pruneState(pool: pg.Pool, dedupWindowHours: number): Promise<number> {
+  return pruneOldState(pool, dedupWindowHours);
+}
