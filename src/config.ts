@@ -5,13 +5,17 @@
  * variables (DCACHE_PROBE_*) < command-line flags. Every setting has one dotted key
  * ("collector.url") used in the file, and one environment variable; an error always names the
  * key, the value as written and where it came from (the file's path, the variable or the flag),
- * and every mistake is reported at once (an unknown key with the closest known one).
+ * and every mistake is reported at once (an unknown key with the closest known one). The
+ * transfer statistics and the anomaly detectors' thresholds are settings like every other
+ * (section "statistics"; their environment variables keep their DCACHE_PROBE_STATS_* and
+ * DCACHE_PROBE_ANOMALY_* names).
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { errorMessage } from './lib';
 
 /** The measured best bundle size (see docs/PERFORMANCE.md); always kept under maxBundleBytes. */
 export const DEFAULT_BUNDLE_SIZE = 500;
@@ -92,6 +96,45 @@ const databaseUrl = (what: string) =>
 export function defaultProbeName(host: string): string {
   return `dCache-transfer:${host}`;
 }
+
+/** A threshold or period of the statistics and detectors: a non-negative number (0 is allowed). */
+const threshold = (n: number) => nonNegativeNumber.default(n);
+
+/** The binomial rate test of the fault and misuse detectors (src/stats/detectors.ts, RateTestOptions). */
+const rateTest = (d: { minCount: number; ratio: number; z: number; floorRate: number; minBaselineTransfers: number }) =>
+  z
+    .object({ minCount: threshold(d.minCount), ratio: threshold(d.ratio), z: threshold(d.z), floorRate: threshold(d.floorRate), minBaselineTransfers: threshold(d.minBaselineTransfers) })
+    .prefault({});
+
+/**
+ * Transfer statistics, the dashboard and the abnormal-traffic detectors (docs/DASHBOARD.md;
+ * the meaning of each detector's threshold is in src/stats/detectors.ts). The defaults here
+ * are the only ones (DEFAULT_STATISTICS_OPTIONS and DEFAULT_DETECTOR_OPTIONS are read from them).
+ */
+const statisticsSchema = z.object({
+  /** False: no statistics, no dashboard, no detectors. */
+  enabled: flag.default(true),
+  minuteRetentionHours: threshold(48),
+  hourRetentionDays: threshold(60),
+  alertRetentionDays: threshold(30),
+  /** The detectors run this often (seconds); 0 turns them off. */
+  detectIntervalSeconds: threshold(15),
+  /** An alert no longer found for this long is closed (seconds). */
+  clearAfterSeconds: threshold(120),
+  detectors: z
+    .object({
+      windowMinutes: threshold(5),
+      baselineMinutes: threshold(120),
+      fault: rateTest({ minCount: 10, ratio: 3, z: 5, floorRate: 0.01, minBaselineTransfers: 200 }),
+      misuse: rateTest({ minCount: 20, ratio: 5, z: 5, floorRate: 0.005, minBaselineTransfers: 200 }),
+      surge: z
+        .object({ ratio: threshold(5), k: threshold(4), minBytes: threshold(10e9), minHistoryMinutes: threshold(60), seasonalMinDays: threshold(3), alpha: threshold(0.05) })
+        .prefault({}),
+      newNetwork: z.object({ learnMinutes: threshold(1440), minTransfers: threshold(10), minBaselineTransfers: threshold(50), maxChance: threshold(0.001) }).prefault({}),
+      stopped: z.object({ minSilenceSeconds: threshold(300), minExpected: threshold(30), minActiveMinutes: threshold(10) }).prefault({}),
+    })
+    .prefault({}),
+});
 
 export const configSchema = z.object({
   database: z.object({
@@ -193,9 +236,13 @@ export const configSchema = z.object({
     /** Allow personal data (DNs, user names, client networks) as metric label values. */
     personalLabels: flag.default(false),
   }),
+  statistics: statisticsSchema,
 });
 
 export type Config = z.infer<typeof configSchema>;
+
+/** Every section of the configuration, in the schema's order. */
+export const CONFIG_SECTIONS = Object.keys(configSchema.shape) as (keyof Config)[];
 
 /** One setting: its dotted key, environment variable and command-line flag. */
 export interface Setting {
@@ -209,6 +256,50 @@ function setting(key: string, flagName: string, description: string): Setting {
   const env = 'DCACHE_PROBE_' + key.split('.').pop()!.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
   return { key, env, flag: flagName, description };
 }
+
+/**
+ * A setting of the statistics (section "statistics"): its environment variable is the one it
+ * has had since issue 7 (DCACHE_PROBE_STATS_* and DCACHE_PROBE_ANOMALY_*), and its flag is that
+ * variable's name in lower case with dashes ("--anomaly-fault-min-count").
+ */
+function statisticsSetting(path: string, env: string, description: string): Setting {
+  return { key: `statistics.${path}`, env, flag: env.replace(/^DCACHE_PROBE_/, '').toLowerCase().replace(/_/g, '-'), description };
+}
+
+const STATISTICS_SETTINGS: readonly Setting[] = [
+  statisticsSetting('enabled', 'DCACHE_PROBE_STATS', 'off: no transfer statistics, dashboard or detectors (true/false)'),
+  statisticsSetting('minuteRetentionHours', 'DCACHE_PROBE_STATS_MINUTE_RETENTION_HOURS', 'hours per-minute statistics are kept'),
+  statisticsSetting('hourRetentionDays', 'DCACHE_PROBE_STATS_HOUR_RETENTION_DAYS', 'days per-hour statistics are kept'),
+  statisticsSetting('alertRetentionDays', 'DCACHE_PROBE_STATS_ALERT_RETENTION_DAYS', 'days closed alerts are kept'),
+  statisticsSetting('detectIntervalSeconds', 'DCACHE_PROBE_ANOMALY_INTERVAL_SECONDS', 'seconds between detector runs (0: off)'),
+  statisticsSetting('clearAfterSeconds', 'DCACHE_PROBE_ANOMALY_CLEAR_AFTER_SECONDS', 'an alert not found again for this long is closed'),
+  statisticsSetting('detectors.windowMinutes', 'DCACHE_PROBE_ANOMALY_WINDOW_MINUTES', 'recent window judged (minutes)'),
+  statisticsSetting('detectors.baselineMinutes', 'DCACHE_PROBE_ANOMALY_BASELINE_MINUTES', 'baseline window before it (minutes)'),
+  ...(['fault', 'misuse'] as const).flatMap((kind) => {
+    const K = kind.toUpperCase();
+    const what = kind === 'fault' ? 'failures (errors other than permission denied) on a pool or door' : 'permission-denied errors from a client network or user';
+    return [
+      statisticsSetting(`detectors.${kind}.minCount`, `DCACHE_PROBE_ANOMALY_${K}_MIN_COUNT`, `fewest ${what} that can raise an alert`),
+      statisticsSetting(`detectors.${kind}.ratio`, `DCACHE_PROBE_ANOMALY_${K}_RATIO`, 'rate must be this many times the expected rate'),
+      statisticsSetting(`detectors.${kind}.z`, `DCACHE_PROBE_ANOMALY_${K}_Z`, '... and this many standard deviations above it (binomial)'),
+      statisticsSetting(`detectors.${kind}.floorRate`, `DCACHE_PROBE_ANOMALY_${K}_FLOOR_RATE`, 'expected rate is never taken below this'),
+      statisticsSetting(`detectors.${kind}.minBaselineTransfers`, `DCACHE_PROBE_ANOMALY_${K}_MIN_BASELINE_TRANSFERS`, "transfers a key needs in the baseline window for its own rate to be used (else its peers')"),
+    ];
+  }),
+  statisticsSetting('detectors.surge.ratio', 'DCACHE_PROBE_ANOMALY_SURGE_RATIO', "a user's bytes/min must be this many times their norm"),
+  statisticsSetting('detectors.surge.k', 'DCACHE_PROBE_ANOMALY_SURGE_K', '... and this many deviations above it'),
+  statisticsSetting('detectors.surge.minBytes', 'DCACHE_PROBE_ANOMALY_SURGE_MIN_BYTES', 'bytes in the recent window below which no surge is raised'),
+  statisticsSetting('detectors.surge.minHistoryMinutes', 'DCACHE_PROBE_ANOMALY_SURGE_MIN_HISTORY_MINUTES', 'minutes of history needed before surges are judged'),
+  statisticsSetting('detectors.surge.seasonalMinDays', 'DCACHE_PROBE_ANOMALY_SURGE_SEASONAL_MIN_DAYS', 'days of the same hour of day needed for the seasonal baseline'),
+  statisticsSetting('detectors.surge.alpha', 'DCACHE_PROBE_ANOMALY_SURGE_ALPHA', 'EWMA smoothing factor per minute (without a seasonal baseline)'),
+  statisticsSetting('detectors.newNetwork.learnMinutes', 'DCACHE_PROBE_ANOMALY_NEW_NETWORK_LEARN_MINUTES', 'a network is new only if the user was known this long before it'),
+  statisticsSetting('detectors.newNetwork.minTransfers', 'DCACHE_PROBE_ANOMALY_NEW_NETWORK_MIN_TRANSFERS', 'transfers from the new network in the window needed'),
+  statisticsSetting('detectors.newNetwork.minBaselineTransfers', 'DCACHE_PROBE_ANOMALY_NEW_NETWORK_MIN_BASELINE_TRANSFERS', "the user's transfers in the baseline window before the network appeared needed"),
+  statisticsSetting('detectors.newNetwork.maxChance', 'DCACHE_PROBE_ANOMALY_NEW_NETWORK_MAX_CHANCE', 'flag only if the chance that a network in use all along was missing from that history is at most this'),
+  statisticsSetting('detectors.stopped.minSilenceSeconds', 'DCACHE_PROBE_ANOMALY_STOPPED_MIN_SILENCE_SECONDS', 'silence of a pool while the site delivered'),
+  statisticsSetting('detectors.stopped.minExpected', 'DCACHE_PROBE_ANOMALY_STOPPED_MIN_EXPECTED', 'transfers it would have served in that silence'),
+  statisticsSetting('detectors.stopped.minActiveMinutes', 'DCACHE_PROBE_ANOMALY_STOPPED_MIN_ACTIVE_MINUTES', 'minutes with traffic it needs in the baseline'),
+];
 
 /** Every setting; the table the CLI, the environment reader and the README are built from. */
 export const SETTINGS: readonly Setting[] = [
@@ -262,6 +353,7 @@ export const SETTINGS: readonly Setting[] = [
   { ...setting('metrics.trustedProxies', 'http-trusted-proxies', 'addresses or networks of the proxies whose user header is believed (comma-separated)'), env: 'DCACHE_PROBE_HTTP_TRUSTED_PROXIES' },
   { ...setting('metrics.openPaths', 'http-open-paths', 'routes open without credentials: a comma-separated subset of /metrics,/healthz,/readyz, or none'), env: 'DCACHE_PROBE_HTTP_OPEN_PATHS' },
   { ...setting('metrics.personalLabels', 'metrics-personal-labels', 'allow DNs, user names and client networks as metric labels (true/false)'), env: 'DCACHE_PROBE_METRICS_PERSONAL_LABELS' },
+  ...STATISTICS_SETTINGS,
 ];
 
 export class ConfigError extends Error {
@@ -359,7 +451,7 @@ export function readConfigFile(file: string): { values: Map<string, Provided>; p
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`${file}: cannot read the config file: ${(err as Error).message}`);
+    throw new ConfigError(`${file}: cannot read the config file: ${errorMessage(err)}`);
   }
   const doc = parseDocument(text, { prettyErrors: true });
   if (doc.errors.length) {
@@ -439,7 +531,7 @@ export function providedSettings(sources: ConfigSources): { provided: Map<string
  * with the key, the value as written and its origin.
  * `sections` limits validation to what a command needs (e.g. `migrate` needs no collector).
  */
-export function loadConfig(sources: ConfigSources, sections: readonly (keyof Config)[] = ['database', 'collector', 'probe', 'identity', 'pipeline', 'log', 'metrics']): Config {
+export function loadConfig(sources: ConfigSources, sections: readonly (keyof Config)[] = CONFIG_SECTIONS): Config {
   const { provided, problems } = providedSettings(sources);
   const raw: Record<string, unknown> = {};
   for (const section of Object.keys(configSchema.shape)) raw[section] = {};

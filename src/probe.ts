@@ -24,8 +24,7 @@ import { ProbeMetrics, startMetricsServer, type ExtraRoutes } from './metrics';
 import { armWakeUp, captureBarrier, CaptureQueue } from './queue';
 import { CollectorSender } from './sender';
 import { PROBE_VERSION } from './version';
-import { TransferStatistics, statisticsEnabled, type StatisticsOptions } from './stats';
-import type { DeepPartial } from './stats/options';
+import { TransferStatistics } from './stats';
 import { sendCompleteHours, type SummarySendResult } from './summary';
 import { drainQueue } from './pipeline/drain';
 import { DATABASE_RETRY_FIRST_MS, DATABASE_RETRY_MAX_MS, DrainScheduler } from './pipeline/scheduler';
@@ -43,8 +42,6 @@ export interface ProbeHooks {
   extraRoutes?: ExtraRoutes;
   /** Serve metrics even when metrics.port is 0 (then on a free port; the demo and tests). */
   metricsOnAnyPort?: boolean;
-  /** Overrides of the transfer statistics / anomaly settings (the demo; docs/DASHBOARD.md). */
-  statistics?: DeepPartial<StatisticsOptions>;
   /** Called after every batch that claimed rows (committed, or given back when unavailable). */
   onBatch?: (result: BatchResult) => void;
 }
@@ -244,7 +241,7 @@ export class Probe implements ProbeHealth {
 
   private async startUp(): Promise<void> {
     const serving = this.config.metrics.port > 0 || this.hooks.metricsOnAnyPort;
-    if (serving && statisticsEnabled()) this.statistics = new TransferStatistics(this.pool, this.log, this.hooks.statistics);
+    if (serving && this.config.statistics.enabled) this.statistics = new TransferStatistics(this.pool, this.log, this.config.statistics);
     if (serving) {
       // Served before the database is reached, so that /readyz can say what is awaited.
       this.metrics = new ProbeMetrics(this, this.events);

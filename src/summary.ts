@@ -2,12 +2,12 @@
  * Summarize mode (Gratia's Summarize="1"): instead of one record per transfer, one record per
  * hour and group of transfers that share user, VO, client, protocol, status and direction,
  * with Njobs, bytes and duration summed. The protocol of parts is explained in
- * sql/migrations/005_summary.sql. Grouping and the records are pure functions; the SQL and
- * the sending are at the bottom.
+ * sql/migrations/005_summary.sql. Grouping and the records are pure functions; the sending
+ * is at the bottom, its SQL in src/db/summaries.ts.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { inTransaction } from './db';
+import { addSummaryGroups, closeSummaryPart, dueSummaryHours, lockOpenParts, markSummaryPartSent, summaryPartGroups } from './db/summaries';
 import type { Logger } from './logger';
 import { isDcap, type MappingOptions, type UsageRecord } from './mapping';
 import { rfc3339 } from './record/time';
@@ -129,33 +129,11 @@ export function summaryRecord(g: SummaryGroup, part: number, opts: MappingOption
 export async function addToSummaries(client: pg.ClientBase, groups: readonly SummaryGroup[]): Promise<void> {
   if (groups.length === 0) return;
   const hours = [...new Set(groups.map((g) => g.hourMs))].sort((a, b) => a - b);
-  const hourArray = hours.map((h) => new Date(h).toISOString());
-  await client.query('INSERT INTO dcache_probe.summary_state (hour) SELECT unnest($1::timestamptz[]) ORDER BY 1 ON CONFLICT DO NOTHING', [hourArray]);
-  const { rows } = await client.query<{ hour_ms: string; parts_closed: number }>(
-    `SELECT (extract(epoch FROM hour) * 1000)::bigint AS hour_ms, parts_closed
-       FROM dcache_probe.summary_state WHERE hour = ANY($1::timestamptz[]) ORDER BY hour FOR SHARE`,
-    [hourArray],
-  );
-  const openPart = new Map(rows.map((r) => [Number(r.hour_ms), r.parts_closed + 1]));
+  const openPart = await lockOpenParts(client, hours);
   const sorted = [...groups].sort((a, b) => a.hourMs - b.hourMs || a.key.localeCompare(b.key));
-  await client.query(
-    `INSERT INTO dcache_probe.summary_group (hour, part, group_key, dimensions, njobs, bytes, duration_ms)
-     SELECT to_timestamp(h / 1000.0), p, k, d, n, b, t
-       FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::jsonb[], $5::bigint[], $6::numeric[], $7::numeric[]) WITH ORDINALITY AS x(h, p, k, d, n, b, t, i)
-      ORDER BY i
-     ON CONFLICT (hour, part, group_key) DO UPDATE
-        SET njobs = summary_group.njobs + EXCLUDED.njobs,
-            bytes = summary_group.bytes + EXCLUDED.bytes,
-            duration_ms = summary_group.duration_ms + EXCLUDED.duration_ms`,
-    [
-      sorted.map((g) => g.hourMs),
-      sorted.map((g) => openPart.get(g.hourMs)!),
-      sorted.map((g) => g.key),
-      sorted.map((g) => JSON.stringify(g.dimensions)),
-      sorted.map((g) => g.njobs),
-      sorted.map((g) => g.bytes),
-      sorted.map((g) => g.durationMs),
-    ],
+  await addSummaryGroups(
+    client,
+    sorted.map((g) => ({ hourMs: g.hourMs, part: openPart.get(g.hourMs)!, key: g.key, dimensionsJson: JSON.stringify(g.dimensions), njobs: g.njobs, bytes: g.bytes, durationMs: g.durationMs })),
   );
 }
 
@@ -175,16 +153,9 @@ export async function sendCompleteHours(pool: pg.Pool, sender: CollectorSender, 
   const result: SummarySendResult = { hoursSent: 0, records: 0 };
   // Round after round: re-sending a closed part can leave the hour's next part due too.
   for (;;) {
-    const { rows: due } = await pool.query<{ hour: Date }>(
-      `SELECT s.hour FROM dcache_probe.summary_state s
-        WHERE s.hour + interval '1 hour' + make_interval(secs => $1) <= now()
-          AND (s.parts_closed > s.parts_sent
-               OR EXISTS (SELECT 1 FROM dcache_probe.summary_group g WHERE g.hour = s.hour AND g.part = s.parts_closed + 1))
-        ORDER BY s.hour`,
-      [settleMs / 1000],
-    );
+    const due = await dueSummaryHours(pool, settleMs / 1000);
     if (due.length === 0) return result;
-    for (const { hour } of due) {
+    for (const hour of due) {
       if (!(await sendHourPart(pool, sender, opts, maxBytes, log, hour, result))) return result;
     }
   }
@@ -194,27 +165,11 @@ export async function sendCompleteHours(pool: pg.Pool, sender: CollectorSender, 
 async function sendHourPart(pool: pg.Pool, sender: CollectorSender, opts: MappingOptions, maxBytes: number, log: Logger, hour: Date, result: SummarySendResult): Promise<boolean> {
   // 1. Close the part (unless a failed attempt already closed it): from now on it is frozen.
   // (A connection lost here leaves the part as it was; the next cycle closes it.)
-  const part = await inTransaction(pool, async (client) => {
-    const { rows } = await client.query<{ parts_closed: number; parts_sent: number }>(
-      'SELECT parts_closed, parts_sent FROM dcache_probe.summary_state WHERE hour = $1 FOR UPDATE',
-      [hour],
-    );
-    const state = rows[0]!;
-    const closing = state.parts_closed > state.parts_sent ? state.parts_closed : state.parts_sent + 1;
-    await client.query('UPDATE dcache_probe.summary_state SET parts_closed = $2 WHERE hour = $1', [hour, closing]);
-    return closing;
-  });
+  const part = await closeSummaryPart(pool, hour);
 
   // 2. Send it.
-  const { rows: groups } = await pool.query<{ group_key: string; dimensions: SummaryDimensions; njobs: string; bytes: string; duration_ms: string }>(
-    'SELECT group_key, dimensions, njobs, bytes, duration_ms FROM dcache_probe.summary_group WHERE hour = $1 AND part = $2 ORDER BY group_key',
-    [hour, part],
-  );
-  const xml = groups.map((g) =>
-    usageRecordXml(
-      summaryRecord({ hourMs: hour.getTime(), key: g.group_key, dimensions: g.dimensions, njobs: Number(g.njobs), bytes: Number(g.bytes), durationMs: Number(g.duration_ms) }, part, opts),
-    ),
-  );
+  const groups = await summaryPartGroups<SummaryDimensions>(pool, hour, part);
+  const xml = groups.map((g) => usageRecordXml(summaryRecord({ hourMs: hour.getTime(), ...g }, part, opts)));
   for (const body of planBodies(xml, opts.probeName, maxBytes, 0)) {
     const outcome = await sender.send(body.form);
     if (outcome.kind !== 'accepted') {
@@ -226,7 +181,7 @@ async function sendHourPart(pool: pg.Pool, sender: CollectorSender, opts: Mappin
   }
 
   // 3. Record it as sent.
-  await pool.query('UPDATE dcache_probe.summary_state SET parts_sent = $2 WHERE hour = $1 AND parts_sent < $2', [hour, part]);
+  await markSummaryPartSent(pool, hour, part);
   result.hoursSent++;
   result.records += xml.length;
   return true;

@@ -21,7 +21,7 @@ import {
   type Tally,
 } from '../src/stats/detectors';
 import { batchRows, clientNetwork, durationBin, formatIpv6, ipv6Groups, keysOf, rateBin } from '../src/stats/keys';
-import { statisticsOptions, STATISTICS_SETTINGS } from '../src/stats/options';
+import { SETTINGS, loadConfig } from '../src/config';
 import type { DeliveredRecord } from '../src/delivery';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -407,14 +407,18 @@ describe('statistics keys', () => {
     assert.deepEqual([poolSeen.firstMs, poolSeen.lastMs], [Date.UTC(2023, 11, 1), Date.UTC(2024, 0, 1, 10, 31, 1)]);
   });
 
-  it('settings come from the environment, and docs/DASHBOARD.md lists every variable', () => {
-    const o = statisticsOptions({ DCACHE_PROBE_ANOMALY_FAULT_MIN_COUNT: '3', DCACHE_PROBE_STATS_MINUTE_RETENTION_HOURS: '12' }, { detectors: { surge: { ratio: 9 } } });
+  it('settings come from the configuration (here the environment and a flag), and docs/DASHBOARD.md lists every variable', () => {
+    const statistics = (env: NodeJS.ProcessEnv, flags?: Record<string, unknown>) => loadConfig({ env, flags }, ['statistics']).statistics;
+    const o = statistics({ DCACHE_PROBE_ANOMALY_FAULT_MIN_COUNT: '3', DCACHE_PROBE_STATS_MINUTE_RETENTION_HOURS: '12' }, { 'statistics.detectors.surge.ratio': 9 });
     assert.equal(o.detectors.fault.minCount, 3);
     assert.equal(o.detectors.fault.ratio, D.fault.ratio);
     assert.equal(o.minuteRetentionHours, 12);
     assert.equal(o.detectors.surge.ratio, 9);
-    assert.throws(() => statisticsOptions({ DCACHE_PROBE_ANOMALY_SURGE_K: 'many' }), /DCACHE_PROBE_ANOMALY_SURGE_K: "many" is not a non-negative number/);
+    assert.throws(() => statistics({ DCACHE_PROBE_ANOMALY_SURGE_K: 'many' }), /statistics\.detectors\.surge\.k: must be a number, got "many" \[environment variable DCACHE_PROBE_ANOMALY_SURGE_K\]/);
+    assert.throws(() => statistics({ DCACHE_PROBE_ANOMALY_SURGE_K: '-1' }), /statistics\.detectors\.surge\.k: must be at least 0, got "-1" \[environment variable DCACHE_PROBE_ANOMALY_SURGE_K\]/);
+    assert.equal(statistics({ DCACHE_PROBE_STATS: 'off' }).enabled, false);
+    assert.equal(statistics({}).enabled, true);
     const doc = readFileSync(resolve(__dirname, '..', '..', 'docs', 'DASHBOARD.md'), 'utf8');
-    for (const s of STATISTICS_SETTINGS) assert.ok(doc.includes(s.env), `docs/DASHBOARD.md does not mention ${s.env}`);
+    for (const s of SETTINGS.filter((x) => x.key.startsWith('statistics.'))) assert.ok(doc.includes(s.env), `docs/DASHBOARD.md does not mention ${s.env}`);
   });
 });

@@ -139,6 +139,28 @@ describe('configuration', () => {
     assert.throws(() => loadConfig({ file: path, env: REQUIRED_ENV }), (err: Error) => err.message.startsWith(path));
   });
 
+  it('takes the statistics and detector settings from the file, the environment and flags like any other', () => {
+    const path = file('stats.yaml', 'statistics:\n  enabled: false\n  hourRetentionDays: 7\n  detectors:\n    fault:\n      minCount: 4\n    surge:\n      ratio: lots\n');
+    assert.throws(() => loadConfig({ file: path, env: { ...REQUIRED_ENV, DCACHE_PROBE_ANOMALY_STOPPED_MIN_EXPECTED: '-3' } }), (err: Error) => {
+      assert.ok(err instanceof ConfigError);
+      assert.deepEqual(err.problems, [
+        `statistics.detectors.surge.ratio: must be a number, got "lots" [${path}]`,
+        'statistics.detectors.stopped.minExpected: must be at least 0, got "-3" [environment variable DCACHE_PROBE_ANOMALY_STOPPED_MIN_EXPECTED]',
+      ]);
+      return true;
+    });
+    const config = loadConfig({ file: path, env: { ...REQUIRED_ENV, DCACHE_PROBE_ANOMALY_FAULT_MIN_COUNT: '6' }, flags: { 'statistics.detectors.surge.ratio': '7' } });
+    assert.equal(config.statistics.enabled, false);
+    assert.equal(config.statistics.hourRetentionDays, 7);
+    assert.equal(config.statistics.minuteRetentionHours, 48, 'a default');
+    assert.equal(config.statistics.detectors.fault.minCount, 6, 'the environment over the file');
+    assert.equal(config.statistics.detectors.surge.ratio, 7, 'a flag over the file');
+    assert.equal(config.statistics.detectors.misuse.minCount, 20);
+    assert.equal(SETTINGS.find((s) => s.key === 'statistics.detectors.surge.ratio')?.flag, 'anomaly-surge-ratio');
+    const typo = file('stats-typo.yaml', 'statistics:\n  detectors:\n    fault:\n      minCont: 4\n');
+    assert.throws(() => loadConfig({ file: typo, env: REQUIRED_ENV }), /statistics\.detectors\.fault\.minCont: unknown setting; did you mean statistics\.detectors\.fault\.minCount\?/);
+  });
+
   it('validates only the sections a command needs', () => {
     const config = loadConfig({ env: { DCACHE_PROBE_DB_URL: 'postgres://x/b' } }, ['database', 'log']);
     assert.equal(config.database.url, 'postgres://x/b');

@@ -9,18 +9,15 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { INJECTED_FAULT_POOL, INJECTED_MISUSE_NETWORK } from '../src/demo/simulator';
 import { hashPassword } from '../src/http-auth';
-import { CLI, DIST, PG_ADMIN_URL, waitFor } from './helpers/env';
-
-const CHROMIUM = process.env.DCACHE_PROBE_TEST_CHROMIUM ?? '/usr/bin/chromium';
-const SCREENSHOTS = resolve(DIST, '..', 'docs', 'screenshots');
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+import { SCREENSHOTS, launchChromium, requireChromium } from './helpers/browser';
+import { CLI, PG_ADMIN_URL, waitFor } from './helpers/env';
 
 interface Demo {
   process: ChildProcess;
@@ -61,7 +58,7 @@ describe('the dashboard in a browser', () => {
   const timings: Record<string, number> = {};
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (.ci/run does)`);
+    requireChromium();
     profile = mkdtempSync(join(tmpdir(), 'probe-chromium-'));
     const usersFile = join(profile, 'dashboard-users');
     writeFileSync(usersFile, `${USER}:${await hashPassword(PASSWORD)}\n`, { mode: 0o600 });
@@ -74,13 +71,7 @@ describe('the dashboard in a browser', () => {
     });
     base = url;
     // The browser logs in as a person does at the prompt: HTTP Basic, answered when challenged.
-    context = await chromium.launchPersistentContext(join(profile, 'chromium'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1400, height: 1000 },
-      httpCredentials: { username: USER, password: PASSWORD, origin: new URL(base).origin },
-    });
+    context = await launchChromium(join(profile, 'chromium'), { httpCredentials: { username: USER, password: PASSWORD, origin: new URL(base).origin } });
     // Anything the page's Content-Security-Policy blocks is recorded here.
     await context.addInitScript({ content: "window.violations = []; document.addEventListener('securitypolicyviolation', (e) => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));" });
     mkdirSync(SCREENSHOTS, { recursive: true });

@@ -15,12 +15,12 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { loadConfig } from '../src/config';
 import { DEMO_STATISTICS } from '../src/demo/demo';
 import { INJECTED_FAULT_POOL, INJECTED_MISUSE_NETWORK } from '../src/demo/simulator';
 import { NO_IDENTITY_FILES, tablesFrom } from '../src/identity';
 import type { Finding } from '../src/stats/detectors';
 import { findAnomalies } from '../src/stats/monitor';
-import { statisticsOptions } from '../src/stats/options';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
 import { writeDemoTraffic, type DemoTraffic } from './helpers/demo-traffic';
 import { CLI, waitFor } from './helpers/env';
@@ -51,7 +51,7 @@ describe('the demo (npm start)', () => {
  */
 async function simulateDemo(pool: pg.Pool, t: Omit<DemoTraffic, 'startMs' | 'deliverEverySeconds'>): Promise<{ at: number; finding: Finding }[]> {
   await pool.query('TRUNCATE dcache_probe.stats_minute, dcache_probe.stats_hour, dcache_probe.stats_seen');
-  const options = statisticsOptions({}, DEMO_STATISTICS);
+  const options = loadConfig({ env: {}, commandDefaults: DEMO_STATISTICS }, ['statistics']).statistics;
   const found = new Map<string, { at: number; finding: Finding }>();
   await writeDemoTraffic(pool, { ...t, startMs: Date.UTC(2026, 0, 5, 9, 0, 17), deliverEverySeconds: options.detectIntervalSeconds }, async (second, clock) => {
     for (const f of await findAnomalies(pool, options, clock)) {

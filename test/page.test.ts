@@ -6,24 +6,22 @@
  * zeros); every y-axis is as wide as its labels. Saves docs/screenshots/dashboard.png.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { chromium, type BrowserContext, type Route } from 'playwright-core';
+import type { BrowserContext, Route } from 'playwright-core';
 import { freePort } from '../src/demo/embedded';
 import { INJECTED_FAULT_POOL } from '../src/demo/simulator';
 import type { CollectorProcess } from './helpers/collector';
 import type { BillingDatabase } from './helpers/database';
 import { writeDemoTraffic } from './helpers/demo-traffic';
-import { DIST, waitFor } from './helpers/env';
+import { SCREENSHOTS, launchChromium, requireChromium } from './helpers/browser';
+import { waitFor } from './helpers/env';
 import { withDatabaseAndCollector } from './helpers/fixture';
 import { startProbe, type ProbeProcess } from './helpers/probe';
 
-const CHROMIUM = process.env.DCACHE_PROBE_TEST_CHROMIUM ?? '/usr/bin/chromium';
-const SCREENSHOTS = resolve(DIST, '..', 'docs', 'screenshots');
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const MINUTES = 20;
 
 describe('the page of a probe that has run for less than an hour', () => {
@@ -42,7 +40,7 @@ describe('the page of a probe that has run for less than an hour', () => {
   withDatabaseAndCollector('modern', (d, c) => ((db = d), (collector = c)));
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (.ci/run does)`);
+    requireChromium();
     const pool = new pg.Pool({ connectionString: db.url, max: 2 });
     try {
       // 20 minutes up to now, 60 rows/s; a pool fails most of its transfers for the last 2.5 minutes.
@@ -54,7 +52,7 @@ describe('the page of a probe that has run for less than an hour', () => {
     probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: ['--metrics-port', String(port)] });
     base = `http://127.0.0.1:${port}/`;
     profile = mkdtempSync(join(tmpdir(), 'probe-chromium-'));
-    context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1400, height: 1000 } });
+    context = await launchChromium(profile);
     mkdirSync(SCREENSHOTS, { recursive: true });
   });
 

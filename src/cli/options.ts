@@ -5,7 +5,7 @@
  */
 import { Command, Option } from 'commander';
 import type pg from 'pg';
-import { ConfigError, SETTINGS, databaseUrlMessage, databaseUrlProblem, shownValue, defaultProbeName, loadConfig, providedSettings, type Config, type ConfigSources } from '../config';
+import { CONFIG_SECTIONS, ConfigError, SETTINGS, databaseUrlMessage, databaseUrlProblem, shownValue, defaultProbeName, loadConfig, providedSettings, type Config, type ConfigSources } from '../config';
 import { createPool, describeDatabaseError } from '../db';
 import { fullyQualifiedHostName, type HostName } from '../fqdn';
 import { readProbeConfig } from '../probe-config';
@@ -16,7 +16,8 @@ export const EXIT_CONFIG = 2;
 
 export type Section = keyof Config;
 
-export const ALL: Section[] = ['database', 'collector', 'probe', 'identity', 'pipeline', 'log', 'metrics'];
+/** The sections of `run` and `poll`: every one (the statistics too). */
+export const ALL: Section[] = [...CONFIG_SECTIONS];
 
 /** The command's options as commander parsed them. */
 export type Options = Record<string, unknown>;

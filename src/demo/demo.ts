@@ -9,13 +9,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { GratiaCollector } from '../collector/server';
-import { loadConfig } from '../config';
+import { SETTINGS, loadConfig } from '../config';
 import { accessEnvironment } from '../http-auth';
 import { createLogger } from '../logger';
 import { SQL_DIR, migrate } from '../migrations';
 import { Probe } from '../probe';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded';
-import type { DeepPartial, StatisticsOptions } from '../stats/options';
 import { INJECTED_FAULT_POOL, INJECTED_MISUSE_NETWORK, LiveTraffic, runWriters, type Injection } from './simulator';
 
 /** How long an injected misuse burst lasts. */
@@ -27,11 +26,26 @@ export const FAULT_INJECTION: Injection = { faultPool: INJECTED_FAULT_POOL, faul
 export const MISUSE_INJECTION: Injection = { misuseShare: 0.15, misuseNetwork: INJECTED_MISUSE_NETWORK, misuseUser: 2 };
 
 /**
- * The statistics of the demo: it is minutes old, so the detectors look every 2 s, alerts close
- * after a minute, and users' networks are learnt in their first minute (instead of a day). The
- * other baselines are the defaults: no detector alerts before it has the history it needs.
+ * The statistics settings of the demo (configuration keys): it is minutes old, so the
+ * detectors look every 2 s, alerts close after a minute, and users' networks are learnt in
+ * their first minute (instead of a day). The other baselines are the defaults: no detector
+ * alerts before it has the history it needs.
  */
-export const DEMO_STATISTICS: DeepPartial<StatisticsOptions> = { detectIntervalSeconds: 2, clearAfterSeconds: 60, detectors: { newNetwork: { learnMinutes: 1 } } };
+export const DEMO_STATISTICS: Readonly<Record<string, number>> = {
+  'statistics.detectIntervalSeconds': 2,
+  'statistics.clearAfterSeconds': 60,
+  'statistics.detectors.newNetwork.learnMinutes': 1,
+};
+
+/**
+ * What the demo reads of the environment: the dashboard's credentials (DCACHE_PROBE_HTTP_*)
+ * and the statistics settings (DCACHE_PROBE_STATS*, DCACHE_PROBE_ANOMALY_*) other than those
+ * the demo sets itself; the rest is the demo's own.
+ */
+function demoEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const statistics = SETTINGS.filter((s) => s.key.startsWith('statistics.') && !(s.key in DEMO_STATISTICS) && env[s.env] !== undefined);
+  return { ...accessEnvironment(env), ...Object.fromEntries(statistics.map((s) => [s.env, env[s.env]])) };
+}
 
 export interface DemoOptions {
   rate: number;
@@ -143,9 +157,9 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     const latencies: number[] = [];
     let windowLatencies: number[] = [];
     const config = loadConfig({
-      // Only the dashboard's credentials (DCACHE_PROBE_HTTP_*): the rest is the demo's own.
-      env: accessEnvironment(process.env),
+      env: demoEnvironment(process.env),
       commandDefaults: {
+        ...DEMO_STATISTICS,
         'database.url': dbUrl,
         'collector.url': collectorUrl,
         'probe.siteName': 'DEMO_SITE',
@@ -158,7 +172,6 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     });
     probe = new Probe(config, createLogger(config.log), {
       metricsOnAnyPort: true,
-      statistics: DEMO_STATISTICS,
       onBatch: (r) => {
         for (const l of r.latenciesMs) {
           latencies.push(l);

@@ -9,6 +9,7 @@
  * senders' clocks, out of commit order. Deterministic for a given seed.
  */
 import pg from 'pg';
+import { inTransaction } from '../db';
 
 export type SchemaForm = 'modern' | 'legacy';
 
@@ -296,12 +297,13 @@ export async function runWriters(take: (n: number) => Message[], options: Writer
         await options.beforeTransaction?.(size);
         const chunk = take(size);
         if (chunk.length === 0) return;
-        await client.query('BEGIN');
-        for (const m of chunk) {
-          const { sql, values } = insertSql(m.table, m.row, schema);
-          await client.query(sql, values);
-        }
-        await client.query('COMMIT');
+        // (One connection per writer, as each of dCache's billing threads has its own.)
+        await inTransaction(client, async () => {
+          for (const m of chunk) {
+            const { sql, values } = insertSql(m.table, m.row, schema);
+            await client.query(sql, values);
+          }
+        });
         options.onCommit?.(chunk, Date.now());
       }
     } finally {

@@ -1,6 +1,7 @@
 /**
  * Abnormal-traffic detectors: pure functions of counts the statistics tables hold, each with
- * its thresholds in DetectorOptions (defaults below; environment variables in options.ts).
+ * its thresholds in DetectorOptions (settings statistics.detectors.* of src/config.ts, which
+ * holds their defaults and environment variables).
  *
  *  - fault:        an error-rate spike on a pool or a door (permission-denied not counted);
  *                  doors and pools share transfers, so the worst key is flagged first and its
@@ -23,6 +24,7 @@
  * few transfers to know a rate, a too short history, a user not yet learnt): it says nothing.
  */
 import type { Counts } from './keys';
+import { DEFAULT_STATISTICS_OPTIONS } from './options';
 
 export type AlertKind = 'fault' | 'misuse' | 'surge' | 'new-network' | 'pool-stopped';
 
@@ -101,15 +103,7 @@ export interface DetectorOptions {
   stopped: StoppedOptions;
 }
 
-export const DEFAULT_DETECTOR_OPTIONS: DetectorOptions = {
-  windowMinutes: 5,
-  baselineMinutes: 120,
-  fault: { minCount: 10, ratio: 3, z: 5, floorRate: 0.01, minBaselineTransfers: 200 },
-  misuse: { minCount: 20, ratio: 5, z: 5, floorRate: 0.005, minBaselineTransfers: 200 },
-  surge: { ratio: 5, k: 4, minBytes: 10e9, minHistoryMinutes: 60, seasonalMinDays: 3, alpha: 0.05 },
-  newNetwork: { learnMinutes: 1440, minTransfers: 10, minBaselineTransfers: 50, maxChance: 0.001 },
-  stopped: { minSilenceSeconds: 300, minExpected: 30, minActiveMinutes: 10 },
-};
+export const DEFAULT_DETECTOR_OPTIONS: DetectorOptions = DEFAULT_STATISTICS_OPTIONS.detectors;
 
 export interface RateTest {
   spike: boolean;

@@ -8,29 +8,26 @@
  *  - `routes` serve the page and its API beside /metrics.
  *  - `start(registry)` prunes old rows every 10 minutes and runs the detectors.
  *
- * DCACHE_PROBE_STATS=off turns it all off.
+ * Its settings are the "statistics" section of the configuration (src/config.ts); the probe
+ * creates it only when statistics.enabled (DCACHE_PROBE_STATS=off turns it all off).
  */
 import type pg from 'pg';
 import type client from 'prom-client';
 import { isConnectionFault } from '../db';
+import { underStatisticsSavepoint } from '../db/statistics';
 import type { DeliveryOptions } from '../delivery';
 import type { Logger } from '../logger';
+import { errorMessage } from '../lib';
 import type { ExtraRoutes } from '../metrics';
 import { dashboardRoutes } from './dashboard';
 import { HOUR_MS } from './keys';
 import { AnomalyMonitor } from './monitor';
-import { statisticsOptions, type DeepPartial, type StatisticsOptions } from './options';
+import type { StatisticsOptions } from './options';
 import { prune, recordBatch } from './store';
 
 export type { StatisticsOptions } from './options';
 
-/** False when DCACHE_PROBE_STATS is off / false / 0 / no. */
-export function statisticsEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
-  return !/^(off|false|0|no)$/i.test(env.DCACHE_PROBE_STATS?.trim() ?? '');
-}
-
 export class TransferStatistics {
-  readonly options: StatisticsOptions;
   readonly routes: ExtraRoutes;
   monitor: AnomalyMonitor | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
@@ -42,26 +39,21 @@ export class TransferStatistics {
   constructor(
     private readonly pool: pg.Pool,
     private readonly log: Logger,
-    overrides?: DeepPartial<StatisticsOptions>,
-    env: NodeJS.ProcessEnv = process.env,
+    /** The configuration's statistics section (config.statistics). */
+    readonly options: StatisticsOptions,
   ) {
-    this.options = statisticsOptions(env, overrides);
     this.routes = dashboardRoutes(pool, this.options);
   }
 
   readonly onDelivered: NonNullable<DeliveryOptions['onDelivered']> = async (client, delivered) => {
     if (delivered.length === 0) return;
-    await client.query('SAVEPOINT dcache_probe_stats');
-    try {
-      await recordBatch(client, delivered, { minuteMs: this.options.minuteRetentionHours * HOUR_MS, hourMs: this.options.hourRetentionDays * 24 * HOUR_MS });
-      await client.query('RELEASE SAVEPOINT dcache_probe_stats');
-    } catch (err) {
-      await client.query('ROLLBACK TO SAVEPOINT dcache_probe_stats');
-      await client.query('RELEASE SAVEPOINT dcache_probe_stats');
+    const retention = { minuteMs: this.options.minuteRetentionHours * HOUR_MS, hourMs: this.options.hourRetentionDays * 24 * HOUR_MS };
+    const outcome = await underStatisticsSavepoint(client, () => recordBatch(client, delivered, retention));
+    if (outcome) {
       this.failures++;
       if (Date.now() - this.lastFailureLog > 60_000) {
         this.lastFailureLog = Date.now();
-        this.log.warn('could not update the transfer statistics; delivery goes on (run "dcache-probe migrate --grant-to ROLE" after an upgrade)', { error: (err as Error).message, failedBatches: this.failures });
+        this.log.warn('could not update the transfer statistics; delivery goes on (run "dcache-probe migrate --grant-to ROLE" after an upgrade)', { error: errorMessage(outcome.failed), failedBatches: this.failures });
       }
     }
   };
@@ -74,7 +66,7 @@ export class TransferStatistics {
       this.pruning = prune(this.pool, this.options).then(
         () => undefined,
         // (A database that is away is said once by the probe, not again here every 10 minutes.)
-        (err) => void (isConnectionFault(err) || this.log.warn('could not prune the transfer statistics', { error: (err as Error).message })),
+        (err) => void (isConnectionFault(err) || this.log.warn('could not prune the transfer statistics', { error: errorMessage(err) })),
       );
     };
     this.pruneTimer = setInterval(pruneNow, 10 * 60_000);

@@ -11,6 +11,8 @@
 import type pg from 'pg';
 import client from 'prom-client';
 import { isConnectionFault } from '../db';
+import { closeStaleAlerts, firstSiteMinuteSince, openAlerts, upsertAlert, userTransfersAround } from '../db/statistics';
+import { errorMessage } from '../lib';
 import type { Logger } from '../logger';
 import { detectFaults, detectMisuse, detectNewNetworks, detectStoppedPools, detectSurges, type Finding, type NewNetworkInput, type Tally } from './detectors';
 import { MINUTE_MS, type Counts } from './keys';
@@ -55,11 +57,7 @@ export async function findAnomalies(pool: pg.Pool, o: StatisticsOptions, nowMs =
   // Surges: users above the volume floor now, against their history since the site's first data.
   const heavy = [...recent.get('user')!.entries()].filter(([, c]) => c.bytes >= d.surge.minBytes).map(([k]) => k);
   if (heavy.length) {
-    const first = await pool.query<{ t: string | null }>(
-      `SELECT (extract(epoch FROM min(bucket)) * 1000)::bigint AS t FROM dcache_probe.stats_minute WHERE dimension = 'all' AND bucket >= to_timestamp($1 / 1000.0)`,
-      [baseFrom],
-    );
-    const siteFrom = Math.max(baseFrom, Number(first.rows[0]?.t ?? recentFrom));
+    const siteFrom = Math.max(baseFrom, (await firstSiteMinuteSince(pool, baseFrom)) ?? recentFrom);
     const history = await minuteSeries(pool, 'user', 'bytes', siteFrom, recentFrom, heavy);
     const seasonal = await seasonalBytes(pool, 'user', heavy, nowMs, 28);
     findings.push(
@@ -116,26 +114,6 @@ export function anomalyKeyLabel(a: { id: number | string; dimension: string; key
   return personalLabels || !PERSONAL_DIMENSIONS.has(a.dimension) ? a.key : `alert ${a.id}`;
 }
 
-/**
- * For each (user, minute): the user's transfers in [from, minute) and in [minute, to), from
- * the minute table (the detectors' baseline and recent windows only: bounded reads).
- */
-async function userTransfersAround(pool: pg.Pool, splits: readonly { user: string; splitMs: number }[], fromMs: number, toMs: number): Promise<{ before: number; since: number }[]> {
-  if (splits.length === 0) return [];
-  const { rows } = await pool.query<{ i: string; before: string; since: string }>(
-    `SELECT c.i, coalesce(sum(m.transfers) FILTER (WHERE m.bucket < c.split), 0)::bigint AS before,
-            coalesce(sum(m.transfers) FILTER (WHERE m.bucket >= c.split), 0)::bigint AS since
-       FROM (SELECT i, u, to_timestamp(s / 1000.0) AS split FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS x(u, s, i)) AS c
-       LEFT JOIN dcache_probe.stats_minute m
-         ON m.dimension = 'user' AND m.key = c.u AND m.bucket >= to_timestamp($3 / 1000.0) AND m.bucket < to_timestamp($4 / 1000.0)
-      GROUP BY c.i`,
-    [splits.map((s) => s.user), splits.map((s) => s.splitMs), fromMs, toMs],
-  );
-  const out = splits.map(() => ({ before: 0, since: 0 }));
-  for (const r of rows) out[Number(r.i) - 1] = { before: Number(r.before), since: Number(r.since) };
-  return out;
-}
-
 export class AnomalyMonitor {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
@@ -177,7 +155,7 @@ export class AnomalyMonitor {
       .catch((err) => {
         // A database that is away is said once by the probe (and the next pass tries again).
         if (isConnectionFault(err)) return;
-        if (Date.now() - this.lastError > 60_000) this.log.warn('anomaly detection failed', { error: (err as Error).message });
+        if (Date.now() - this.lastError > 60_000) this.log.warn('anomaly detection failed', { error: errorMessage(err) });
         this.lastError = Date.now();
       })
       .finally(() => {
@@ -190,28 +168,18 @@ export class AnomalyMonitor {
     const findings = await findAnomalies(this.pool, this.options, nowMs);
     this.lastFindings = findings;
     for (const f of findings) {
-      const { rows } = await this.pool.query<{ id: string; inserted: boolean }>(
-        `INSERT INTO dcache_probe.stats_alert AS a (kind, dimension, key, message, evidence) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (kind, dimension, key) WHERE closed_at IS NULL
-         DO UPDATE SET message = EXCLUDED.message, evidence = EXCLUDED.evidence, updated_at = now()
-         RETURNING id, (xmax = 0) AS inserted`,
-        [f.kind, f.dimension, f.key, f.message, JSON.stringify(f.evidence)],
-      );
-      if (rows[0]?.inserted) {
+      const alert = await upsertAlert(this.pool, f);
+      if (alert?.inserted) {
         this.opened?.inc({ kind: f.kind });
-        this.log.warn(`ANOMALY (${f.kind}): ${f.message}`, { kind: f.kind, dimension: f.dimension, key: f.key, evidence: f.evidence, alertId: Number(rows[0].id) });
+        this.log.warn(`ANOMALY (${f.kind}): ${f.message}`, { kind: f.kind, dimension: f.dimension, key: f.key, evidence: f.evidence, alertId: alert.id });
       }
     }
-    const closed = await this.pool.query<{ kind: string; dimension: string; key: string; id: string }>(
-      `UPDATE dcache_probe.stats_alert SET closed_at = now() WHERE closed_at IS NULL AND updated_at < now() - make_interval(secs => $1::float8)
-       RETURNING id, kind, dimension, key`,
-      [this.options.clearAfterSeconds],
-    );
-    for (const c of closed.rows) this.log.info(`anomaly over (${c.kind}): ${c.dimension} ${c.key}`, { alertId: Number(c.id) });
+    const closed = await closeStaleAlerts(this.pool, this.options.clearAfterSeconds);
+    for (const c of closed) this.log.info(`anomaly over (${c.kind}): ${c.dimension} ${c.key}`, { alertId: c.id });
     if (this.gauge) {
-      const open = await this.pool.query<{ id: string; kind: string; dimension: string; key: string }>('SELECT id, kind, dimension, key FROM dcache_probe.stats_alert WHERE closed_at IS NULL');
+      const open = await openAlerts(this.pool);
       this.gauge.reset();
-      for (const a of open.rows) this.gauge.set({ kind: a.kind, dimension: a.dimension, key: anomalyKeyLabel(a, this.personalLabels) }, 1);
+      for (const a of open) this.gauge.set({ kind: a.kind, dimension: a.dimension, key: anomalyKeyLabel(a, this.personalLabels) }, 1);
     }
   }
 }
