@@ -29,7 +29,13 @@ const required = (what: string) => {
   return z.string({ error: (issue) => (issue.input === undefined ? message : undefined) }).min(1, message);
 };
 const nonNegativeNumber = z.coerce.number().nonnegative();
-const flag = z.preprocess((v) => (typeof v === 'string' ? /^(1|true|yes|on)$/i.test(v.trim()) : v), z.boolean());
+/** true/false as written anywhere (1/0, yes/no, on/off too); anything else is a mistake to report, never "false". */
+const flag = z.preprocess((v) => {
+  if (typeof v !== 'string') return v;
+  if (/^(1|true|yes|on)$/i.test(v.trim())) return true;
+  if (/^(0|false|no|off)$/i.test(v.trim())) return false;
+  return v;
+}, z.boolean());
 
 /** The HTTP server's operational routes: open without credentials unless metrics.openPaths says otherwise. */
 export const OPERATIONAL_PATHS = ['/metrics', '/healthz', '/readyz'] as const;

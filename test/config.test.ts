@@ -126,6 +126,13 @@ describe('configuration', () => {
     assert.throws(() => loadConfig({ env: { ...REQUIRED_ENV, DCACHE_PROBE_COLLECTOR_URL: 'ftp://x' } }), /collector\.url: .*environment variable DCACHE_PROBE_COLLECTOR_URL/);
   });
 
+  it('reads true/false as 1/0, yes/no, on/off, and reports any other word instead of taking it for false', () => {
+    const config = loadConfig({ env: { ...REQUIRED_ENV, DCACHE_PROBE_SUPPRESS_NO_DN: 'Yes', DCACHE_PROBE_REPORT_TAPE: 'off' } });
+    assert.equal(config.identity.suppressNoDn, true);
+    assert.equal(config.pipeline.reportTape, false);
+    assert.throws(() => loadConfig({ env: { ...REQUIRED_ENV, DCACHE_PROBE_SUPPRESS_NO_DN: 'maybe' } }), /identity\.suppressNoDn: must be true or false, got "maybe" \[environment variable DCACHE_PROBE_SUPPRESS_NO_DN\]/);
+  });
+
   it('names the flag for a bad flag value', () => {
     assert.throws(() => loadConfig({ env: REQUIRED_ENV, flags: { 'pipeline.maxBundleBytes': '5000000' } }), /pipeline\.maxBundleBytes: .*flag --max-bundle-bytes/);
   });
