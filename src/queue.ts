@@ -48,7 +48,6 @@ export function ledgerEntries(outcomes: readonly { row: CapturedRow; delivered: 
 }
 
 /** Moved to src/db/delivery-key.ts (the one definition, with its SQL form); re-exported for old importers. */
-export { deliveryKey } from './db/delivery-key';
 
 interface ClaimedRowSql {
   id: string;

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { CaptureQueue, deliveryKey, pickQuery } from '../src/queue';
+import { deliveryKey } from '../src/db/delivery-key';
+import { CaptureQueue, pickQuery } from '../src/queue';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
 
 const GRACE = 120;
