@@ -47,8 +47,6 @@ export function ledgerEntries(outcomes: readonly { row: CapturedRow; delivered: 
   return [...byHour.values()];
 }
 
-/** Moved to src/db/delivery-key.ts (the one definition, with its SQL form); re-exported for old importers. */
-
 interface ClaimedRowSql {
   id: string;
   source: CapturedRow['source'];
