@@ -30,7 +30,7 @@ RUN npm ci --omit=dev --omit=optional --no-audit --no-fund && npm cache clean --
 COPY sql ./sql
 COPY --from=build /app/dist/src ./dist/src
 # `dcache-probe` on the PATH, for `docker compose exec probe dcache-probe status`.
-RUN chmod 0755 /app/dist/src/cli.js && ln -s /app/dist/src/cli.js /usr/local/bin/dcache-probe
+RUN chmod 0755 /app/dist/src/cli/bin.js && ln -s /app/dist/src/cli/bin.js /usr/local/bin/dcache-probe
 
 # The files above belong to root; the probe runs as the unprivileged "node" user (uid 1000)
 # of the base image and writes nothing to disk (logs go to stderr).
@@ -60,5 +60,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # node is PID 1: the probe handles SIGTERM itself (stop claiming, finish the bundle in flight
 # within --stop-deadline, default 10 s). Give `docker stop` more than that (-t 30).
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "/app/dist/src/cli.js"]
+ENTRYPOINT ["node", "/app/dist/src/cli/bin.js"]
 CMD ["run"]

@@ -37,7 +37,7 @@
  *
  * --pick-growth measures only that: one pick of 500 (pickQuery, EXPLAIN ANALYZE, median of 5)
  * on a queue of --rows, beside another worker's live lease, as batches' lease rows are
- * written and deleted as src/queue.ts writes them (insert, renew, keys, delete), and then after
+ * written and deleted as src/db/queue.ts writes them (insert, renew, keys, delete), and then after
  * a VACUUM of the table; next to it the same pick without JIT and parallel workers, and two
  * whose plan does not depend on the table's size: the leased ids gathered once into an array
  * (an InitPlan), and the NOT IN over a function that declares ROWS 1000.
@@ -48,7 +48,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type pg from 'pg';
-import { pickQuery } from '../src/queue';
+import { pickQuery } from '../src/db/queue';
 import { catchupRun, type CatchupRun } from './catchup';
 import { buildCommit } from './lib/build';
 import { analyzeBilling, createBenchDatabase, fillBacklog, snapshotQueue, truncateAll, type BenchDatabase } from './lib/db';

@@ -19,7 +19,7 @@
  * sees (its 500 rows received as text, not parsed), and, from one EXPLAIN (ANALYZE, BUFFERS),
  * the shared-buffer hits and reads per returned row (planning included) and whether a
  * sequential scan of doorinfo ran.
- * Since migration 008 the shipped claim is two statements (src/queue.ts): "new" here is its
+ * Since migration 008 the shipped claim is two statements (src/db/queue.ts): "new" here is its
  * picking (pickQuery, ids only; the lease makes SKIP LOCKED moot), and the door rows are read
  * by leasedRowsQuery after the claim commits; bench/claim-ab.ts compares whole catch-ups.
  * `--history N` first adds N older transfers whose rows are not queued (doorinfo holds years).
@@ -28,7 +28,7 @@
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { pickQuery } from '../src/queue';
+import { pickQuery } from '../src/db/queue';
 import { createBenchDatabase, fillBacklog } from './lib/db';
 
 const args = process.argv.slice(2);

@@ -9,7 +9,7 @@
  * The shipped functions are looked up at run time (other developers move them between modules),
  * so this file does not break the build when they do; a missing one makes the section "n/a".
  */
-import { TransferGenerator, type Row } from '../src/demo/simulator';
+import { TransferGenerator, type Row } from '../src/tools/demo/simulator';
 import { makeFastXml } from './experiments/fast-encode';
 
 type Anything = any; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -71,14 +71,14 @@ function timeIt(fn: () => void, minMs: number): number {
 export function encodeBench(n = 4000, minMs = 400): EncodeResult {
   const empty = { records: n, mapUs: NaN, xmlUs: NaN, fastXmlUs: NaN, builtXmlUs: NaN, formUs: NaN, planUs: NaN, identicalXml: false, bytesPerRecord: NaN };
   try {
-    const mapping = ['../src/mapping'];
+    const mapping = ['../src/record/mapping', '../src/mapping'];
     const mapRow = find('mapRow', mapping);
-    const usageRecordXml = find('usageRecordXml', ['../src/xml']);
-    const multiupdateForm = find('multiupdateForm', ['../src/record/envelope', '../src/sender']);
-    const planBodies = find('planBodies', ['../src/record/envelope', '../src/sender', '../src/delivery']);
-    const maxBytes: number = find('MAX_BUNDLE_BYTES_LIMIT', ['../src/config']);
+    const usageRecordXml = find('usageRecordXml', ['../src/record/xml', '../src/xml']);
+    const multiupdateForm = find('multiupdateForm', ['../src/record/envelope', '../src/pipeline/sender', '../src/sender']);
+    const planBodies = find('planBodies', ['../src/record/envelope', '../src/pipeline/sender', '../src/sender']);
+    const maxBytes: number = find('MAX_BUNDLE_BYTES_LIMIT', ['../src/config/schema', '../src/config']);
     const fastXml = makeFastXml({
-      xmlSafe: find('xmlSafe', ['../src/xml']),
+      xmlSafe: find('xmlSafe', ['../src/record/xml', '../src/xml']),
       isoDuration: find('isoDuration', ['../src/record/time', ...mapping]),
       rfc3339: find('rfc3339', ['../src/record/time', ...mapping]),
       EncodeError: find('EncodeError', ['../src/record/types', ...mapping]),
@@ -105,7 +105,7 @@ export function encodeBench(n = 4000, minMs = 400): EncodeResult {
     let built: string[] = xml;
     let builtMs = NaN;
     try {
-      const usageRecordXmlBuilt = find('usageRecordXmlBuilt', ['../src/xml']);
+      const usageRecordXmlBuilt = find('usageRecordXmlBuilt', ['../src/record/xml', '../src/xml']);
       builtMs = timeIt(() => {
         built = records.map((r) => usageRecordXmlBuilt(r));
       }, minMs);

@@ -1,5 +1,5 @@
 /**
- * 2. Live latency: ten simulated dCache writers (src/demo/simulator.ts: runWriters with
+ * 2. Live latency: ten simulated dCache writers (src/tools/demo/simulator.ts: runWriters with
  * LiveTraffic's message stream and token-bucket pacing, transactions of 1..200 rows, door rows
  * before and after their movers) insert at a steady rate while `dcache-probe run` delivers to
  * the collector process (--keep records). For every reportable mover committed in the measured
@@ -9,7 +9,7 @@
 import { loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type pg from 'pg';
-import { LiveTraffic, runWriters, type Message } from '../src/demo/simulator';
+import { LiveTraffic, runWriters, type Message } from '../src/tools/demo/simulator';
 import { sleep, note } from './lib/env';
 import { queueDepth } from './lib/db';
 import { percentile, sorted } from './lib/stats';

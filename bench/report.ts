@@ -1,5 +1,5 @@
 /** The table `npm run bench` prints, from the raw results. */
-import { DEFAULT_BUNDLE_SIZE } from '../src/config';
+import { DEFAULT_BUNDLE_SIZE } from '../src/config/schema';
 import type { CatchupRun } from './catchup';
 import { CAPTURE_007_EXPERIMENTS, COST_VARIANTS, TRIGGER_EXPERIMENTS, type CostPhase } from './cost';
 import type { LatencyRun } from './latency';

@@ -20,7 +20,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { DEFAULT_BUNDLE_SIZE } from '../src/config';
+import { DEFAULT_BUNDLE_SIZE } from '../src/config/schema';
 import { collectorAcceptance, copyFloor, recordedBundles } from './baselines';
 import { catchupRun } from './catchup';
 import { CAPTURE_007_EXPERIMENTS, COST_VARIANTS, TRIGGER_EXPERIMENTS, costRuns } from './cost';
@@ -47,7 +47,7 @@ async function relaunchFromSnapshot(): Promise<number> {
   mkdirSync(snapshot, { recursive: true });
   for (const part of ['src', 'bench']) cpSync(join(DIST, part), join(snapshot, 'dist', part), { recursive: true });
   cpSync(join(ROOT, 'sql'), join(snapshot, 'sql'), { recursive: true });
-  cpSync(join(ROOT, 'package.json'), join(snapshot, 'package.json')); // src/probe.ts reads its version
+  cpSync(join(ROOT, 'package.json'), join(snapshot, 'package.json')); // src/version.ts reads its version
   try {
     const child = spawn(process.execPath, [join(snapshot, 'dist', 'bench', 'run.js'), ...process.argv.slice(2)], {
       stdio: 'inherit',

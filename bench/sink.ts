@@ -3,7 +3,7 @@
  * A null collector for the diagnosis only: reads each request body and answers 200 "OK"
  * without looking at it. Running the probe against it shows how fast the probe and
  * PostgreSQL go when the collector costs (almost) nothing; it is not a Gratia collector.
- * Prints "listening <url>" like src/collector/main.ts; GET /_control/stats gives counts.
+ * Prints "listening <url>" like src/tools/collector/main.ts; GET /_control/stats gives counts.
  */
 import { appendFileSync } from 'node:fs';
 import { createServer } from 'node:http';

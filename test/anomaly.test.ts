@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { rng } from '../src/demo/simulator';
+import { rng } from '../src/tools/demo/simulator';
 import {
   DEFAULT_DETECTOR_OPTIONS as D,
   detectFaults,
@@ -19,10 +19,10 @@ import {
   unseenChance,
   type NewNetworkInput,
   type Tally,
-} from '../src/stats/detectors';
-import { batchRows, clientNetwork, durationBin, formatIpv6, ipv6Groups, keysOf, rateBin } from '../src/stats/keys';
-import { SETTINGS, loadConfig } from '../src/config';
-import type { DeliveredRecord } from '../src/delivery';
+} from '../src/features/statistics/detectors';
+import { batchRows, clientNetwork, durationBin, formatIpv6, ipv6Groups, keysOf, rateBin } from '../src/features/statistics/keys';
+import { SETTINGS, loadConfig } from '../src/config/schema';
+import type { DeliveredRecord } from '../src/pipeline/delivery';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 

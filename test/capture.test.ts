@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { LATEST_VERSION, listMigrations, migrate } from '../src/migrations';
-import { CAPTURE_LOCK, WAKE_CHANNEL, armWakeUp, captureBarrier, pruneOldState } from '../src/queue';
+import { LATEST_VERSION, listMigrations, migrate } from '../src/db/migrations';
+import { CAPTURE_LOCK, WAKE_CHANNEL, armWakeUp, captureBarrier, pruneOldState } from '../src/db/queue';
 import { createBillingDatabase, adminQuery, type BillingDatabase } from './helpers/database';
 import { databaseUrl, waitFor } from './helpers/env';
 import { startCollector } from './helpers/collector';

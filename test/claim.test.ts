@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { deliveryKey } from '../src/db/delivery-key';
-import { CaptureQueue, pickQuery } from '../src/queue';
+import { CaptureQueue, pickQuery } from '../src/db/queue';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
 
 const GRACE = 120;

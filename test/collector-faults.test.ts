@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { freePort } from '../src/demo/embedded';
+import { freePort } from '../src/tools/demo/embedded';
 import { startCollector, type CollectorProcess } from './helpers/collector';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
 import { waitFor } from './helpers/env';

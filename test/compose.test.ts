@@ -15,10 +15,10 @@ import { join, posix, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
-import { buildProgram } from '../src/cli';
-import { ConfigError, SETTINGS, configSchema, loadConfig } from '../src/config';
-import { httpGuard, parseUsers, verifyPassword } from '../src/http-auth';
-import { SQL_DIR } from '../src/migrations';
+import { buildProgram } from '../src/cli/bin';
+import { ConfigError, SETTINGS, configSchema, loadConfig } from '../src/config/schema';
+import { httpGuard, parseUsers, verifyPassword } from '../src/service/http-auth';
+import { SQL_DIR } from '../src/db/migrations';
 
 const ROOT = join(__dirname, '..', '..');
 const read = (path: string) => readFileSync(join(ROOT, path), 'utf8');
@@ -403,7 +403,7 @@ describe('Dockerfile', () => {
 
   it('has the CLI as entrypoint and `run` as default command', () => {
     const bin = (JSON.parse(read('package.json')) as { bin: Record<string, string> }).bin['dcache-probe']!;
-    assert.equal(bin, 'dist/src/cli.js');
+    assert.equal(bin, 'dist/src/cli/bin.js');
     assert.deepEqual(image.entrypoint, ['node', posix.join(image.workdir, bin)]);
     assert.deepEqual(image.cmd, ['run']);
   });

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, DEFAULT_BUNDLE_SIZE, SETTINGS, closestKey, collectorEndpoint, databaseUrlProblem, loadConfig, redactUrl } from '../src/config';
+import { ConfigError, DEFAULT_BUNDLE_SIZE, SETTINGS, closestKey, collectorEndpoint, databaseUrlProblem, loadConfig, redactUrl } from '../src/config/schema';
 import { runCli } from './helpers/probe';
 
 const dir = mkdtempSync(join(tmpdir(), 'probe-config-'));

@@ -14,8 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
-import { INJECTED_FAULT_POOL, INJECTED_MISUSE_NETWORK } from '../src/demo/simulator';
-import { hashPassword } from '../src/http-auth';
+import { INJECTED_FAULT_POOL, INJECTED_MISUSE_NETWORK } from '../src/tools/demo/simulator';
+import { hashPassword } from '../src/service/http-auth';
 import { SCREENSHOTS, launchChromium, requireChromium } from './helpers/browser';
 import { CLI, PG_ADMIN_URL, waitFor } from './helpers/env';
 

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { countRangeRows, billingTable } from '../src/db/backfill';
 import { deliveryKey, deliveryKeySql } from '../src/db/delivery-key';
-import { retryQuarantine } from '../src/quarantine';
+import { retryQuarantine } from '../src/features/quarantine';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
 
 const TRANSACTIONS = [

@@ -8,11 +8,11 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
-import { createPool } from '../src/db';
-import { Delivery, type BatchResult, type DeliveryOptions } from '../src/delivery';
+import { createPool } from '../src/db/pool';
+import { Delivery, type BatchResult, type DeliveryOptions } from '../src/pipeline/delivery';
 import { silentLogger } from '../src/logger';
-import { CaptureQueue } from '../src/queue';
-import type { RecordSender, SendOutcome } from '../src/sender';
+import { CaptureQueue } from '../src/db/queue';
+import type { RecordSender, SendOutcome } from '../src/pipeline/sender';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
 import { queueDepth, quarantineSize } from './helpers/scenario';
 

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { TransferGenerator, messageStream, writeMessages, type Message, type SimTransfer } from '../src/demo/simulator';
+import { TransferGenerator, messageStream, writeMessages, type Message, type SimTransfer } from '../src/tools/demo/simulator';
 import { startCollector, type CollectorProcess } from './helpers/collector';
 import { withDatabaseAndCollector } from './helpers/fixture';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';

@@ -1,5 +1,5 @@
 /**
- * The test collector reads an envelope in one of two ways (src/collector/envelope.ts): plainly,
+ * The test collector reads an envelope in one of two ways (src/tools/collector/envelope.ts): plainly,
  * in one pass, when it can tell the answer, and otherwise strictly (the validator, then the
  * parser over each record). The answer must never depend on which: these tests compare
  * parseEnvelope with the strict reading alone, on the probe's envelopes, on hand-made unusual
@@ -7,10 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BadRequest, XML_ERROR, parseEnvelope, readPlain } from '../src/collector/envelope';
-import { rng } from '../src/demo/simulator';
+import { BadRequest, XML_ERROR, parseEnvelope, readPlain } from '../src/tools/collector/envelope';
+import { rng } from '../src/tools/demo/simulator';
 import { recordEnvelope } from '../src/record/envelope';
-import { probeDetailsXml, usageRecordXml } from '../src/xml';
+import { probeDetailsXml, usageRecordXml } from '../src/record/xml';
 import { SAMPLE_RECORD } from './helpers/records';
 
 const RECORD = SAMPLE_RECORD;

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { TransferGenerator, messageStream, writeMessages, type SchemaForm } from '../src/demo/simulator';
+import { TransferGenerator, messageStream, writeMessages, type SchemaForm } from '../src/tools/demo/simulator';
 import type { CollectorProcess } from './helpers/collector';
 import type { BillingDatabase } from './helpers/database';
 import { DIST } from './helpers/env';

@@ -6,12 +6,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pg from 'pg';
-import { collectorEndpoint } from '../src/config';
-import { createPool } from '../src/db';
-import { Delivery } from '../src/delivery';
+import { collectorEndpoint } from '../src/config/schema';
+import { createPool } from '../src/db/pool';
+import { Delivery } from '../src/pipeline/delivery';
 import { silentLogger } from '../src/logger';
-import { CaptureQueue } from '../src/queue';
-import { CollectorSender } from '../src/sender';
+import { CaptureQueue } from '../src/db/queue';
+import { CollectorSender } from '../src/pipeline/sender';
 import type { CollectorProcess } from './helpers/collector';
 import type { BillingDatabase } from './helpers/database';
 import { eachWithDatabaseCollectorAndProbes } from './helpers/fixture';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { mapRow, submitHostOf, voFromFqan, type MappingOptions, type UsageRecord } from '../src/mapping';
+import { mapRow, submitHostOf, voFromFqan, type MappingOptions, type UsageRecord } from '../src/record/mapping';
 import { isoDuration, rfc3339 } from '../src/record/time';
 import { EncodeError, type CapturedRow } from '../src/record/types';
 

@@ -1,13 +1,13 @@
 /**
- * The unpickler (src/pickle.ts) and the old probe's checkpoint (src/checkpoint.ts), on pickles
+ * The unpickler (src/legacy/pickle.ts) and the old probe's checkpoint (src/legacy/checkpoint.ts), on pickles
  * written by real Python: python3 here (every protocol), and Python 2.7's pickle/cPickle as
  * recorded below (the old probe ran on Python 2).
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { checkpointInstant, parseCheckpoint, wallTimeToInstant } from '../src/checkpoint';
-import { unpickle, UnpicklingError, type PyDatetime } from '../src/pickle';
+import { checkpointInstant, parseCheckpoint, wallTimeToInstant } from '../src/legacy/checkpoint';
+import { unpickle, UnpicklingError, type PyDatetime } from '../src/legacy/pickle';
 
 /** Runs Python 3 code that writes a pickle to stdout; returns its bytes. */
 function python(code: string): Buffer {

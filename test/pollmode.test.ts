@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TransferGenerator, messageStream, writeMessages, type SimTransfer } from '../src/demo/simulator';
+import { TransferGenerator, messageStream, writeMessages, type SimTransfer } from '../src/tools/demo/simulator';
 import type { CollectorProcess } from './helpers/collector';
 import type { BillingDatabase } from './helpers/database';
 import { waitFor } from './helpers/env';

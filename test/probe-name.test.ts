@@ -1,7 +1,7 @@
 /**
  * How the probe names itself: its version (`--version`, `status --json`, the start line) and
  * its default ProbeName, the old probe's `dCache-transfer:<fully qualified host name>`, found
- * by the steps of src/fqdn.ts (tested here with a resolver that needs no network, plus one
+ * by the steps of src/config/fqdn.ts (tested here with a resolver that needs no network, plus one
  * real lookup through the command).
  */
 import assert from 'node:assert/strict';
@@ -10,8 +10,8 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { defaultProbeName } from '../src/config';
-import { fullyQualifiedHostName, type HostResolver } from '../src/fqdn';
+import { defaultProbeName } from '../src/config/schema';
+import { fullyQualifiedHostName, type HostResolver } from '../src/config/fqdn';
 import { withDatabaseAndCollector } from './helpers/fixture';
 import type { BillingDatabase } from './helpers/database';
 import type { CollectorProcess } from './helpers/collector';

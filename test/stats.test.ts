@@ -6,9 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { freePort } from '../src/demo/embedded';
-import { INJECTED_FAULT_POOL, TransferGenerator } from '../src/demo/simulator';
-import { clientNetwork } from '../src/stats/keys';
+import { freePort } from '../src/tools/demo/embedded';
+import { INJECTED_FAULT_POOL, TransferGenerator } from '../src/tools/demo/simulator';
+import { clientNetwork } from '../src/features/statistics/keys';
 import { startCollector, type CollectorProcess } from './helpers/collector';
 import { adminQuery, createBillingDatabase, type BillingDatabase } from './helpers/database';
 import { databaseUrl, waitFor } from './helpers/env';

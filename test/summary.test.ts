@@ -1,10 +1,10 @@
 /** Summarize mode: one record per hour and group, sent once the hour is complete. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { TransferGenerator, messageStream, writeMessages, type SimTransfer } from '../src/demo/simulator';
-import type { UsageRecord } from '../src/mapping';
-import { aggregate, groupKey, summaryRecord, dimensionsOf } from '../src/summary';
-import { usageRecordXml } from '../src/xml';
+import { TransferGenerator, messageStream, writeMessages, type SimTransfer } from '../src/tools/demo/simulator';
+import type { UsageRecord } from '../src/record/mapping';
+import { aggregate, groupKey, summaryRecord, dimensionsOf } from '../src/features/summaries';
+import { usageRecordXml } from '../src/record/xml';
 import { startCollector, type CollectorProcess } from './helpers/collector';
 import { withDatabaseAndCollector } from './helpers/fixture';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';

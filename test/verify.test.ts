@@ -1,7 +1,7 @@
 /** `dcache-probe verify`: the per-hour ledger against the billing tables. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { TransferGenerator, messageStream, writeMessages } from '../src/demo/simulator';
+import { TransferGenerator, messageStream, writeMessages } from '../src/tools/demo/simulator';
 import { startCollector, type CollectorProcess } from './helpers/collector';
 import { withDatabaseAndCollector } from './helpers/fixture';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser';
-import type { UsageRecord } from '../src/mapping';
+import type { UsageRecord } from '../src/record/mapping';
 import { formEncode, multiupdateForm, planBodies, recordEnvelope } from '../src/record/envelope';
-import { usageRecordXml, usageRecordXmlBuilt, xmlSafe, xmlText } from '../src/xml';
-import { mapRow } from '../src/mapping';
-import { TransferGenerator } from '../src/demo/simulator';
-import { parseEnvelope, parseForm } from '../src/collector/server';
+import { usageRecordXml, usageRecordXmlBuilt, xmlSafe, xmlText } from '../src/record/xml';
+import { mapRow } from '../src/record/mapping';
+import { TransferGenerator } from '../src/tools/demo/simulator';
+import { parseEnvelope, parseForm } from '../src/tools/collector/server';
 import { SAMPLE_RECORD } from './helpers/records';
 
 const RECORD = SAMPLE_RECORD;

@@ -4,7 +4,7 @@
  * (collectors deduplicate by content, so a re-sent record must be byte-identical; bench/encode.ts
  * checks every record against the shipped function). It measures what the product owner's
  * choice of fast-xml-parser costs. (Its form half, each record form-encoded once and bundles
- * split from sizes, went into src/sender.ts.)
+ * split from sizes, went into src/pipeline/sender.ts.)
  */
 
 type Anything = any; // eslint-disable-line @typescript-eslint/no-explicit-any

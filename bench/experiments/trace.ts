@@ -9,10 +9,10 @@
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import * as delivery from '../../src/delivery';
-import * as probe from '../../src/probe';
-import * as queue from '../../src/queue';
-import * as sender from '../../src/sender';
+import * as delivery from '../../src/pipeline/delivery';
+import * as probe from '../../src/service/probe';
+import * as queue from '../../src/db/queue';
+import * as sender from '../../src/pipeline/sender';
 
 type Anything = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 const steps: Record<string, { calls: number; ms: number; rows?: number }> = {};
@@ -77,7 +77,7 @@ process.on('exit', () => {
 });
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-require('../../src/cli').buildProgram().parseAsync(process.argv).catch((err: Error) => {
+require('../../src/cli/bin').buildProgram().parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`dcache-probe (trace): ${err.message}\n`);
   process.exit(1);
 });

@@ -23,7 +23,11 @@ export function buildCommit(commit: string, dir: string): OtherBuild {
   writeFileSync(join(dir, 'tsconfig.baseline.json'), JSON.stringify({ extends: './tsconfig.json', include: ['src/**/*.ts'] }));
   execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.baseline.json')], { stdio: 'inherit' });
   // As `npm run build` does: the dashboard's static files sit beside the compiled server.
-  if (existsSync(join(dir, 'src', 'web'))) cpSync(join(dir, 'src', 'web'), join(dir, 'dist', 'src', 'web'), { recursive: true });
+  // (Commits before the tree got its folders kept them at the top of src/.)
+  for (const web of [join('src', 'web'), join('src', 'features', 'dashboard', 'web')]) {
+    if (existsSync(join(dir, web))) cpSync(join(dir, web), join(dir, 'dist', web), { recursive: true });
+  }
   const commitId = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', commit], { encoding: 'utf8' }).trim();
-  return { commit: commitId, cli: join(dir, 'dist', 'src', 'cli.js'), collectorMain: join(dir, 'dist', 'src', 'collector', 'main.js') };
+  const built = (...candidates: string[][]) => candidates.map((parts) => join(dir, 'dist', 'src', ...parts)).find((path) => existsSync(path))!;
+  return { commit: commitId, cli: built(['cli', 'bin.js'], ['cli.js']), collectorMain: built(['tools', 'collector', 'main.js'], ['collector', 'main.js']) };
 }

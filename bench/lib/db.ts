@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { migrate } from '../../src/migrations';
+import { migrate } from '../../src/db/migrations';
 import { FIXTURES, PG_ADMIN_URL, databaseUrl } from './env';
 
 export interface BenchDatabase {
@@ -49,7 +49,7 @@ export async function createBenchDatabase(label: string, options: { migrate?: bo
 
 /**
  * Realistic-looking mover and door rows for i in [from, to]: the protocols, doors, users
- * (including a DN with XML markup characters), pools and error mix of src/demo/simulator.ts,
+ * (including a DN with XML markup characters), pools and error mix of src/tools/demo/simulator.ts,
  * every mover with its door row (same transaction and pnfsid), all transactions unique.
  */
 function fillSql(tag: string): { billing: string; door: string } {

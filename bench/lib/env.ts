@@ -17,8 +17,8 @@ export const DIST = resolve(__dirname, '..', '..');
 export const ROOT = resolve(DIST, '..');
 /** The real checkout: results and profiles go here. */
 export const REPO = process.env.DCACHE_BENCH_REPO ?? ROOT;
-export const CLI = join(DIST, 'src', 'cli.js');
-export const COLLECTOR_MAIN = join(DIST, 'src', 'collector', 'main.js');
+export const CLI = join(DIST, 'src', 'cli', 'bin.js');
+export const COLLECTOR_MAIN = join(DIST, 'src', 'tools', 'collector', 'main.js');
 export const SINK_MAIN = join(DIST, 'bench', 'sink.js');
 export const FIXTURES = join(ROOT, 'sql', 'fixtures');
 export const RESULTS_DIR = join(REPO, 'bench', 'results');

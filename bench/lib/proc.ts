@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type pg from 'pg';
-import type { AcceptedRecord, CollectorStats } from '../../src/collector/server';
+import type { AcceptedRecord, CollectorStats } from '../../src/tools/collector/server';
 import { CLI, COLLECTOR_MAIN, probeNodeFlags, sleep, waitFor } from './env';
 
 const CLK_TCK = 100; // getconf CLK_TCK on Linux/x86_64
@@ -225,7 +225,7 @@ export interface DaemonProcess {
   memoryKb(): { hwm: number; rss: number } | null;
   /**
    * SIGTERM, then wait for its "stopped" log line. If the process has not exited
-   * `exitWaitMs` (0.5 s) after that, it is killed (SIGKILL): a timer left behind in src/probe.ts keeps
+   * `exitWaitMs` (0.5 s) after that, it is killed (SIGKILL): a timer left behind in src/service/probe.ts keeps
    * a stopped daemon alive for up to doorGraceSeconds (see docs/PERFORMANCE.md).
    */
   stop(exitWaitMs?: number): Promise<DaemonStop>;

@@ -1,5 +1,5 @@
 /**
- * `dcache-probe simulate` (simulated billing traffic into a database) and `dcache-probe demo` (everything embedded: src/demo/).
+ * `dcache-probe simulate` (simulated billing traffic into a database) and `dcache-probe demo` (everything embedded: src/tools/demo/).
  */
 import type { Command } from 'commander';
 import { checkedDatabaseUrl, guarded } from './options';
@@ -15,7 +15,7 @@ export function registerDemo(program: Command): void {
     .option('--billing-schema <name>', 'schema of the billing tables', 'public')
     .action((options) =>
       guarded(async () => {
-        const { simulateTraffic } = await import('../demo/simulator.js');
+        const { simulateTraffic } = await import('../tools/demo/simulator.js');
         const committed = await simulateTraffic({
           url: checkedDatabaseUrl(options.dbUrl)!,
           schema: options.billingSchema,
@@ -40,7 +40,7 @@ export function registerDemo(program: Command): void {
     .option('--seed <n>', 'seed of the simulated traffic (the same seed, the same mix; default: random)')
     .action((options) =>
       guarded(async () => {
-        const { runDemo } = await import('../demo/demo.js');
+        const { runDemo } = await import('../tools/demo/demo.js');
         const optional = (v: unknown) => (v === undefined ? undefined : Number(v));
         return runDemo({
           rate: Number(options.rate),

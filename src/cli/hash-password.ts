@@ -1,8 +1,8 @@
 /**
- * `dcache-probe hash-password`: a password hash for metrics.usersFile (src/http-auth.ts); the password is read from the terminal or stdin, never a flag.
+ * `dcache-probe hash-password`: a password hash for metrics.usersFile (src/service/http-auth.ts); the password is read from the terminal or stdin, never a flag.
  */
 import type { Command } from 'commander';
-import { ConfigError } from '../config';
+import { ConfigError } from '../config/schema';
 import { guarded } from './options';
 
 /** A password from the terminal (typed twice, not echoed) or the first line of stdin: never a flag. */
@@ -43,7 +43,7 @@ export function registerHashPassword(program: Command): void {
     .option('--user <name>', 'print the whole line of the users file, "name:hash"')
     .action((options) =>
       guarded(async () => {
-        const auth = await import('../http-auth.js');
+        const auth = await import('../service/http-auth.js');
         if (options.user !== undefined && !auth.validUserName(options.user)) throw new ConfigError(`--user: "${options.user}" cannot be a user name (no spaces or colons)`);
         const password = await readPassword();
         if (password.length < auth.MIN_PASSWORD_LENGTH) throw new ConfigError(`the password is too short: use ${auth.MIN_PASSWORD_LENGTH} or more characters`);

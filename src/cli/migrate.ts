@@ -1,8 +1,8 @@
 /**
- * `dcache-probe migrate`: install or upgrade the capture triggers and the probe schema (src/migrations.ts).
+ * `dcache-probe migrate`: install or upgrade the capture triggers and the probe schema (src/db/migrations.ts).
  */
 import type { Command } from 'commander';
-import { grantRuntimeRole, migrate } from '../migrations';
+import { grantRuntimeRole, migrate } from '../db/migrations';
 import { configFrom, guarded, withConfigOptions } from './options';
 
 export function registerMigrate(program: Command): void {

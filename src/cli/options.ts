@@ -5,10 +5,10 @@
  */
 import { Command, Option } from 'commander';
 import type pg from 'pg';
-import { CONFIG_SECTIONS, ConfigError, SETTINGS, databaseUrlMessage, databaseUrlProblem, shownValue, defaultProbeName, loadConfig, providedSettings, type Config, type ConfigSources } from '../config';
-import { createPool, describeDatabaseError } from '../db';
-import { fullyQualifiedHostName, type HostName } from '../fqdn';
-import { readProbeConfig } from '../probe-config';
+import { CONFIG_SECTIONS, ConfigError, SETTINGS, databaseUrlMessage, databaseUrlProblem, shownValue, defaultProbeName, loadConfig, providedSettings, type Config, type ConfigSources } from '../config/schema';
+import { createPool, describeDatabaseError } from '../db/pool';
+import { fullyQualifiedHostName, type HostName } from '../config/fqdn';
+import { readProbeConfig } from '../config/probe-config';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -70,7 +70,7 @@ export function configFrom(options: Options, sections: readonly Section[], comma
 
 /**
  * The configuration of `run` and `poll`: when no source sets probe.name, its default is
- * made of this host's fully qualified name (looked up only then; src/fqdn.ts).
+ * made of this host's fully qualified name (looked up only then; src/config/fqdn.ts).
  */
 export async function probeConfigFrom(options: Options): Promise<{ config: Config; host?: HostName; probeConfigNotes: string[] }> {
   const { sources, probeConfigNotes } = sourcesFrom(options);

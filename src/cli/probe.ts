@@ -2,9 +2,9 @@
  * The probe of `run` and `poll`: configured from every source, with what the configuration
  * left to say (ProbeConfig attributes not used, a host name that is not fully qualified).
  */
-import { defaultProbeName, type Config } from '../config';
+import { defaultProbeName, type Config } from '../config/schema';
 import { createLogger, type Logger } from '../logger';
-import { Probe } from '../probe';
+import { Probe } from '../service/probe';
 import { EXIT_OK, probeConfigFrom, type Options } from './options';
 
 /**

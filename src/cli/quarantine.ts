@@ -1,9 +1,9 @@
 /**
- * `dcache-probe quarantine list|retry|drop`: inspect and replay rows that could not be delivered (src/quarantine.ts).
+ * `dcache-probe quarantine list|retry|drop`: inspect and replay rows that could not be delivered (src/features/quarantine.ts).
  */
 import type { Command } from 'commander';
-import { ConfigError } from '../config';
-import { dropQuarantine, formatQuarantine, listQuarantine, retryQuarantine } from '../quarantine';
+import { ConfigError } from '../config/schema';
+import { dropQuarantine, formatQuarantine, listQuarantine, retryQuarantine } from '../features/quarantine';
 import { withConfigOptions, withDatabase } from './options';
 
 export function registerQuarantine(program: Command): void {

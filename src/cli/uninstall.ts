@@ -2,8 +2,8 @@
  * `dcache-probe uninstall`: remove the probe's triggers and schema (dCache's tables are left untouched).
  */
 import type { Command } from 'commander';
-import { redactUrl } from '../config';
-import { uninstall } from '../migrations';
+import { redactUrl } from '../config/schema';
+import { uninstall } from '../db/migrations';
 import { configFrom, guarded, withConfigOptions } from './options';
 
 export function registerUninstall(program: Command): void {

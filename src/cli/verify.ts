@@ -1,9 +1,9 @@
 /**
- * `dcache-probe verify`: compare what was delivered, per hour, with the billing tables (src/verify.ts), printed (or as JSON); exit 1 when an hour differs.
+ * `dcache-probe verify`: compare what was delivered, per hour, with the billing tables (src/features/verify.ts), printed (or as JSON); exit 1 when an hour differs.
  */
 import type { Command } from 'commander';
 import { billingSchemaOf } from '../db/installation';
-import { verifyDeliveries, type HourCheck } from '../verify';
+import { verifyDeliveries, type HourCheck } from '../features/verify';
 import { EXIT_FAILURE, EXIT_OK, parseTime, withConfigOptions, withDatabase } from './options';
 
 export function registerVerify(program: Command): void {

@@ -2,11 +2,11 @@
  * The backfill's SQL (and poll mode's, which copies its datestamp windows the same way): the
  * classification and copy of a chunk of historic billing rows into the capture queue, and the
  * saved progress of a range in dcache_probe.backfill_progress. The engine around these
- * (chunking, throttling, reconnecting) is src/backfill.ts; the poll window's is
+ * (chunking, throttling, reconnecting) is src/legacy/backfill.ts; the poll window's is
  * src/pipeline/poll-window.ts.
  */
 import pg from 'pg';
-import { WAKE_CHANNEL } from '../queue';
+import { WAKE_CHANNEL } from './queue';
 import { deliveryKeySql } from './delivery-key';
 
 export type Source = 'billinginfo' | 'storageinfo';

@@ -3,7 +3,7 @@
  * (the movers waiting for their door row, leases that run out), and forgetting old state.
  */
 import type pg from 'pg';
-import { pruneOldState } from '../queue';
+import { pruneOldState } from './queue';
 
 export interface QueueWaits {
   /** When the oldest queued row was captured (epoch ms); null when the queue is empty. */

@@ -4,8 +4,8 @@
  * dCache's billing schema this is (for the handshake). The SQL of these checks lives here.
  */
 import type pg from 'pg';
-import { installedBillingSchema, requireInstalled } from '../migrations';
-import { captureHealth } from '../status';
+import { installedBillingSchema, requireInstalled } from './migrations';
+import { captureHealth } from './health';
 
 export interface Installation {
   billingSchema: string;

@@ -1,10 +1,10 @@
 /**
  * The quarantine's SQL (dcache_probe.quarantine): listing, moving rows back to the capture
- * queue, deleting them. The operator's side of it (src/quarantine.ts) calls these; the
- * delivery's side (putting rows into quarantine) is the capture queue's (src/queue.ts).
+ * queue, deleting them. The operator's side of it (src/features/quarantine.ts) calls these; the
+ * delivery's side (putting rows into quarantine) is the capture queue's (src/db/queue.ts).
  */
 import type pg from 'pg';
-import { WAKE_CHANNEL } from '../queue';
+import { WAKE_CHANNEL } from './queue';
 import { deliveryKeySql } from './delivery-key';
 
 /** Which rows: listed ids, or every row. */

@@ -3,11 +3,11 @@
  * each delivery transaction (under a savepoint of its own), pruning, the reads of the
  * dashboard's API and of the detectors, and the alerts. Every statement of the statistics is
  * here, behind a named function with its values bound; what the rows mean (windows, series,
- * rankings, findings) is src/stats/. Reads touch only these small tables, never dCache's
+ * rankings, findings) is src/features/statistics/. Reads touch only these small tables, never dCache's
  * billing tables.
  */
 import pg from 'pg';
-import type { BatchRows, Counts, StatRow } from '../stats/keys';
+import type { BatchRows, Counts, StatRow } from '../features/statistics/keys';
 
 /** The two tables of counts: per minute (recent windows) and per hour (the week, seasons). */
 export type StatsTable = 'stats_minute' | 'stats_hour';
@@ -59,7 +59,7 @@ export const UPSERT_SQL = `
   ON CONFLICT (dimension, key) DO UPDATE
      SET first_seen = least(s.first_seen, EXCLUDED.first_seen), last_seen = greatest(s.last_seen, EXCLUDED.last_seen)`;
 
-/** Adds a batch's rows (src/stats/keys.ts, batchRows) to the three tables, in the caller's transaction. */
+/** Adds a batch's rows (src/features/statistics/keys.ts, batchRows) to the three tables, in the caller's transaction. */
 export async function upsertBatchRows(client: pg.ClientBase, rows: BatchRows): Promise<void> {
   await client.query(UPSERT_SQL, [
     ...columns(rows.minute),
@@ -77,7 +77,7 @@ export async function upsertBatchRows(client: pg.ClientBase, rows: BatchRows): P
  * count and log), not thrown. If the savepoint itself cannot be taken, released or rolled
  * back to, that is thrown: the delivery's transaction is then not sound and must fail.
  *
- * Not inTransaction (src/db.ts): there is no transaction to begin here, the delivery holds
+ * Not inTransaction (src/db/pool.ts): there is no transaction to begin here, the delivery holds
  * it. It is the probe's own transaction on its own tables, so the savepoint is ours to take;
  * dCache's inserts (the capture triggers) never run under one.
  */

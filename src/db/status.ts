@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 
-/** The raw facts captureHealth (src/status.ts) judges. */
+/** The raw facts captureHealth (src/db/health.ts) judges. */
 export interface CaptureFacts {
   triggers: string[] | null;
   failures: string;
@@ -88,7 +88,7 @@ async function numberOrNaN(pool: pg.Pool, sql: string): Promise<number> {
   }
 }
 
-/** The gauges read at scrape time (src/metrics.ts): true even when another probe delivers. */
+/** The gauges read at scrape time (src/service/metrics.ts): true even when another probe delivers. */
 export const scrapeGauges = {
   queueDepth: (pool: pg.Pool) => numberOrNaN(pool, 'SELECT count(*)::bigint AS n FROM dcache_probe.capture_queue'),
   oldestPendingSeconds: (pool: pg.Pool) => numberOrNaN(pool, 'SELECT coalesce(extract(epoch FROM now() - min(captured_at)), 0) AS n FROM dcache_probe.capture_queue'),

@@ -2,10 +2,10 @@
  * The SQL of summarize mode (sql/migrations/005_summary.sql explains the parts protocol): the
  * hours' state rows, the groups added inside each delivery transaction, and the closing,
  * reading and marking of a part when it is sent. Named functions with their values bound;
- * the grouping, the records and the sending are src/summary.ts.
+ * the grouping, the records and the sending are src/features/summaries.ts.
  */
 import type pg from 'pg';
-import { inTransaction } from '../db';
+import { inTransaction } from './pool';
 
 /** One group's sums to add to an hour's open part (dimensions as JSON text). */
 export interface SummaryGroupRow {

@@ -1,7 +1,7 @@
 /**
  * The database side of `dcache-probe verify`: per hour, the transactions the billing tables
  * say should have been reported, what the ledger says was delivered or skipped, and what waits
- * in the queue or the quarantine. src/verify.ts puts them side by side.
+ * in the queue or the quarantine. src/features/verify.ts puts them side by side.
  */
 import pg from 'pg';
 

@@ -2,7 +2,7 @@
  * One drain: `workers` parallel delivery batches until no ready row is left (or the collector
  * is unavailable). Every worker ends before the drain does, also when one fails.
  */
-import { emptyResult, type BatchResult, type Delivery } from '../delivery';
+import { emptyResult, type BatchResult, type Delivery } from './delivery';
 
 /**
  * Adds a batch's counts to a running total. Latencies are left out on purpose: each batch's go

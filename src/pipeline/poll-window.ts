@@ -9,12 +9,12 @@
  * wait for it), not bounded by a history limit, and never a dry run.
  */
 import type pg from 'pg';
-import { BackfillConnection, addTally, copyRange, emptyTally, formatUtc, sourcesToCopy, timeArgOf, type Tally, type TimeArg } from '../backfill';
-import type { Config } from '../config';
-import type { DatabaseOutage } from '../db';
+import { BackfillConnection, addTally, copyRange, emptyTally, formatUtc, sourcesToCopy, timeArgOf, type Tally, type TimeArg } from '../legacy/backfill';
+import type { Config } from '../config/schema';
+import type { DatabaseOutage } from '../db/pool';
 import { lastWindowEndMs } from '../db/backfill';
 import type { Logger } from '../logger';
-import { installedBillingSchema, requireInstalled } from '../migrations';
+import { installedBillingSchema, requireInstalled } from '../db/migrations';
 
 /** Rows looked at per chunk (one transaction). */
 const CHUNK_SIZE = 5000;

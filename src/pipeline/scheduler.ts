@@ -8,12 +8,12 @@
  * explains why nothing can be stranded). A collector outage pauses the cycles (backing off);
  * a failing database is retried, backing off.
  */
-import { describeDatabaseError, isConnectionFault, type DatabaseOutage } from '../db';
+import { describeDatabaseError, isConnectionFault, type DatabaseOutage } from '../db/pool';
 import type { QueueWaits } from '../db/housekeeping';
-import type { BatchResult } from '../delivery';
+import type { BatchResult } from './delivery';
 import { backoffDelay } from '../lib';
 import type { Logger } from '../logger';
-import type { SummarySendResult } from '../summary';
+import type { SummarySendResult } from '../features/summaries';
 import { settledAny } from './drain';
 
 /**
@@ -28,7 +28,7 @@ export const DOOR_RECHECK_MAX_MS = 5_000;
 /**
  * Connection faults are waited out (the probe is a daemon: a database that is restarting, or
  * not up yet when the probe starts, comes back): first after this long, doubling up to the
- * maximum. At start-up (src/probe.ts) and in drains alike.
+ * maximum. At start-up (src/service/probe.ts) and in drains alike.
  */
 export const DATABASE_RETRY_FIRST_MS = 250;
 export const DATABASE_RETRY_MAX_MS = 5_000;

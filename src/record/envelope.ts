@@ -3,7 +3,7 @@
  * records' XML, and the application/x-www-form-urlencoded body that carries it (command, arg1,
  * and the fields the Gratia library sent with it), cut into bodies under a size limit.
  * Pure functions: what is sent again must come out byte-identical (collectors deduplicate by
- * content). Sending the bodies is the sender's business (src/sender.ts).
+ * content). Sending the bodies is the sender's business (src/pipeline/sender.ts).
  */
 
 export const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>';

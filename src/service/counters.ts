@@ -2,7 +2,7 @@
  * The probe's running totals (logged when `run` stops; the demo shows some). A BatchResult is
  * turned into counts once (batchCounts), and the totals and the metrics add those.
  */
-import type { BatchResult } from '../delivery';
+import type { BatchResult } from '../pipeline/delivery';
 import type { BatchCounts } from './interfaces';
 
 export interface ProbeCounters {

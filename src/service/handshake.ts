@@ -3,14 +3,14 @@
  * which form of the billing schema. Sent once per start; a failure is logged, never fatal.
  */
 import type pg from 'pg';
-import type { Config } from '../config';
+import type { Config } from '../config/schema';
 import { billingSchemaForm } from '../db/installation';
 import { errorMessage } from '../lib';
 import type { Logger } from '../logger';
 import { multiupdateForm } from '../record/envelope';
-import type { CollectorSender } from '../sender';
+import type { CollectorSender } from '../pipeline/sender';
 import { PROBE_VERSION } from '../version';
-import { probeDetailsXml } from '../xml';
+import { probeDetailsXml } from '../record/xml';
 
 /** The ProbeDetails record of this probe, for a billing schema of this form. */
 export function handshakeXml(probe: Config['probe'], billingForm: string, nowMs: number): string {

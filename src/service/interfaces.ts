@@ -1,11 +1,11 @@
 /**
  * What the probe's parts see of each other. Metrics and readiness read the probe through
  * ProbeHealth and hear of its work through ProbeEvents, so that they need not know Probe
- * (src/probe.ts), and Probe need not call them: it only says what happened.
+ * (src/service/probe.ts), and Probe need not call them: it only says what happened.
  */
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
-import type { BatchResult } from '../delivery';
+import type { BatchResult } from '../pipeline/delivery';
 
 /** What readiness and the scrape-time gauges read of a running probe. */
 export interface ProbeHealth {

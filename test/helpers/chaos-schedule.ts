@@ -6,7 +6,7 @@
  * Kinds are dealt from a shuffled deck of all kinds, so each kind comes once in every round of
  * nine faults (a one-minute run sees every kind); the moments are random gaps of a few seconds.
  */
-import { rng } from '../../src/demo/simulator';
+import { rng } from '../../src/tools/demo/simulator';
 
 export const FAULT_KINDS = [
   'postgres-fast-restart',

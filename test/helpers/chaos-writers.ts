@@ -11,7 +11,7 @@
  * taken from the stream, so no mover is left waiting for a door row that never comes.
  */
 import pg from 'pg';
-import { TransferGenerator, messageStream, type Message, type Row, type SimTransfer } from '../../src/demo/simulator';
+import { TransferGenerator, messageStream, type Message, type Row, type SimTransfer } from '../../src/tools/demo/simulator';
 
 export interface SteadyWritesOptions {
   url: string;

@@ -11,8 +11,8 @@
  * process and the private server are stopped whatever happens.
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import type { AcceptedRecord, Fault } from '../../src/collector/server';
-import type { SimTransfer } from '../../src/demo/simulator';
+import type { AcceptedRecord, Fault } from '../../src/tools/collector/server';
+import type { SimTransfer } from '../../src/tools/demo/simulator';
 import { describeFault, faultSchedule, FAULT_KINDS, PROBE_NAMES, type FaultKind, type PlannedFault } from './chaos-schedule';
 import { SteadyWrites, type SteadyWritesOptions, type WriteCounts } from './chaos-writers';
 import { startCollector, type CollectorProcess } from './collector';

@@ -1,7 +1,7 @@
 /** The test collector as a real child process, and a client for its control API. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import type { AcceptedRecord, CollectorStats, Fault } from '../../src/collector/server';
+import type { AcceptedRecord, CollectorStats, Fault } from '../../src/tools/collector/server';
 import { Agent, fetch } from 'undici';
 import { COLLECTOR_MAIN } from './env';
 

@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { migrate } from '../../src/migrations';
-import type { SchemaForm } from '../../src/demo/simulator';
+import { migrate } from '../../src/db/migrations';
+import type { SchemaForm } from '../../src/tools/demo/simulator';
 import { FIXTURES, PG_ADMIN_URL, databaseUrl } from './env';
 
 export interface BillingDatabase {

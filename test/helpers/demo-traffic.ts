@@ -6,14 +6,14 @@
  * the minutes it takes.
  */
 import type pg from 'pg';
-import { FAULT_INJECTION, MISUSE_BURST_SECONDS, MISUSE_INJECTION } from '../../src/demo/demo';
-import { liveGenerator, type Row } from '../../src/demo/simulator';
-import type { DeliveredRecord } from '../../src/delivery';
-import { NO_IDENTITY_FILES, type IdentityTables } from '../../src/identity';
-import { mapRow } from '../../src/mapping';
-import { HOUR_MS } from '../../src/stats/keys';
-import { DEFAULT_STATISTICS_OPTIONS } from '../../src/stats/options';
-import { recordBatch } from '../../src/stats/store';
+import { FAULT_INJECTION, MISUSE_BURST_SECONDS, MISUSE_INJECTION } from '../../src/tools/demo/demo';
+import { liveGenerator, type Row } from '../../src/tools/demo/simulator';
+import type { DeliveredRecord } from '../../src/pipeline/delivery';
+import { NO_IDENTITY_FILES, type IdentityTables } from '../../src/record/identity';
+import { mapRow } from '../../src/record/mapping';
+import { HOUR_MS } from '../../src/features/statistics/keys';
+import { DEFAULT_STATISTICS_OPTIONS } from '../../src/features/statistics/options';
+import { recordBatch } from '../../src/features/statistics/store';
 
 export interface DemoTraffic {
   seed: number;

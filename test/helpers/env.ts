@@ -7,8 +7,8 @@ import { join, resolve } from 'node:path';
 export const PG_ADMIN_URL = process.env.DCACHE_PROBE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 /** The compiled tree: dist/ (tests run from dist/test). */
 export const DIST = resolve(__dirname, '..', '..');
-export const CLI = join(DIST, 'src', 'cli.js');
-export const COLLECTOR_MAIN = join(DIST, 'src', 'collector', 'main.js');
+export const CLI = join(DIST, 'src', 'cli', 'bin.js');
+export const COLLECTOR_MAIN = join(DIST, 'src', 'tools', 'collector', 'main.js');
 export const FIXTURES = resolve(DIST, '..', 'sql', 'fixtures');
 
 /** URL of another database on the same server. */

@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { XMLParser } from 'fast-xml-parser';
-import type { AcceptedRecord } from '../../src/collector/server';
-import type { SimTransfer } from '../../src/demo/simulator';
+import type { AcceptedRecord } from '../../src/tools/collector/server';
+import type { SimTransfer } from '../../src/tools/demo/simulator';
 
 export interface ReceivedFields {
   localJobId: string;

@@ -3,7 +3,7 @@
  * collector process, made before the suite's tests (or each test) and removed after them.
  */
 import { after, afterEach, before, beforeEach } from 'node:test';
-import type { SchemaForm } from '../../src/demo/simulator';
+import type { SchemaForm } from '../../src/tools/demo/simulator';
 import { startCollector, type CollectorProcess } from './collector';
 import { createBillingDatabase, type BillingDatabase } from './database';
 import type { ProbeProcess } from './probe';

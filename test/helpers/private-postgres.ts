@@ -15,7 +15,7 @@ import { arch, platform, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { freePort } from '../../src/demo/embedded';
+import { freePort } from '../../src/tools/demo/embedded';
 
 export type RestartMode = 'fast' | 'immediate';
 

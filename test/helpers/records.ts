@@ -1,5 +1,5 @@
 /** A usage record as the mapping makes it for the facts sheet's GridFTP transfer (XML and envelope tests). */
-import type { UsageRecord } from '../../src/mapping';
+import type { UsageRecord } from '../../src/record/mapping';
 
 export const SAMPLE_RECORD: UsageRecord = {
   recordId: 'dcache-transfer:probe.example.org:pool:p1@d:1-1',

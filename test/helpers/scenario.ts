@@ -1,5 +1,5 @@
 /** Shared steps of the reliability tests: write simulated transfers, read the queue. */
-import { TransferGenerator, messageStream, writeMessages, type SimTransfer } from '../../src/demo/simulator';
+import { TransferGenerator, messageStream, writeMessages, type SimTransfer } from '../../src/tools/demo/simulator';
 import type { BillingDatabase } from './database';
 
 export function simulate(count: number, seed: number, form: 'modern' | 'legacy' = 'modern'): SimTransfer[] {

@@ -1,0 +1,409 @@
+/**
+ * The composition root of the daemon: builds the probe's parts in one place (pool, sender,
+ * delivery, listener, drain scheduler, metrics server, statistics) and runs their lifecycle:
+ * start, drain, stop. What each part does is in its own module: the drain scheduling in
+ * src/pipeline/scheduler.ts, one drain in src/pipeline/drain.ts, the handshake in
+ * src/service/handshake.ts, the stop file in src/service/stop-file.ts, the installation checks
+ * in src/db/installation.ts, the door re-check query and pruning in src/db/housekeeping.ts.
+ * Metrics and readiness read the probe through ProbeHealth and hear of its batches through
+ * ProbeEvents (src/service/interfaces.ts).
+ */
+import type { Server } from 'node:http';
+import pg from 'pg';
+import { collectorEndpoint, redactUrl, type Config } from '../config/schema';
+import { DatabaseOutage, createPool, databaseError, describeDatabaseError, isConnectionFault } from '../db/pool';
+import { checkInstallation } from '../db/installation';
+import { pruneState, queueWaits } from '../db/housekeeping';
+import { backoffDelay, pause } from '../lib';
+import { Delivery, emptyResult, type BatchResult, type DeliveryOptions } from '../pipeline/delivery';
+import { pollWindow } from '../pipeline/poll-window';
+import { IdentityFiles } from '../record/identity';
+import { WakeListener } from '../pipeline/listener';
+import type { Logger } from '../logger';
+import { ProbeMetrics, startMetricsServer, type ExtraRoutes } from './metrics';
+import { armWakeUp, captureBarrier, CaptureQueue } from '../db/queue';
+import { CollectorSender } from '../pipeline/sender';
+import { PROBE_VERSION } from '../version';
+import { TransferStatistics } from '../features/statistics';
+import { sendCompleteHours, type SummarySendResult } from '../features/summaries';
+import { drainQueue } from '../pipeline/drain';
+import { DATABASE_RETRY_FIRST_MS, DATABASE_RETRY_MAX_MS, DrainScheduler } from '../pipeline/scheduler';
+import { addBatch, batchCounts, emptyCounters, type ProbeCounters } from './counters';
+import { sendHandshake } from './handshake';
+import { ProbeEventEmitter, type ProbeHealth } from './interfaces';
+import { StopFile } from './stop-file';
+
+export type { ProbeCounters } from './counters';
+
+export interface ProbeHooks {
+  /** Inside each delivery transaction, before COMMIT (see DeliveryOptions.onDelivered). */
+  onDelivered?: DeliveryOptions['onDelivered'];
+  /** More routes on the metrics/health HTTP server. */
+  extraRoutes?: ExtraRoutes;
+  /** Serve metrics even when metrics.port is 0 (then on a free port; the demo and tests). */
+  metricsOnAnyPort?: boolean;
+  /** Called after every batch that claimed rows (committed, or given back when unavailable). */
+  onBatch?: (result: BatchResult) => void;
+}
+
+/** Both hooks, in order, inside the delivery transaction. */
+function chainOnDelivered(first: NonNullable<DeliveryOptions['onDelivered']>, second: DeliveryOptions['onDelivered']): NonNullable<DeliveryOptions['onDelivered']> {
+  return async (client, delivered) => {
+    await first(client, delivered);
+    await second?.(client, delivered);
+  };
+}
+
+/** The caller's routes first, then the dashboard's. */
+function chainRoutes(first: ExtraRoutes | undefined, second: ExtraRoutes): ExtraRoutes {
+  return async (req, res) => (first ? await first(req, res) : false) || second(req, res);
+}
+
+/**
+ * The server ends a probe session left idle inside a transaction this long. Every transaction
+ * of the probe is a few statements with nothing in between (no network, no sleep): one idle
+ * this long belongs to a probe that stopped (SIGSTOP, a VM pause) or vanished, and what it
+ * holds (uncommitted delivery keys its partner may wait for, vacuum's horizon) must go.
+ */
+export const IDLE_IN_TRANSACTION_MS = 5_000;
+
+export { PROBE_VERSION } from '../version';
+
+export class Probe implements ProbeHealth {
+  readonly counters: ProbeCounters = emptyCounters();
+  /** What the probe says as it works: batches, retries (the metrics listen). */
+  readonly events = new ProbeEventEmitter();
+  readonly pool: pg.Pool;
+  readonly sender: CollectorSender;
+  private listener: WakeListener | null = null;
+  private metrics: ProbeMetrics | null = null;
+  private metricsServer: Server | null = null;
+  /** Transfer statistics, dashboard and anomaly alerts: only while the HTTP server runs. */
+  statistics: TransferStatistics | null = null;
+  /** Port of the metrics/health server once started (0 in the configuration picks a free one). */
+  metricsPort: number | null = null;
+  private delivery: Delivery | null = null;
+  private readonly scheduler: DrainScheduler;
+  private readonly stopFile: StopFile;
+  private stopping = false;
+  /** Aborted after the stop deadline: abandons the collector request in flight. */
+  private readonly abort = new AbortController();
+  /** Aborted when stop() begins: ends waits (for the database at start-up). */
+  private readonly stopSignal = new AbortController();
+  private starting: Promise<void> | null = null;
+  private stopped: Promise<void> | null = null;
+  /** Logs a database outage once, and its end; readiness reports it meanwhile. */
+  readonly outage: DatabaseOutage;
+  private intervals = new Set<NodeJS.Timeout>();
+  private handshake: Promise<void> | null = null;
+
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+    private readonly hooks: ProbeHooks = {},
+  ) {
+    this.pool = createPool({ ...this.databaseOptions(), max: config.pipeline.workers + 2 });
+    this.outage = new DatabaseOutage(log);
+    this.stopFile = new StopFile(config.probe.stopFile, log);
+    this.sender = new CollectorSender({
+      endpoint: collectorEndpoint(config.collector.url),
+      probeName: config.probe.name,
+      timeoutMs: config.collector.timeoutSeconds * 1000,
+      retryBaseMs: config.collector.retryBaseMs,
+      retryMaxMs: config.collector.retryMaxMs,
+      retryBudgetMs: config.collector.retryBudgetSeconds * 1000,
+      caFile: config.collector.caFile,
+      certFile: config.collector.certFile,
+      keyFile: config.collector.keyFile,
+      onRetry: (attempt, answer, delayMs) => {
+        this.events.emit('retry', attempt, answer, delayMs);
+        this.log.warn('collector request failed; retrying', { attempt, answer, delayMs });
+      },
+    });
+    this.scheduler = new DrainScheduler(
+      {
+        stoppedByFile: () => this.stopFile.present(),
+        pollWindow: this.pollMode ? () => this.pollWindow() : undefined,
+        drain: () => this.drain(),
+        goIdle: async () => {
+          await armWakeUp(this.pool);
+          return captureBarrier(this.pool);
+        },
+        sendSummaries: config.pipeline.summarize ? () => this.sendSummaries() : undefined,
+        queueWaits: () => queueWaits(this.pool),
+      },
+      { doorGraceSeconds: config.pipeline.doorGraceSeconds, collectorRetryBaseMs: config.collector.retryBaseMs, collectorRetryMaxMs: config.collector.retryMaxMs },
+      this.outage,
+      log,
+    );
+    this.events.on('batch', (counts) => {
+      addBatch(this.counters, counts, Date.now());
+      if (!counts.unavailable) this.scheduler.collectorAccepted();
+    });
+    if (hooks.onBatch) {
+      const onBatch = hooks.onBatch;
+      this.events.on('batch', (_counts, result) => onBatch(result));
+    }
+  }
+
+  private databaseOptions() {
+    const db = this.config.database;
+    // No transaction of the probe waits on the network (claims are leases, src/pipeline/delivery.ts):
+    // one left idle this long is a probe that stopped or vanished mid-statement, and the
+    // server ends it rather than let it hold back vacuum.
+    return { url: db.url, timeZone: db.timeZone, queryTimeoutMs: db.queryTimeoutSeconds * 1000, idleInTransactionMs: IDLE_IN_TRANSACTION_MS };
+  }
+
+  get listenerConnected(): boolean {
+    return this.listener?.connected ?? false;
+  }
+
+  get lastNotificationAt(): number | null {
+    return this.listener?.lastNotificationAt ?? null;
+  }
+
+  /** The last drain error, until a drain succeeds again (readiness reports it). */
+  get lastDrainError(): string | null {
+    return this.scheduler.lastDrainError;
+  }
+
+  get outageProblem(): string | null {
+    return this.outage.problem;
+  }
+
+  get collectorLastAcceptedAt(): number | null {
+    return this.sender.lastAcceptedAt;
+  }
+
+  pingCollector(signal: AbortSignal): Promise<boolean> {
+    return this.sender.ping(signal);
+  }
+
+  /**
+   * Connects, checks the installation and prepares delivery; does not start listening. Throws
+   * a DatabaseError: UNAVAILABLE (worth retrying) or what an operator must fix.
+   */
+  async prepare(): Promise<void> {
+    let installation;
+    try {
+      installation = await checkInstallation(this.pool);
+    } catch (err) {
+      throw databaseError(err, redactUrl(this.config.database.url));
+    }
+    if (installation.billingSchema !== this.config.database.billingSchema) {
+      this.log.warn('triggers are installed on a different billing schema than configured; using the installed one', {
+        installed: installation.billingSchema,
+        configured: this.config.database.billingSchema,
+      });
+    }
+    // Delivery goes on (what is captured is still delivered), but an operator must know.
+    // (In poll mode there are no triggers to have problems.)
+    if (!this.pollMode) {
+      for (const problem of installation.captureProblems) this.log.error(`CAPTURE PROBLEM: ${problem}`);
+      for (const warning of installation.captureWarnings) this.log.warn(`capture: ${warning}`);
+    }
+    const queue = new CaptureQueue(installation.billingSchema, pg.escapeIdentifier);
+    this.delivery = new Delivery(this.pool, queue, this.sender, {
+      bundleSize: this.config.pipeline.bundleSize,
+      maxBundleBytes: this.config.pipeline.maxBundleBytes,
+      doorGraceSeconds: this.config.pipeline.doorGraceSeconds,
+      leaseSeconds: this.config.pipeline.leaseSeconds,
+      mapping: {
+        probeName: this.config.probe.name,
+        siteName: this.config.probe.siteName,
+        grid: this.config.probe.grid,
+        dcacheServerHost: this.config.probe.dcacheServerHost,
+        reportTape: this.config.pipeline.reportTape,
+        identity: new IdentityFiles(this.config.identity, (problem) => this.log.warn(`identity file: ${problem}`)),
+        filters: {
+          onlyInterSiteTransfers: this.config.pipeline.onlyInterSiteTransfers,
+          suppressGridLocal: this.config.identity.suppressGridLocal,
+          suppressNoDn: this.config.identity.suppressNoDn,
+          suppressUnknownVo: this.config.identity.suppressUnknownVo,
+          quarantineUnknownVo: this.config.identity.quarantineUnknownVo,
+        },
+      },
+      onDelivered: this.statistics ? chainOnDelivered(this.statistics.onDelivered, this.hooks.onDelivered) : this.hooks.onDelivered,
+      summarize: this.config.pipeline.summarize,
+    }, this.log);
+  }
+
+  /**
+   * The daemon: listen, poll, deliver until stop(); serves metrics and health if configured.
+   * A database that cannot be reached is waited for (said once; /readyz says not ready
+   * meanwhile); what an operator must fix (not installed, login refused, …) is thrown. Resolves
+   * early, without error, when stop() is called meanwhile.
+   */
+  start(): Promise<void> {
+    this.starting ??= this.startUp();
+    return this.starting;
+  }
+
+  private async startUp(): Promise<void> {
+    const serving = this.config.metrics.port > 0 || this.hooks.metricsOnAnyPort;
+    if (serving && this.config.statistics.enabled) this.statistics = new TransferStatistics(this.pool, this.log, this.config.statistics);
+    if (serving) {
+      // Served before the database is reached, so that /readyz can say what is awaited.
+      this.metrics = new ProbeMetrics(this, this.events);
+      const routes = this.statistics ? chainRoutes(this.hooks.extraRoutes, this.statistics.routes) : this.hooks.extraRoutes;
+      const started = await startMetricsServer(this, this.metrics, this.config.metrics, routes);
+      this.metricsServer = started.server;
+      this.metricsPort = started.port;
+    }
+    if (!(await this.untilDatabase('start-up', () => this.prepare()))) return;
+    if (this.metrics) this.statistics?.start(this.metrics.registry, this.config.metrics.personalLabels);
+    if (!this.pollMode && !(await this.startListener())) return;
+    if (this.stopping) return;
+    this.handshake = sendHandshake(this.pool, this.sender, this.config.probe, this.log, this.abort.signal);
+    this.every(this.config.pipeline.pollIntervalSeconds * 1000, () => this.requestDrain());
+    this.every(10 * 60_000, () => void this.pruneOldState());
+    this.log.info('probe running', {
+      version: PROBE_VERSION,
+      database: redactUrl(this.config.database.url),
+      collector: collectorEndpoint(this.config.collector.url).toString(),
+      probeName: this.config.probe.name,
+      siteName: this.config.probe.siteName,
+    });
+    this.requestDrain();
+  }
+
+  private every(ms: number, fn: () => void): void {
+    this.intervals.add(setInterval(fn, ms));
+  }
+
+  /**
+   * Runs `attempt` until it succeeds, waiting out connection faults (logged once, readiness
+   * reports them); false if stop() came first. Other errors are thrown.
+   */
+  private async untilDatabase(during: string, attempt: () => Promise<void>): Promise<boolean> {
+    for (let failures = 1; !this.stopping; failures++) {
+      try {
+        await attempt();
+        this.outage.ok();
+        return !this.stopping;
+      } catch (err) {
+        if (!isConnectionFault(err) || this.stopping) throw err;
+        this.outage.fault(err, during);
+        await pause(backoffDelay(failures, DATABASE_RETRY_FIRST_MS, DATABASE_RETRY_MAX_MS), this.stopSignal.signal);
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Capture mode: LISTEN for the triggers' notifications, and check that they arrive. False
+   * if stop() came before the listener first connected.
+   */
+  private async startListener(): Promise<boolean> {
+    this.listener = new WakeListener({
+      database: this.databaseOptions(),
+      heartbeatMs: this.config.database.heartbeatSeconds * 1000,
+      onWake: () => this.requestDrain(),
+      log: this.log,
+      outage: this.outage,
+    });
+    if (!(await this.listener.start())) return false;
+    const delivers = await this.listener.selfTest(this.pool);
+    if (delivers === false) {
+      this.log.warn('LISTEN/NOTIFY does not deliver on this connection (a transaction-mode pooler?); relying on the fallback poll', {
+        pollIntervalSeconds: this.config.pipeline.pollIntervalSeconds,
+      });
+    }
+    return true;
+  }
+
+  /** Poll mode (no triggers): the probe reads billing rows by datestamp windows. */
+  get pollMode(): boolean {
+    return this.config.pipeline.mode === 'poll';
+  }
+
+  /**
+   * Poll mode: copies the billing rows of the next datestamp window into the queue, through
+   * the backfill's filters (already delivered, already queued or quarantined, p2p). A window
+   * starts pollOverlapSeconds before the previous one ended and ends pollSettleSeconds ago.
+   */
+  async pollWindow(): Promise<void> {
+    await pollWindow({ pool: this.pool, config: this.config, log: this.log, outage: this.outage, signal: this.stopSignal.signal });
+  }
+
+  /** Asks for a drain cycle; coalesces with one already running (src/pipeline/scheduler.ts). */
+  requestDrain(): void {
+    if (this.stopping) return;
+    this.scheduler.request();
+  }
+
+  /** Resolves when no drain cycle is running (tests, poll --once). */
+  idle(): Promise<void> {
+    return this.scheduler.idle();
+  }
+
+  /** Delivers with `workers` parallel batches until no ready row is left. */
+  async drain(): Promise<BatchResult> {
+    const delivery = this.delivery;
+    if (!delivery) throw new Error('probe not prepared');
+    if (this.stopFile.present()) return emptyResult();
+    return drainQueue(delivery, {
+      workers: this.config.pipeline.workers,
+      signal: this.abort.signal,
+      stopping: () => this.stopping,
+      onBatch: (r) => this.events.emit('batch', batchCounts(r), r),
+    });
+  }
+
+  /** Summarize mode: sends the hours that are complete (see summary.ts). */
+  async sendSummaries(): Promise<SummarySendResult> {
+    if (this.stopFile.present() || !this.delivery) return { hoursSent: 0, records: 0 };
+    const result = await sendCompleteHours(
+      this.pool,
+      this.sender,
+      this.delivery.mapping,
+      this.config.pipeline.summarySettleMinutes * 60_000,
+      this.config.pipeline.maxBundleBytes,
+      this.log,
+    );
+    if (result.records > 0) this.log.info('summary records delivered', { hours: result.hoursSent, records: result.records });
+    return result;
+  }
+
+  private async pruneOldState(): Promise<void> {
+    try {
+      const n = await pruneState(this.pool, this.config.pipeline.dedupWindowHours);
+      if (n > 0) this.log.debug('pruned old delivery keys and sent summaries', { rows: n });
+    } catch (err) {
+      if (isConnectionFault(err)) this.outage.fault(err, 'pruning old state');
+      else this.log.warn('could not prune old state', { error: describeDatabaseError(err) });
+    }
+  }
+
+  /**
+   * Stops claiming, lets the batch in flight finish for up to `deadlineMs`, then abandons it
+   * (its lease is given back, so its rows are claimable at once), and closes everything.
+   */
+  stop(deadlineMs = 10_000): Promise<void> {
+    this.stopped ??= this.shutdown(deadlineMs);
+    return this.stopped;
+  }
+
+  private async shutdown(deadlineMs: number): Promise<void> {
+    this.stopping = true;
+    this.stopSignal.abort();
+    this.scheduler.stop();
+    for (const t of this.intervals) clearInterval(t);
+    this.intervals.clear();
+    const abandon = setTimeout(() => this.abort.abort(), deadlineMs);
+    try {
+      // A start-up still waiting for the database ends now; one in its last step finishes it.
+      await this.starting?.catch(() => undefined);
+      await this.idle();
+      await this.handshake;
+      await this.statistics?.stop();
+    } finally {
+      clearTimeout(abandon);
+      this.metricsServer?.closeAllConnections();
+      await new Promise<void>((resolve) => (this.metricsServer ? this.metricsServer.close(() => resolve()) : resolve()));
+      await this.listener?.stop();
+      await this.sender.close().catch(() => undefined);
+      await this.pool.end().catch(() => undefined);
+    }
+  }
+}
