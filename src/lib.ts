@@ -1,9 +1,13 @@
 /**
- * Small helpers every part of the probe shares: waiting (abortable), backing off, and turning
- * whatever was thrown into words. Kept apart
- * so that the sender, the database code and the listener use one definition of each, without
- * importing one another for it.
+ * Small helpers every part of the probe shares: waiting (abortable), backing off, turning
+ * whatever was thrown into words, and the shape of an HTTP route the server and the features
+ * (the dashboard) agree on. Kept apart so that every layer uses one definition of each without
+ * importing another layer for it.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** More routes on the probe's HTTP server (e.g. the dashboard's); resolves true if it answered. */
+export type ExtraRoutes = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 
 /** Waits `ms` (a retry's delay, a throttle), or less if the signal fires. */
 export function pause(ms: number, signal?: AbortSignal): Promise<void> {

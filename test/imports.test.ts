@@ -1,11 +1,12 @@
 /**
- * The module graph of src/ has no cycles, type-only imports included: each layer of the tree
- * (docs/ARCHITECTURE.md) may use the ones below it, never the other way round. Read from the
- * TypeScript sources (the build erases type-only imports), with TypeScript's own scanner.
+ * The module graph of src/ has no cycles, type-only imports included, neither between modules
+ * nor between the folders of the tree (its layers, docs/ARCHITECTURE.md): each layer may use
+ * the ones below it, never the other way round. Read from the TypeScript sources (the build
+ * erases type-only imports), with TypeScript's own scanner.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { describe, it } from 'node:test';
 import ts from 'typescript';
 import { DIST } from './helpers/env';
@@ -73,4 +74,23 @@ describe('the module graph of src/', () => {
     const shown = cycles(graph).map((c) => c.map((f) => relative(SRC, f)).join(' <-> '));
     assert.deepEqual(shown, []);
   });
+
+  it('has no cycles between its folders (the layers), type-only imports included', () => {
+    const layerOf = (file: string) => relative(SRC, file).split(sep).slice(0, -1).join('/') || relative(SRC, file);
+    const layers = new Map<string, string[]>();
+    const why = new Map<string, string>();
+    for (const file of sourceFiles(SRC)) {
+      const from = layerOf(file).split('/')[0]!;
+      for (const target of importsOf(file)) {
+        const to = layerOf(target).split('/')[0]!;
+        if (from === to) continue;
+        layers.set(from, [...(layers.get(from) ?? []), to]);
+        why.set(`${from}>${to}`, `${relative(SRC, file)} -> ${relative(SRC, target)}`);
+      }
+      if (!layers.has(from)) layers.set(from, []);
+    }
+    const shown = cycles(layers).map((c) => c.map((l) => [...c].filter((m) => why.has(`${l}>${m}`)).map((m) => why.get(`${l}>${m}`)).join(', ')).join('; '));
+    assert.deepEqual(shown, []);
+  });
 });
+

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { TransferGenerator, messageStream, writeMessages, type SimTransfer } from '../src/tools/demo/simulator';
 import type { UsageRecord } from '../src/record/mapping';
-import { aggregate, groupKey, summaryRecord, dimensionsOf } from '../src/features/summaries';
+import { aggregate, groupKey, summaryRecord, dimensionsOf } from '../src/pipeline/summaries';
 import { usageRecordXml } from '../src/record/xml';
 import { startCollector, type CollectorProcess } from './helpers/collector';
 import { withDatabaseAndCollector } from './helpers/fixture';

@@ -7,7 +7,39 @@
  * billing tables.
  */
 import pg from 'pg';
-import type { BatchRows, Counts, StatRow } from '../features/statistics/keys';
+
+/** What one row of counts holds (stats_minute, stats_hour). */
+export interface Counts {
+  transfers: number;
+  bytes: number;
+  /** errorcode <> 0 */
+  errors: number;
+  /** errorcode 10018 */
+  denied: number;
+  durationMs: number;
+}
+
+/** A row of counts of one bucket, dimension and key. */
+export interface StatRow extends Counts {
+  bucketMs: number;
+  dimension: string;
+  key: string;
+}
+
+/** When a key (a pool, a door, a user, a client network) was first and last seen (stats_seen). */
+export interface SeenRow {
+  dimension: string;
+  key: string;
+  firstMs: number;
+  lastMs: number;
+}
+
+/** A delivered batch as the rows of one multi-row upsert per table. */
+export interface BatchRows {
+  minute: StatRow[];
+  hour: StatRow[];
+  seen: SeenRow[];
+}
 
 /** The two tables of counts: per minute (recent windows) and per hour (the week, seasons). */
 export type StatsTable = 'stats_minute' | 'stats_hour';

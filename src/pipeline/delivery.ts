@@ -33,7 +33,7 @@ import { CaptureQueue, ClaimBusy, ledgerEntries, type QuarantineEntry } from '..
 import { planBodies } from '../record/envelope';
 import { EncodeError, type CapturedRow } from '../record/types';
 import type { RecordSender } from './sender';
-import { addToSummaries, aggregate } from '../features/summaries';
+import { addToSummaries, aggregate } from './summaries';
 import { usageRecordXml } from '../record/xml';
 
 /** A record the collector acknowledged, with the row it came from. */

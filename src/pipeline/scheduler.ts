@@ -13,7 +13,7 @@ import type { QueueWaits } from '../db/housekeeping';
 import type { BatchResult } from './delivery';
 import { backoffDelay } from '../lib';
 import type { Logger } from '../logger';
-import type { SummarySendResult } from '../features/summaries';
+import type { SummarySendResult } from './summaries';
 import { settledAny } from './drain';
 
 /**

@@ -12,7 +12,7 @@ import client from 'prom-client';
 import type { Config } from '../config/schema';
 import { pingDatabase, scrapeGauges } from '../db/status';
 import { httpGuard } from './http-auth';
-import { errorMessage } from '../lib';
+import { errorMessage, type ExtraRoutes } from '../lib';
 import type { BatchCounts, ProbeEventEmitter, ProbeHealth } from './interfaces';
 
 /** Seconds after which a collector not heard from makes the probe "not ready". */
@@ -140,9 +140,6 @@ export async function readiness(probe: ProbeHealth): Promise<Readiness> {
   if (!collector) problems.push('the collector has not accepted anything or answered a ping in the last 5 minutes');
   return { ready: database && listener && collector && !probe.lastDrainError && !outage, database, listener, collector, problems };
 }
-
-/** More routes on the same server (e.g. a dashboard); resolves true if it answered. */
-export type ExtraRoutes = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 
 /**
  * Serves /metrics, /healthz and /readyz (and `extra` routes, which need credentials as the

@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname, join } from 'node:path';
 import type pg from 'pg';
-import type { ExtraRoutes } from '../../service/metrics';
+import type { ExtraRoutes } from '../../lib';
 import { DIMENSIONS } from '../statistics/keys';
 import type { StatisticsOptions } from '../statistics/options';
 import { alerts, histogram, series, summary, top, windowOf, WINDOWS, type TopOrder, type WindowName } from '../statistics/store';

@@ -5,7 +5,11 @@
  * probes lock rows in the same order.
  */
 import type { DeliveredRecord } from '../../pipeline/delivery';
+import type { BatchRows, Counts, SeenRow, StatRow } from '../../db/statistics';
 import { meaningful, text } from '../../record/mapping';
+
+/** The rows of the statistics tables are defined where they are read and written. */
+export type { BatchRows, Counts, SeenRow, StatRow };
 
 /** dCache's CacheException.PERMISSION_DENIED. */
 export const PERMISSION_DENIED = 10018;
@@ -16,16 +20,6 @@ export const HOUR_MS = 3_600_000;
 /** Dimensions shown on the page (the pairs and histogram bins are internal). */
 export const DIMENSIONS = ['direction', 'protocol', 'vo', 'user', 'pool', 'door', 'client_net', 'error'] as const;
 export type Dimension = (typeof DIMENSIONS)[number];
-
-export interface Counts {
-  transfers: number;
-  bytes: number;
-  /** errorcode <> 0 */
-  errors: number;
-  /** errorcode 10018 */
-  denied: number;
-  durationMs: number;
-}
 
 export function zeroCounts(): Counts {
   return { transfers: 0, bytes: 0, errors: 0, denied: 0, durationMs: 0 };
@@ -172,25 +166,6 @@ export function keysOf(d: DeliveredRecord): [string, string][] {
 
 /** Dimensions whose first and last transfer are remembered (stats_seen). */
 export const SEEN_DIMENSIONS = new Set(['pool', 'door', 'user', 'client_net', 'user_net']);
-
-export interface StatRow extends Counts {
-  bucketMs: number;
-  dimension: string;
-  key: string;
-}
-
-export interface SeenRow {
-  dimension: string;
-  key: string;
-  firstMs: number;
-  lastMs: number;
-}
-
-export interface BatchRows {
-  minute: StatRow[];
-  hour: StatRow[];
-  seen: SeenRow[];
-}
 
 export interface Retention {
   minuteMs: number;

@@ -13,7 +13,7 @@ import { isDcap, type MappingOptions, type UsageRecord } from '../record/mapping
 import { rfc3339 } from '../record/time';
 import { HOUR_MS } from '../db/queue';
 import { planBodies } from '../record/envelope';
-import type { CollectorSender } from '../pipeline/sender';
+import type { CollectorSender } from './sender';
 import { usageRecordXml } from '../record/xml';
 
 /** What every transfer of one summary group has in common. */
