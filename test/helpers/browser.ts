@@ -1,16 +1,19 @@
 /**
  * Headless Chromium for the tests that drive the dashboard (Debian's chromium, driven by
  * playwright-core; DCACHE_PROBE_TEST_CHROMIUM names another): one launch with one set of
- * flags, and where the screenshots of docs/ go.
+ * flags, and where the screenshots go: docs/screenshots/ when DCACHE_PROBE_UPDATE_SCREENSHOTS=1
+ * (to refresh the documentation's pictures), else a temporary directory, so that a test run
+ * leaves the checkout as it found it.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { DIST } from './env';
 
 export const CHROMIUM = process.env.DCACHE_PROBE_TEST_CHROMIUM ?? '/usr/bin/chromium';
-export const SCREENSHOTS = resolve(DIST, '..', 'docs', 'screenshots');
+export const SCREENSHOTS = process.env.DCACHE_PROBE_UPDATE_SCREENSHOTS === '1' ? resolve(DIST, '..', 'docs', 'screenshots') : join(tmpdir(), 'dcache-probe-screenshots');
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 /** Fails the test at once, saying how to install it, when there is no Chromium. */
