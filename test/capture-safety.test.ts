@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { GUARD_MISSING, LOCK_TIMEOUT_MS, MigrationError, installedVersion, migrate, uninstall } from '../src/db/migrations';
-import { CAPTURE_LOCK, WAKE_CHANNEL, armWakeUp } from '../src/db/queue';
+import { CAPTURE_LOCK, WAKE_CHANNEL, armWakeUp } from '../src/db/wake-up';
 import { adminQuery, createBillingDatabase, type BillingDatabase } from './helpers/database';
 import { FIXTURES, PG_ADMIN_URL, databaseUrl, waitFor } from './helpers/env';
 import { startPrivatePostgres, type PrivatePostgres } from './helpers/private-postgres';

@@ -6,7 +6,6 @@
  * src/pipeline/poll-window.ts.
  */
 import pg from 'pg';
-import { WAKE_CHANNEL } from './queue';
 import { deliveryKeySql } from './delivery-key';
 
 export type Source = 'billinginfo' | 'storageinfo';
@@ -182,10 +181,6 @@ export async function countRangeRows(client: pg.ClientBase, table: string, key: 
   return rows[0]!;
 }
 
-/** Wakes the listener (at commit): copied rows did not come through the trigger. */
-export async function wakeListener(client: pg.ClientBase): Promise<void> {
-  await client.query('SELECT pg_notify($1, $2)', [WAKE_CHANNEL, '']);
-}
 
 /** Rows waiting in the capture queue, live ones included. */
 export async function queuedRowCount(client: pg.ClientBase): Promise<number> {

@@ -3,7 +3,6 @@
  * (the movers waiting for their door row, leases that run out), and forgetting old state.
  */
 import type pg from 'pg';
-import { pruneOldState } from './queue';
 
 export interface QueueWaits {
   /** When the oldest queued row was captured (epoch ms); null when the queue is empty. */
@@ -25,7 +24,20 @@ export async function queueWaits(pool: pg.Pool): Promise<QueueWaits> {
   };
 }
 
-/** Forgets delivered keys and sent summaries past the dedup window; the rows removed. */
-export function pruneState(pool: pg.Pool, dedupWindowHours: number): Promise<number> {
-  return pruneOldState(pool, dedupWindowHours);
+/**
+ * Housekeeping, a bounded chunk at a time: forgets delivered keys older than the dedup window,
+ * and summary groups whose part was sent more than a week ago.
+ */
+export async function pruneOldState(db: pg.Pool, dedupWindowHours: number, chunk = 50_000): Promise<number> {
+  const keys = await db.query(
+    `DELETE FROM dcache_probe.delivered_key WHERE key IN (
+       SELECT key FROM dcache_probe.delivered_key
+        WHERE delivered_at < now() - make_interval(hours => $1) LIMIT $2)`,
+    [dedupWindowHours, chunk],
+  );
+  const summaries = await db.query(
+    `DELETE FROM dcache_probe.summary_group g USING dcache_probe.summary_state s
+      WHERE g.hour = s.hour AND g.part <= s.parts_sent AND g.hour < now() - interval '7 days'`,
+  );
+  return (keys.rowCount ?? 0) + (summaries.rowCount ?? 0);
 }

@@ -4,7 +4,6 @@
  * delivery's side (putting rows into quarantine) is the capture queue's (src/db/queue.ts).
  */
 import type pg from 'pg';
-import { WAKE_CHANNEL } from './queue';
 import { deliveryKeySql } from './delivery-key';
 
 /** Which rows: listed ids, or every row. */
@@ -37,7 +36,7 @@ export async function selectQuarantined(db: pg.Pool | pg.ClientBase, limit: numb
 /**
  * Moves the selected rows back into the capture queue (with their original capture time) and
  * releases their delivery keys; returns how many were moved. Run it in a transaction, with
- * wakeProbe after it.
+ * wakeProbes (src/db/wake-up.ts) after it.
  */
 export async function requeueQuarantined(client: pg.ClientBase, selection: Selection): Promise<number> {
   const { clause, values } = where(selection);
@@ -55,10 +54,6 @@ export async function requeueQuarantined(client: pg.ClientBase, selection: Selec
   return Number(rows[0]?.count ?? 0);
 }
 
-/** Wakes a running probe (its listener) to deliver what was requeued; sent at commit. */
-export async function wakeProbe(client: pg.ClientBase, payload: string): Promise<void> {
-  await client.query('SELECT pg_notify($1, $2)', [WAKE_CHANNEL, payload]);
-}
 
 /** Deletes the selected rows for good; returns how many. */
 export async function deleteQuarantined(db: pg.Pool | pg.ClientBase, selection: Selection): Promise<number> {

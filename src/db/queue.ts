@@ -1,6 +1,9 @@
 /**
- * The capture queue: every query the running probe makes against its own tables and the
- * billing tables lives here.
+ * The capture queue as the delivery uses it: claiming a batch (its lease), reading its rows
+ * with their door rows, reserving and releasing delivery keys, the per-hour ledger, the
+ * quarantine of rows that cannot be delivered, and removing what was settled. (The other areas
+ * have their own modules in src/db/: wake-up, housekeeping, status, backfill, quarantine
+ * commands, summaries, statistics, verify, migrations.)
  *
  * A batch is claimed with a lease, not with a transaction held open (migration 008): the
  * claim is a short transaction that picks ready rows no live lease holds, records one lease
@@ -315,24 +318,6 @@ export class CaptureQueue {
   }
 }
 
-/**
- * Housekeeping, a bounded chunk at a time: forgets delivered keys older than the dedup window,
- * and summary groups whose part was sent more than a week ago.
- */
-export async function pruneOldState(db: pg.Pool, dedupWindowHours: number, chunk = 50_000): Promise<number> {
-  const keys = await db.query(
-    `DELETE FROM dcache_probe.delivered_key WHERE key IN (
-       SELECT key FROM dcache_probe.delivered_key
-        WHERE delivered_at < now() - make_interval(hours => $1) LIMIT $2)`,
-    [dedupWindowHours, chunk],
-  );
-  const summaries = await db.query(
-    `DELETE FROM dcache_probe.summary_group g USING dcache_probe.summary_state s
-      WHERE g.hour = s.hour AND g.part <= s.parts_sent AND g.hour < now() - interval '7 days'`,
-  );
-  return (keys.rowCount ?? 0) + (summaries.rowCount ?? 0);
-}
-
 /** A lease given back by expireLeases: whose it was and how many rows it held. */
 export interface ExpiredLease {
   owner: string;
@@ -351,25 +336,4 @@ export class ClaimBusy extends Error {
   constructor() {
     super('another claim held the claim lock too long');
   }
-}
-
-/** The wake-up protocol's listener side (see sql/migrations/001_capture.sql). */
-export const WAKE_CHANNEL = 'dcache_probe';
-export const CAPTURE_LOCK = 7262627701;
-
-/** Says "I am idle, the next capture should notify me". */
-export async function armWakeUp(client: pg.Pool | pg.ClientBase): Promise<void> {
-  await client.query("SELECT nextval('dcache_probe.wake_armed')");
-}
-
-/**
- * Waits until every capturing transaction that may have read the old armed value has ended
- * (they hold the capture lock in shared mode). One statement, in its own implicit transaction
- * (sql: dcache_probe.capture_barrier), bounded by a lock_timeout far below PostgreSQL's
- * deadlock_timeout, so dCache's writers are never held up for long; false means it timed out
- * and the caller should look at the queue again soon.
- */
-export async function captureBarrier(db: pg.Pool | pg.ClientBase, timeoutMs = 200): Promise<boolean> {
-  const { rows } = await db.query<{ clear: boolean }>('SELECT dcache_probe.capture_barrier($1) AS clear', [Math.max(1, Math.trunc(timeoutMs))]);
-  return rows[0]?.clear === true;
 }

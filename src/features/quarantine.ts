@@ -5,7 +5,8 @@
  */
 import type pg from 'pg';
 import { inTransaction } from '../db/pool';
-import { deleteQuarantined, requeueQuarantined, selectQuarantined, wakeProbe, type Selection } from '../db/quarantine';
+import { deleteQuarantined, requeueQuarantined, selectQuarantined, type Selection } from '../db/quarantine';
+import { wakeProbes } from '../db/wake-up';
 
 export type { Selection } from '../db/quarantine';
 
@@ -36,7 +37,7 @@ export async function listQuarantine(db: pg.Pool, limit = 100): Promise<Quaranti
 export function retryQuarantine(db: pg.Pool, selection: Selection): Promise<number> {
   return inTransaction(db, async (client) => {
     const moved = await requeueQuarantined(client, selection);
-    await wakeProbe(client, 'quarantine-retry');
+    await wakeProbes(client, 'quarantine-retry');
     return moved;
   });
 }

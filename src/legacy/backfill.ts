@@ -37,11 +37,11 @@ import {
   resetProgress,
   saveProgress,
   useIsoDateStyle,
-  wakeListener,
   type ChunkRow,
   type ProgressKey,
   type Source,
 } from '../db/backfill';
+import { wakeProbes } from '../db/wake-up';
 import { backoffDelay, pause } from '../lib';
 import type { Logger } from '../logger';
 import { installedBillingSchema, requireInstalled } from '../db/migrations';
@@ -423,7 +423,7 @@ function copyChunk(client: pg.ClientBase, table: string, key: ProgressKey, chunk
     const row = await copyChunkRows(tx, table, key, chunk, start);
     await saveProgress(tx, key, row, row.scanned < chunk);
     // Wake the listener: these rows did not come through the trigger.
-    if (row.copied > 0) await wakeListener(tx);
+    if (row.copied > 0) await wakeProbes(tx); // the copied rows did not come through the trigger
     return row;
   });
 }

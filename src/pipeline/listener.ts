@@ -47,7 +47,7 @@ import createSubscriber, { type Subscriber } from 'pg-listen';
 import { connectionConfig, describeDatabaseError, isConnectionFault, type DatabaseOptions, type DatabaseOutage } from '../db/pool';
 import type { Logger } from '../logger';
 import { backoffDelay } from '../lib';
-import { WAKE_CHANNEL } from '../db/queue';
+import { WAKE_CHANNEL, wakeProbes } from '../db/wake-up';
 
 export interface ListenerOptions {
   database: DatabaseOptions;
@@ -307,7 +307,7 @@ export class WakeListener {
       setTimeout(() => resolve(false), timeoutMs).unref();
     });
     try {
-      await pool.query('SELECT pg_notify($1, $2)', [WAKE_CHANNEL, 'self-test']);
+      await wakeProbes(pool, 'self-test');
     } catch {
       return null;
     }

@@ -13,7 +13,7 @@ import pg from 'pg';
 import { collectorEndpoint, redactUrl, type Config } from '../config/schema';
 import { DatabaseOutage, createPool, databaseError, describeDatabaseError, isConnectionFault } from '../db/pool';
 import { checkInstallation } from '../db/installation';
-import { pruneState, queueWaits } from '../db/housekeeping';
+import { pruneOldState, queueWaits } from '../db/housekeeping';
 import { backoffDelay, pause } from '../lib';
 import { Delivery, emptyResult, type BatchResult, type DeliveryOptions } from '../pipeline/delivery';
 import { pollWindow } from '../pipeline/poll-window';
@@ -22,7 +22,8 @@ import { WakeListener } from '../pipeline/listener';
 import type { Logger } from '../logger';
 import { ProbeMetrics, startMetricsServer } from './metrics';
 import type { ExtraRoutes } from '../lib';
-import { armWakeUp, captureBarrier, CaptureQueue } from '../db/queue';
+import { CaptureQueue } from '../db/queue';
+import { armWakeUp, captureBarrier } from '../db/wake-up';
 import { CollectorSender } from '../pipeline/sender';
 import { PROBE_VERSION } from '../version';
 import { TransferStatistics } from '../features/statistics';
@@ -368,7 +369,7 @@ export class Probe implements ProbeHealth {
 
   private async pruneOldState(): Promise<void> {
     try {
-      const n = await pruneState(this.pool, this.config.pipeline.dedupWindowHours);
+      const n = await pruneOldState(this.pool, this.config.pipeline.dedupWindowHours);
       if (n > 0) this.log.debug('pruned old delivery keys and sent summaries', { rows: n });
     } catch (err) {
       if (isConnectionFault(err)) this.outage.fault(err, 'pruning old state');
