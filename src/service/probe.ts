@@ -34,6 +34,7 @@ import { addBatch, batchCounts, emptyCounters, type ProbeCounters } from './coun
 import { sendHandshake } from './handshake';
 import { ProbeEventEmitter, type ProbeHealth } from './interfaces';
 import { StopFile } from './stop-file';
+import { databaseOptions, deliveryOptions, senderOptions } from './settings';
 
 export type { ProbeCounters } from './counters';
 
@@ -60,16 +61,6 @@ function chainOnDelivered(first: NonNullable<DeliveryOptions['onDelivered']>, se
 function chainRoutes(first: ExtraRoutes | undefined, second: ExtraRoutes): ExtraRoutes {
   return async (req, res) => (first ? await first(req, res) : false) || second(req, res);
 }
-
-/**
- * The server ends a probe session left idle inside a transaction this long. Every transaction
- * of the probe is a few statements with nothing in between (no network, no sleep): one idle
- * this long belongs to a probe that stopped (SIGSTOP, a VM pause) or vanished, and what it
- * holds (uncommitted delivery keys its partner may wait for, vacuum's horizon) must go.
- */
-export const IDLE_IN_TRANSACTION_MS = 5_000;
-
-export { PROBE_VERSION } from '../version';
 
 export class Probe implements ProbeHealth {
   readonly counters: ProbeCounters = emptyCounters();
@@ -104,19 +95,11 @@ export class Probe implements ProbeHealth {
     private readonly log: Logger,
     private readonly hooks: ProbeHooks = {},
   ) {
-    this.pool = createPool({ ...this.databaseOptions(), max: config.pipeline.workers + 2 });
+    this.pool = createPool({ ...databaseOptions(this.config), max: config.pipeline.workers + 2 });
     this.outage = new DatabaseOutage(log);
     this.stopFile = new StopFile(config.probe.stopFile, log);
     this.sender = new CollectorSender({
-      endpoint: collectorEndpoint(config.collector.url),
-      probeName: config.probe.name,
-      timeoutMs: config.collector.timeoutSeconds * 1000,
-      retryBaseMs: config.collector.retryBaseMs,
-      retryMaxMs: config.collector.retryMaxMs,
-      retryBudgetMs: config.collector.retryBudgetSeconds * 1000,
-      caFile: config.collector.caFile,
-      certFile: config.collector.certFile,
-      keyFile: config.collector.keyFile,
+      ...senderOptions(config),
       onRetry: (attempt, answer, delayMs) => {
         this.events.emit('retry', attempt, answer, delayMs);
         this.log.warn('collector request failed; retrying', { attempt, answer, delayMs });
@@ -146,14 +129,6 @@ export class Probe implements ProbeHealth {
       const onBatch = hooks.onBatch;
       this.events.on('batch', (_counts, result) => onBatch(result));
     }
-  }
-
-  private databaseOptions() {
-    const db = this.config.database;
-    // No transaction of the probe waits on the network (claims are leases, src/pipeline/delivery.ts):
-    // one left idle this long is a probe that stopped or vanished mid-statement, and the
-    // server ends it rather than let it hold back vacuum.
-    return { url: db.url, timeZone: db.timeZone, queryTimeoutMs: db.queryTimeoutSeconds * 1000, idleInTransactionMs: IDLE_IN_TRANSACTION_MS };
   }
 
   get listenerConnected(): boolean {
@@ -205,29 +180,9 @@ export class Probe implements ProbeHealth {
       for (const warning of installation.captureWarnings) this.log.warn(`capture: ${warning}`);
     }
     const queue = new CaptureQueue(installation.billingSchema, pg.escapeIdentifier);
-    this.delivery = new Delivery(this.pool, queue, this.sender, {
-      bundleSize: this.config.pipeline.bundleSize,
-      maxBundleBytes: this.config.pipeline.maxBundleBytes,
-      doorGraceSeconds: this.config.pipeline.doorGraceSeconds,
-      leaseSeconds: this.config.pipeline.leaseSeconds,
-      mapping: {
-        probeName: this.config.probe.name,
-        siteName: this.config.probe.siteName,
-        grid: this.config.probe.grid,
-        dcacheServerHost: this.config.probe.dcacheServerHost,
-        reportTape: this.config.pipeline.reportTape,
-        identity: new IdentityFiles(this.config.identity, (problem) => this.log.warn(`identity file: ${problem}`)),
-        filters: {
-          onlyInterSiteTransfers: this.config.pipeline.onlyInterSiteTransfers,
-          suppressGridLocal: this.config.identity.suppressGridLocal,
-          suppressNoDn: this.config.identity.suppressNoDn,
-          suppressUnknownVo: this.config.identity.suppressUnknownVo,
-          quarantineUnknownVo: this.config.identity.quarantineUnknownVo,
-        },
-      },
-      onDelivered: this.statistics ? chainOnDelivered(this.statistics.onDelivered, this.hooks.onDelivered) : this.hooks.onDelivered,
-      summarize: this.config.pipeline.summarize,
-    }, this.log);
+    const identity = new IdentityFiles(this.config.identity, (problem) => this.log.warn(`identity file: ${problem}`));
+    const onDelivered = this.statistics ? chainOnDelivered(this.statistics.onDelivered, this.hooks.onDelivered) : this.hooks.onDelivered;
+    this.delivery = new Delivery(this.pool, queue, this.sender, { ...deliveryOptions(this.config, identity), onDelivered }, this.log);
   }
 
   /**
@@ -298,7 +253,7 @@ export class Probe implements ProbeHealth {
    */
   private async startListener(): Promise<boolean> {
     this.listener = new WakeListener({
-      database: this.databaseOptions(),
+      database: databaseOptions(this.config),
       heartbeatMs: this.config.database.heartbeatSeconds * 1000,
       onWake: () => this.requestDrain(),
       log: this.log,
