@@ -6,7 +6,7 @@
  * queries are in src/db/status.ts, the printing in src/cli/status.ts.
  */
 import type pg from 'pg';
-import { createPool, type DatabaseOptions } from './pool';
+import { createPool, withClient, type DatabaseOptions } from './pool';
 import { GUARD_MISSING, LATEST_VERSION, installedBillingSchema, installedVersion } from './migrations';
 import { PROBE_VERSION } from '../version';
 import { captureProblems, readCaptureFacts, readQueueFacts } from './status';
@@ -86,8 +86,7 @@ export const STALE_AFTER_SECONDS = 600;
 export async function readStatus(database: DatabaseOptions, staleAfterSeconds = STALE_AFTER_SECONDS): Promise<ProbeStatus> {
   const pool = createPool({ ...database, max: 1, applicationName: 'dcache-probe status' });
   try {
-    const client = await pool.connect();
-    try {
+    return await withClient(pool, async (client) => {
       const schemaVersion = await installedVersion(client);
       const status: ProbeStatus = {
         probeVersion: PROBE_VERSION,
@@ -128,9 +127,7 @@ export async function readStatus(database: DatabaseOptions, staleAfterSeconds = 
         );
       }
       return status;
-    } finally {
-      client.release();
-    }
+    });
   } finally {
     await pool.end();
   }

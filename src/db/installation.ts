@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import { installedBillingSchema, requireInstalled } from './migrations';
+import { withClient } from './pool';
 import { captureHealth } from './health';
 
 export interface Installation {
@@ -15,15 +16,12 @@ export interface Installation {
 
 /** Checks that the probe's schema is installed at the version this build expects. */
 export async function checkInstallation(pool: pg.Pool): Promise<Installation> {
-  const client = await pool.connect();
-  try {
+  return withClient(pool, async (client) => {
     await requireInstalled(client);
     const billingSchema = (await installedBillingSchema(client))!;
     const health = await captureHealth(client, billingSchema);
     return { billingSchema, captureProblems: health.problems, captureWarnings: health.warnings };
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** The columns of billinginfo that tell the forms of the billing schema apart. */
@@ -43,8 +41,7 @@ export function billingFormOf(r: BillingColumns | undefined): string {
 
 /** Which form of the billing schema this is, in words (for the handshake and status). */
 export async function billingSchemaForm(pool: pg.Pool): Promise<string> {
-  const client = await pool.connect();
-  try {
+  return withClient(pool, async (client) => {
     const schema = await installedBillingSchema(client);
     const { rows } = await client.query<BillingColumns>(
       `SELECT max(data_type) FILTER (WHERE column_name = 'datestamp') AS datestamp,
@@ -54,17 +51,10 @@ export async function billingSchemaForm(pool: pg.Pool): Promise<string> {
       [schema],
     );
     return billingFormOf(rows[0]);
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** The billing schema the triggers were installed on; null when the probe is not installed. */
 export async function billingSchemaOf(pool: pg.Pool): Promise<string | null> {
-  const client = await pool.connect();
-  try {
-    return await installedBillingSchema(client);
-  } finally {
-    client.release();
-  }
+  return withClient(pool, installedBillingSchema);
 }

@@ -223,10 +223,19 @@ export async function inTransaction<T>(client: pg.ClientBase, work: (client: pg.
 export async function inTransaction<T>(db: pg.Pool | pg.ClientBase, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   // (Given a client, `work` was declared for a ClientBase: the second signature.)
   if (!(db instanceof pg.Pool)) return transaction(db, work as (client: pg.ClientBase) => Promise<T>);
-  const client = await db.connect();
+  return withClient(db, (client) => transaction(client, work));
+}
+
+/**
+ * Runs `work` on one client of the pool (statements that must share a session), and gives it
+ * back: released, or destroyed if `work` failed (its connection may be broken, or in an
+ * unknown state).
+ */
+export async function withClient<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
   let failed = false;
   try {
-    return await transaction(client, work);
+    return await work(client);
   } catch (err) {
     failed = true;
     throw err;
