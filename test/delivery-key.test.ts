@@ -5,12 +5,13 @@
  * delivery reserved, for a transaction with surrounding spaces too.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
 import { countRangeRows, billingTable } from '../src/db/backfill';
 import { deliveryKey, deliveryKeySql } from '../src/db/delivery-key';
 import { retryQuarantine } from '../src/features/quarantine';
-import { createBillingDatabase, type BillingDatabase } from './helpers/database';
+import type { BillingDatabase } from './helpers/database';
+import { withDatabaseAndPool } from './helpers/fixture';
 
 const TRANSACTIONS = [
   'pool:pool_r01:1710000000000-abc-1',
@@ -29,14 +30,7 @@ const TRANSACTIONS = [
 describe('the delivery key', () => {
   let db: BillingDatabase;
   let pool: pg.Pool;
-  before(async () => {
-    db = await createBillingDatabase('modern');
-    pool = new pg.Pool({ connectionString: db.url, max: 2 });
-  });
-  after(async () => {
-    await pool.end();
-    await db.drop();
-  });
+  withDatabaseAndPool('modern', (d, p) => ((db = d), (pool = p)));
 
   it('is the same in TypeScript and in SQL, for plain values and for a jsonb field (untrimmed, UTF-8)', async () => {
     for (const source of ['billinginfo', 'storageinfo']) {

@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
 import { loadConfig } from '../src/config/schema';
 import { DEMO_STATISTICS } from '../src/tools/demo/demo';
@@ -21,7 +21,8 @@ import { INJECTED_FAULT_POOL, INJECTED_MISUSE_NETWORK } from '../src/tools/demo/
 import { NO_IDENTITY_FILES, tablesFrom } from '../src/record/identity';
 import type { Finding } from '../src/features/statistics/detectors';
 import { findAnomalies } from '../src/features/statistics/monitor';
-import { createBillingDatabase, type BillingDatabase } from './helpers/database';
+import type { BillingDatabase } from './helpers/database';
+import { withDatabaseAndPool } from './helpers/fixture';
 import { writeDemoTraffic, type DemoTraffic } from './helpers/demo-traffic';
 import { CLI, waitFor } from './helpers/env';
 import { runCli } from './helpers/probe';
@@ -65,14 +66,7 @@ async function simulateDemo(pool: pg.Pool, t: Omit<DemoTraffic, 'startMs' | 'del
 describe("the demo's detectors, five minutes on the simulator's clock", () => {
   let db: BillingDatabase;
   let pool: pg.Pool;
-  before(async () => {
-    db = await createBillingDatabase('modern');
-    pool = new pg.Pool({ connectionString: db.url, max: 2 });
-  });
-  after(async () => {
-    await pool?.end();
-    await db?.drop();
-  });
+  withDatabaseAndPool('modern', (d, p) => ((db = d), (pool = p)));
 
   // uid 1000 is "tester" in the simulator; where the host's passwd names uid 1000 (as on the
   // machine where issue 12 was seen), "tester" is left with its NFS transfers only (owner):

@@ -3,10 +3,26 @@
  * collector process, made before the suite's tests (or each test) and removed after them.
  */
 import { after, afterEach, before, beforeEach } from 'node:test';
+import pg from 'pg';
 import type { SchemaForm } from '../../src/tools/demo/simulator';
 import { startCollector, type CollectorProcess } from './collector';
 import { createBillingDatabase, type BillingDatabase } from './database';
 import type { ProbeProcess } from './probe';
+
+/** Call inside describe(); `use` receives a fresh billing database and a small pool on it. */
+export function withDatabaseAndPool(form: SchemaForm, use: (db: BillingDatabase, pool: pg.Pool) => void): void {
+  let db: BillingDatabase | undefined;
+  let pool: pg.Pool | undefined;
+  before(async () => {
+    db = await createBillingDatabase(form);
+    pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    use(db, pool);
+  });
+  after(async () => {
+    await pool?.end();
+    await db?.drop();
+  });
+}
 
 /** Call inside describe(); `use` receives the database and collector before the tests run. */
 export function withDatabaseAndCollector(form: SchemaForm, use: (db: BillingDatabase, collector: CollectorProcess) => void): void {
