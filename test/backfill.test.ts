@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { buildProgram } from '../src/cli/bin';
+import { buildProgram } from '../src/cli/main';
 import type { AcceptedRecord } from '../src/tools/collector/server';
 import { SQL_DIR, listMigrations } from '../src/db/migrations';
 import { TransferGenerator, messageStream, writeMessages, type Message, type Row, type SimTransfer } from '../src/tools/demo/simulator';

@@ -15,7 +15,7 @@ import { join, posix, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
-import { buildProgram } from '../src/cli/bin';
+import { buildProgram } from '../src/cli/main';
 import { ConfigError, SETTINGS, configSchema, loadConfig } from '../src/config/schema';
 import { httpGuard, parseUsers, verifyPassword } from '../src/service/http-auth';
 import { SQL_DIR } from '../src/db/migrations';

@@ -8,7 +8,7 @@
 import * as time from '../../src/record/time';
 import { EncodeError } from '../../src/record/types';
 import * as xml from '../../src/record/xml';
-import { buildProgram } from '../../src/cli/bin';
+import { buildProgram } from '../../src/cli/main';
 import { makeFastXml } from './fast-encode';
 
 type Anything = any; // eslint-disable-line @typescript-eslint/no-explicit-any

@@ -1,6 +1,7 @@
 /**
- * The `dcache-probe backfill` and `dcache-probe import-checkpoint` commands (registered in
- * src/cli/bin.ts): option parsing, signals and output around runBackfill (src/legacy/backfill.ts).
+ * What `dcache-probe backfill` and `dcache-probe import-checkpoint` do once their options are
+ * parsed (they are registered in src/cli/backfill.ts, and load this module only when they run):
+ * the options turned into runBackfill's (src/legacy/backfill.ts), signals, and the output.
  */
 import type { Config } from '../config/schema';
 import { ConfigError } from '../config/schema';

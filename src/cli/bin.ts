@@ -5,7 +5,4 @@
  */
 import { main } from './main';
 
-export { buildProgram } from './main';
-export { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK } from './options';
-
-if (require.main === module) main();
+main();
