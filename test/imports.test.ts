@@ -13,6 +13,16 @@ import { DIST } from './helpers/env';
 
 const SRC = join(DIST, '..', 'src');
 
+/** The layers, bottom first: a module may import from its own layer and the ones before it. */
+const LAYERS = ['lib.ts', 'logger.ts', 'version.ts', 'config', 'record', 'db', 'legacy', 'pipeline', 'features', 'service', 'tools', 'cli', 'index.ts'];
+
+function layerRank(file: string): number {
+  const top = relative(SRC, file).split(sep)[0]!;
+  const rank = LAYERS.indexOf(top);
+  assert.ok(rank >= 0, `${top} is in no layer: add it to LAYERS (and to docs/ARCHITECTURE.md)`);
+  return rank;
+}
+
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const path = join(dir, name);
@@ -91,6 +101,17 @@ describe('the module graph of src/', () => {
     }
     const shown = cycles(layers).map((c) => c.map((l) => [...c].filter((m) => why.has(`${l}>${m}`)).map((m) => why.get(`${l}>${m}`)).join(', ')).join('; '));
     assert.deepEqual(shown, []);
+  });
+
+  it('imports only from its own layer or one listed before it (the order of docs/ARCHITECTURE.md)', () => {
+    const against: string[] = [];
+    for (const file of sourceFiles(SRC)) {
+      const from = layerRank(file);
+      for (const target of importsOf(file)) {
+        if (layerRank(target) > from) against.push(`${relative(SRC, file)} -> ${relative(SRC, target)}`);
+      }
+    }
+    assert.deepEqual(against, []);
   });
 });
 
