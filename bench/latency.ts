@@ -73,7 +73,7 @@ export interface LatencyContext {
 
 export interface LatencyOptions {
   nodeFlags?: string[];
-  /** Another CLI launcher (an experiment) instead of dist/src/cli.js. */
+  /** Another CLI launcher (an experiment) instead of dist/src/cli/bin.js. */
   cli?: string;
   label?: string;
 }

@@ -1,10 +1,13 @@
 /**
- * Small helpers every part of the probe shares: waiting (abortable), backing off, turning
- * whatever was thrown into words, and the shape of an HTTP route the server and the features
- * (the dashboard) agree on. Kept apart so that every layer uses one definition of each without
- * importing another layer for it.
+ * Small helpers every part of the probe shares: the minute and the hour in ms, waiting
+ * (abortable), backing off, turning whatever was thrown into words, and the shape of an HTTP
+ * route the server and the features (the dashboard) agree on. Kept apart so that every layer
+ * uses one definition of each without importing another layer for it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+
+export const MINUTE_MS = 60_000;
+export const HOUR_MS = 3_600_000;
 
 /** More routes on the probe's HTTP server (e.g. the dashboard's); resolves true if it answered. */
 export type ExtraRoutes = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;

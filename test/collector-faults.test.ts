@@ -11,7 +11,7 @@ import { createBillingDatabase, type BillingDatabase } from './helpers/database'
 import { waitFor } from './helpers/env';
 import { checkDelivery } from './helpers/expectations';
 import { runCli, startProbe, type ProbeProcess } from './helpers/probe';
-import { FAST_RETRIES, capturedRows, quarantineSize, queueDepth, reportable, simulate, write } from './helpers/scenario';
+import { FAST_RETRIES, capturedRows, quarantineSize, deliveredAll, queueDepth, reportable, simulate, write } from './helpers/scenario';
 
 describe('when the collector fails', () => {
   let db: BillingDatabase;
@@ -28,7 +28,7 @@ describe('when the collector fails', () => {
     await db.drop();
   });
 
-  const deliveredAll = (n: number) => async () => (await queueDepth(db)) === 0 && (await collector.stats()).recordsAccepted >= n;
+  const allDelivered = (n: number) => deliveredAll(db, collector, n);
 
   it('keeps the backlog in the database while the collector is down, and catches up by itself when it returns', async () => {
     const port = await freePort();
@@ -39,7 +39,7 @@ describe('when the collector fails', () => {
     await waitFor('the probe to report the outage', () => probe!.output().includes('collector unavailable; records stay queued'));
     assert.equal(await queueDepth(db), capturedRows(sim), 'every captured row is still queued in the database');
     collector = await startCollector(['--port', String(port)]);
-    await waitFor('the backlog delivered', deliveredAll(reportable(sim)));
+    await waitFor('the backlog delivered', allDelivered(reportable(sim)));
     const check = checkDelivery(sim, await collector.records());
     assert.equal(check.resent, 0);
   });
@@ -49,7 +49,7 @@ describe('when the collector fails', () => {
     probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: FAST_RETRIES });
     const sim = simulate(200, 12);
     await write(db, sim);
-    await waitFor('delivery', deliveredAll(reportable(sim)));
+    await waitFor('delivery', allDelivered(reportable(sim)));
     assert.equal((await collector.stats()).faultsInjected, 5);
     assert.equal(checkDelivery(sim, await collector.records()).resent, 0);
     assert.match(probe.output(), /collector request failed; retrying.*HTTP 503/);
@@ -60,7 +60,7 @@ describe('when the collector fails', () => {
     probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: FAST_RETRIES });
     const sim = simulate(200, 13);
     await write(db, sim);
-    await waitFor('delivery', deliveredAll(reportable(sim)));
+    await waitFor('delivery', allDelivered(reportable(sim)));
     assert.equal((await collector.stats()).faultsInjected, 3);
     assert.equal(checkDelivery(sim, await collector.records()).resent, 0);
   });
@@ -72,7 +72,7 @@ describe('when the collector fails', () => {
     await collector.fault({ mode: 'hang', count: 1 });
     const sim = simulate(100, 14);
     await write(db, sim);
-    await waitFor('delivery', deliveredAll(reportable(sim)));
+    await waitFor('delivery', allDelivered(reportable(sim)));
     assert.equal((await collector.stats()).faultsInjected, 1);
     assert.equal(checkDelivery(sim, await collector.records()).resent, 0);
     assert.match(probe.output(), /TimeoutError|aborted|timeout/i);
@@ -102,7 +102,7 @@ describe('when the collector fails', () => {
       await collector.fault({ mode: 'ok' });
       const retry = await runCli(['quarantine', 'retry', '--all', '--db-url', db.url]);
       assert.equal(retry.stdout, `requeued ${refused.length} rows\n`);
-      await waitFor('the replayed records', deliveredAll(reportable(sim)));
+      await waitFor('the replayed records', allDelivered(reportable(sim)));
       assert.equal(await quarantineSize(db), 0);
       assert.equal(checkDelivery(sim, await collector.records()).resent, 0);
     });
@@ -129,7 +129,7 @@ describe('when the collector fails', () => {
     const sim = simulate(3000, 17);
     await write(db, sim);
     probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: [...FAST_RETRIES, '--bundle-size', '500', '--workers', '1'] });
-    await waitFor('delivery', deliveredAll(reportable(sim)));
+    await waitFor('delivery', allDelivered(reportable(sim)));
     const stats = await collector.stats();
     assert.ok(stats.tooLarge >= 1);
     assert.equal(checkDelivery(sim, await collector.records()).resent, 0);

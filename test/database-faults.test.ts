@@ -19,7 +19,7 @@ import { CLI, waitFor } from './helpers/env';
 import { checkDelivery } from './helpers/expectations';
 import { startPrivatePostgres, type PrivatePostgres } from './helpers/private-postgres';
 import { runCli, spawnProbe, startProbe } from './helpers/probe';
-import { FAST_RETRIES, queueDepth, reportable, simulate, write } from './helpers/scenario';
+import { FAST_RETRIES, deliveredAll, queueDepth, reportable, simulate, write } from './helpers/scenario';
 import { startTcpProxy } from './helpers/tcp-proxy';
 
 describe('database failures', () => {
@@ -29,7 +29,7 @@ describe('database failures', () => {
   });
   after(async () => collector.stop());
 
-  const deliveredAll = (db: BillingDatabase, n: number) => async () => (await queueDepth(db)) === 0 && (await collector.stats()).recordsAccepted >= n;
+  const allDelivered = (db: BillingDatabase, n: number) => deliveredAll(db, collector, n);
 
   it('replaces a half-open connection found by the heartbeat, and delivers what arrived meanwhile without waiting for the poll', async () => {
     await collector.reset();
@@ -46,13 +46,13 @@ describe('database failures', () => {
     try {
       const first = simulate(50, 21);
       await write(db, first);
-      await waitFor('the first transfers', deliveredAll(db, reportable(first)));
+      await waitFor('the first transfers', allDelivered(db, reportable(first)));
 
       proxy.blackhole();
       const second = simulate(50, 22);
       await write(db, second);
       await waitFor('the heartbeat to notice', () => probe.output().includes('listener connection lost'), 20_000);
-      await waitFor('the transfers written while the connection was silent', deliveredAll(db, reportable(first) + reportable(second)), 30_000);
+      await waitFor('the transfers written while the connection was silent', allDelivered(db, reportable(first) + reportable(second)), 30_000);
       assert.match(probe.output(), /listener reconnected; draining what arrived meanwhile/);
       const check = checkDelivery([...first, ...second], await collector.records());
       assert.equal(check.resent, 0);
@@ -115,7 +115,7 @@ describe('database failures', () => {
         await server.restart('fast');
         const afterRestart = simulate(300, 24);
         await writeWhenUp(db, afterRestart);
-        await waitFor('every transfer, also those written after the restart', deliveredAll(db, reportable(before) + reportable(afterRestart)), 60_000);
+        await waitFor('every transfer, also those written after the restart', allDelivered(db, reportable(before) + reportable(afterRestart)), 60_000);
         const check = checkDelivery([...before, ...afterRestart], await collector.records());
         assert.equal(probe.process.exitCode, null, `the probe exited by itself:\n${probe.output()}`);
         assert.match(probe.output(), /listener connection lost/);
@@ -148,7 +148,7 @@ describe('database failures', () => {
           await collector.fault({ mode: 'slow-ack', delayMs: 100 });
           const second = simulate(200, 42);
           await writeWhenUp(db, second);
-          await waitFor('every transfer', deliveredAll(db, reportable(first) + reportable(second)), 60_000);
+          await waitFor('every transfer', allDelivered(db, reportable(first) + reportable(second)), 60_000);
           const check = checkDelivery([...first, ...second], await collector.records());
           assert.equal(probe.process.exitCode, null, `the probe exited by itself:\n${probe.output()}`);
           const log = probe.output();
@@ -175,7 +175,7 @@ describe('database failures', () => {
         await waitFor('ready', async () => (await readyz()).status === 200);
         const first = simulate(100, 43);
         await write(db, first);
-        await waitFor('the first transfers', deliveredAll(db, reportable(first)));
+        await waitFor('the first transfers', allDelivered(db, reportable(first)));
         await server.halt('fast');
         // Several retries while it is down: the readiness answer counts them.
         const down = await waitFor('not ready, after several failed attempts', async () => {
@@ -187,7 +187,7 @@ describe('database failures', () => {
         await server.resume();
         const second = simulate(100, 44);
         await writeWhenUp(db, second);
-        await waitFor('the transfers written after the outage', deliveredAll(db, reportable(first) + reportable(second)));
+        await waitFor('the transfers written after the outage', allDelivered(db, reportable(first) + reportable(second)));
         await waitFor('ready again', async () => (await readyz()).status === 200);
         checkDelivery([...first, ...second], await collector.records());
         const log = probe.output();
@@ -332,7 +332,7 @@ describe('database failures', () => {
         assert.equal(count(output, /database unavailable/), 1, output);
         const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: FAST_RETRIES });
         try {
-          await waitFor('every transfer', deliveredAll(db, reportable(sim)));
+          await waitFor('every transfer', allDelivered(db, reportable(sim)));
           assert.equal(checkDelivery(sim, await collector.records()).resent, 0);
         } finally {
           await probe.stop('SIGKILL');
@@ -371,7 +371,7 @@ describe('database failures', () => {
         await waitFor('the probe to run', () => again.output().includes('probe running'));
         const sim = simulate(100, 45);
         await write(db, sim);
-        await waitFor('delivery', deliveredAll(db, reportable(sim)));
+        await waitFor('delivery', allDelivered(db, reportable(sim)));
         checkDelivery(sim, await collector.records());
         assert.equal(count(again.output(), /database available again/), 1, again.output());
         assert.equal(again.process.exitCode, null);
@@ -393,7 +393,7 @@ describe('database failures', () => {
       await db.query('ALTER TABLE billinginfo DISABLE TRIGGER dcache_probe_capture');
       const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: FAST_RETRIES });
       try {
-        await waitFor('delivery of the captured rows', deliveredAll(db, reportable(sim)));
+        await waitFor('delivery of the captured rows', allDelivered(db, reportable(sim)));
         assert.match(probe.output(), /CAPTURE PROBLEM: trigger billinginfo\.dcache_probe_capture is missing or disabled/);
       } finally {
         await probe.stop('SIGKILL');
@@ -416,14 +416,14 @@ describe('database failures', () => {
       assert.equal(left.rows[0]!.n, 0, 'dCache deleted its rows');
       const probe = await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: [...FAST_RETRIES, '--door-grace', '1'] });
       try {
-        await waitFor('delivery', deliveredAll(db, reportable(sim)));
+        await waitFor('delivery', allDelivered(db, reportable(sim)));
         const ids = (await collector.records()).map((r) => r.localJobId).sort();
         assert.deepEqual(ids, sim.filter((t) => t.reportable).map((t) => t.mover.transaction as string).sort());
         // Deleting again while the probe runs changes nothing either.
         const more = simulate(100, 27);
         await write(db, more);
         await db.query('SELECT f_truncate_fine_grained_info($1)', [Date.now() - 3_600_000]);
-        await waitFor('delivery', deliveredAll(db, reportable(sim) + reportable(more)));
+        await waitFor('delivery', allDelivered(db, reportable(sim) + reportable(more)));
         checkDelivery(more, (await collector.records()).filter((r) => !ids.includes(r.localJobId)));
       } finally {
         await probe.stop('SIGKILL');

@@ -6,14 +6,14 @@
  * so that a later delivery of it counts as delivered, not as a duplicate, and nothing is lost.
  */
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
-import { createPool } from '../src/db/pool';
 import { Delivery, type BatchResult, type DeliveryOptions } from '../src/pipeline/delivery';
 import { silentLogger } from '../src/logger';
 import { CaptureQueue } from '../src/db/queue';
 import type { RecordSender, SendOutcome } from '../src/pipeline/sender';
-import { createBillingDatabase, type BillingDatabase } from './helpers/database';
+import type { BillingDatabase } from './helpers/database';
+import { withDatabaseAndPool } from './helpers/fixture';
 import { queueDepth, quarantineSize } from './helpers/scenario';
 
 const PROBE_NAME = 'dcache-transfer:test.example.org';
@@ -74,14 +74,7 @@ describe('delivery against the real queue, with a scripted collector', () => {
   const queue = new CaptureQueue('public', (name) => pg.escapeIdentifier(name));
   const delivery = (collector: RecordSender) => new Delivery(pool, queue, collector, OPTIONS, silentLogger());
 
-  before(async () => {
-    db = await createBillingDatabase('modern');
-    pool = createPool({ url: db.url, max: 4 });
-  });
-  after(async () => {
-    await pool.end();
-    await db.drop();
-  });
+  withDatabaseAndPool('modern', (d, p) => ((db = d), (pool = p)), 4);
   beforeEach(async () => {
     for (const table of ['capture_queue', 'quarantine', 'delivered_key', 'claim', 'delivered_hour']) await db.query(`DELETE FROM dcache_probe.${table}`);
   });

@@ -19,9 +19,23 @@ describe('docs/prometheus-alerts.yml', () => {
   });
 });
 
+/** The files below a folder of the checkout, as paths from the root. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? (['results', 'golden', 'screenshots'].includes(e.name) ? [] : filesUnder(join(dir, e.name))) : [join(dir, e.name)],
+  );
+}
+
 describe('the documents', () => {
-  it('name only files of the tree that exist (src/, sql/, test/, bench/, deploy/, docs/; dist/… as its source)', () => {
-    const documents = ['README.md', 'CONTRIBUTING.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join('docs', f))];
+  it('name only files of the tree that exist (src/, sql/, test/, bench/, deploy/, docs/; dist/… as its source), and so do the comments', () => {
+    // The documents, and the comments of the code, SQL and deployment files that point into the tree.
+    const documents = [
+      'README.md',
+      'CONTRIBUTING.md',
+      'Dockerfile',
+      'docker-compose.yml',
+      ...['docs', 'src', 'test', 'bench', 'sql', 'deploy'].flatMap((dir) => filesUnder(dir)).filter((f) => /\.(md|ts|sql|service|cron|example)$/.test(f)),
+    ];
     const missing: string[] = [];
     for (const document of documents) {
       const text = readFileSync(join(ROOT, document), 'utf8');

@@ -11,17 +11,13 @@ import { createBillingDatabase, type BillingDatabase } from './helpers/database'
 import { waitFor } from './helpers/env';
 import { checkDelivery, percentile } from './helpers/expectations';
 import { pollOnce, startProbe } from './helpers/probe';
+import { queueDepth } from './helpers/scenario';
 
 const ZONE = 'America/Chicago';
 
 function transfers(count: number, form: 'modern' | 'legacy', seed: number): SimTransfer[] {
   const generator = new TransferGenerator({ seed, form, duplicateShare: 0.02, p2pShare: 0.04, noDoorShare: 0.02, errorShare: 0.05 });
   return Array.from({ length: count }, () => generator.next());
-}
-
-async function queueDepth(db: BillingDatabase): Promise<number> {
-  const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM dcache_probe.capture_queue');
-  return rows[0]!.n;
 }
 
 /**

@@ -18,7 +18,7 @@ import { eachWithDatabaseCollectorAndProbes } from './helpers/fixture';
 import { waitFor } from './helpers/env';
 import { checkDelivery } from './helpers/expectations';
 import { startProbe, type ProbeProcess } from './helpers/probe';
-import { queueDepth, reportable, simulate, write } from './helpers/scenario';
+import { deliveredAll, queueDepth, reportable, simulate, write } from './helpers/scenario';
 
 /** Retries fast, but waits for answers slower than the slow collector's. */
 const PATIENT = ['--retry-base-ms', '50', '--retry-max-ms', '400', '--retry-budget', '3', '--collector-timeout', '10', '--door-grace', '5', '--bundle-size', '50'];
@@ -65,7 +65,7 @@ describe('claims are leases', () => {
   let probes: ProbeProcess[];
   eachWithDatabaseCollectorAndProbes('modern', (d, c, p) => ([db, collector, probes] = [d, c, p]));
 
-  const deliveredAll = (n: number) => async () => (await queueDepth(db)) === 0 && (await collector.stats()).recordsAccepted >= n;
+  const allDelivered = (n: number) => deliveredAll(db, collector, n);
 
   it('holds no transaction open while the collector is slow (3 s an answer) and then down: the longest stays under 1 s', async (t) => {
     const watch = new TransactionWatch(db);
@@ -92,7 +92,7 @@ describe('claims are leases', () => {
       await waitFor('more refused requests', async () => (await collector.stats()).faultsInjected >= before + 5, 30_000);
       await collector.fault({ mode: 'ok' });
       await writing;
-      await waitFor('delivery once the collector is back', deliveredAll(reportable(sim)), 60_000);
+      await waitFor('delivery once the collector is back', allDelivered(reportable(sim)), 60_000);
       t.diagnostic(`longest probe transaction: ${watch.longestWithXidMs.toFixed(0)} ms with an XID, ${watch.longestMs.toFixed(0)} ms at all`);
       assert.ok(watch.longestWithXidMs < 1000, `a probe transaction with an XID stayed open ${watch.longestWithXidMs.toFixed(0)} ms`);
       checkDelivery(sim, await collector.records());
@@ -125,7 +125,7 @@ describe('claims are leases', () => {
     );
     await writing;
     await waitFor('B to take the lease over', () => b.output().includes('took back a lease that was not renewed in time'), 30_000);
-    await waitFor('delivery by B alone', deliveredAll(reportable(sim)), 60_000);
+    await waitFor('delivery by B alone', allDelivered(reportable(sim)), 60_000);
     a.process.kill('SIGCONT');
     // A finds its lease gone (at its next renewal, reservation or acknowledgement), or, stopped
     // inside a transaction, its session ended by the server. Either way it goes on, changing nothing.

@@ -4,21 +4,16 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TransferGenerator, messageStream, writeMessages, type SimTransfer } from '../src/tools/demo/simulator';
+import { messageStream, writeMessages } from '../src/tools/demo/simulator';
 import type { CollectorProcess } from './helpers/collector';
 import type { BillingDatabase } from './helpers/database';
 import { waitFor } from './helpers/env';
 import { checkDelivery } from './helpers/expectations';
 import { withDatabaseAndCollector } from './helpers/fixture';
 import { pollOnce, runCli, startProbe } from './helpers/probe';
-import { queueDepth, reportable } from './helpers/scenario';
+import { queueDepth, reportable, simulate } from './helpers/scenario';
 
 const POLL = ['--mode', 'poll', '--poll-settle', '0', '--poll-overlap', '600', '--door-grace', '0'];
-
-function simulate(count: number, seed: number, form: 'modern' | 'legacy', now = Date.now): SimTransfer[] {
-  const g = new TransferGenerator({ seed, form, now, duplicateShare: 0.02 });
-  return Array.from({ length: count }, () => g.next());
-}
 
 for (const form of ['modern', 'legacy'] as const) {
   describe(`poll mode on the ${form} schema`, () => {

@@ -10,7 +10,7 @@ import { eachWithDatabaseCollectorAndProbes } from './helpers/fixture';
 import { waitFor } from './helpers/env';
 import { checkDelivery } from './helpers/expectations';
 import { startProbe, type ProbeProcess } from './helpers/probe';
-import { FAST_RETRIES, capturedRows, queueDepth, reportable, simulate, write } from './helpers/scenario';
+import { FAST_RETRIES, capturedRows, deliveredAll, queueDepth, reportable, simulate, write } from './helpers/scenario';
 
 /** The counters a probe logs when it stops ("stopped {...}"). */
 function stoppedCounters(output: string): { delivered: number; duplicates: number } {
@@ -25,7 +25,7 @@ describe('stopping and killing probes', () => {
   let probes: ProbeProcess[];
   eachWithDatabaseCollectorAndProbes('modern', (d, c, p) => ([db, collector, probes] = [d, c, p]));
 
-  const deliveredAll = (n: number) => async () => (await queueDepth(db)) === 0 && (await collector.stats()).recordsAccepted >= n;
+  const allDelivered = (n: number) => deliveredAll(db, collector, n);
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     it(`on ${signal}, abandons the bundle in flight after the stop deadline, exits 0, and loses nothing`, async () => {
@@ -46,7 +46,7 @@ describe('stopping and killing probes', () => {
 
       await collector.fault({ mode: 'ok' });
       probes.push(await startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: FAST_RETRIES }));
-      await waitFor('delivery after the restart', deliveredAll(reportable(sim)));
+      await waitFor('delivery after the restart', allDelivered(reportable(sim)));
       assert.equal(checkDelivery(sim, await collector.records()).resent, 0);
     });
   }
@@ -57,7 +57,7 @@ describe('stopping and killing probes', () => {
     probes.push(a, b);
     const sim = simulate(3000, 32);
     await write(db, sim, 10);
-    await waitFor('delivery', deliveredAll(reportable(sim)));
+    await waitFor('delivery', allDelivered(reportable(sim)));
     assert.equal(await a.stop('SIGTERM'), 0);
     assert.equal(await b.stop('SIGTERM'), 0);
     const check = checkDelivery(sim, await collector.records());
@@ -80,7 +80,7 @@ describe('stopping and killing probes', () => {
     await waitFor('some deliveries', async () => (await collector.stats()).recordsAccepted >= 300);
     await a.stop('SIGKILL');
     await writing;
-    await waitFor('delivery by the survivor', deliveredAll(reportable(sim)));
+    await waitFor('delivery by the survivor', allDelivered(reportable(sim)));
     const check = checkDelivery(sim, await collector.records());
     // Only the batches the killed probe had in flight can come twice (byte-identical).
     assert.ok(check.resent <= 2 * 50, `${check.resent} re-sent`);

@@ -6,7 +6,8 @@ import { formEncode, multiupdateForm, planBodies, recordEnvelope } from '../src/
 import { usageRecordXml, usageRecordXmlBuilt, xmlSafe, xmlText } from '../src/record/xml';
 import { mapRow } from '../src/record/mapping';
 import { TransferGenerator } from '../src/tools/demo/simulator';
-import { parseEnvelope, parseForm } from '../src/tools/collector/server';
+import { parseEnvelope } from '../src/tools/collector/envelope';
+import { parseForm } from '../src/tools/collector/server';
 import { SAMPLE_RECORD } from './helpers/records';
 
 const RECORD = SAMPLE_RECORD;

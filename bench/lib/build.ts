@@ -11,7 +11,7 @@ import { ROOT } from './env';
 
 export interface OtherBuild {
   commit: string;
-  /** Its dist/src/cli.js and dist/src/collector/main.js. */
+  /** Its CLI and collector scripts (dist/src/cli/bin.js and dist/src/tools/collector/main.js, or where an older commit built them). */
   cli: string;
   collectorMain: string;
 }

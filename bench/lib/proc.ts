@@ -149,7 +149,7 @@ export interface CollectorProcess {
   stop(): Promise<void>;
 }
 
-/** The project's collector (`script` defaults to dist/src/collector/main.js) as a child process. */
+/** The project's collector (`script` defaults to dist/src/tools/collector/main.js) as a child process. */
 export async function startCollector(keep: 'none' | 'ids' | 'records', script = COLLECTOR_MAIN, nodeFlags: string[] = [], scriptArgs: string[] = []): Promise<CollectorProcess> {
   const args = script === COLLECTOR_MAIN ? ['--port', '0', '--keep', keep, ...scriptArgs] : scriptArgs;
   const child = spawn(process.execPath, [...nodeFlags, script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -182,7 +182,7 @@ export async function startCollector(keep: 'none' | 'ids' | 'records', script = 
 // The probe
 
 export interface ProbeArgs {
-  /** The CLI script to run (default dist/src/cli.js; experiments use a patched launcher). */
+  /** The CLI script to run (default dist/src/cli/bin.js; experiments use a patched launcher). */
   cli?: string;
   dbUrl: string;
   collectorUrl: string;

@@ -6,7 +6,7 @@
 --   * the doorinfo trigger (dcache_probe_wake), which only woke the listener for a mover that
 --     was waiting for its door row: a second PL/pgSQL call for every doorinfo row. The probe
 --     now looks again by itself, on a short timer, while movers wait for their door row
---     (src/probe.ts), so the trigger goes.
+--     (src/service/probe.ts), so the trigger goes.
 --   * the advisory lock and the wake-up check (wake_listener(): a function call and two
 --     sequence reads) in every capturing statement. They are now done once per transaction
 --     (a transaction-local flag) with one read of both sequences, inside capture_rows.

@@ -10,7 +10,7 @@
 -- is sent. While the records are on their way, the probe renews the lease with one-statement
 -- transactions; the acknowledgement (rows deleted, keys kept, ledger) is another short
 -- transaction, and it commits only if the lease is still this batch's (a fence: a probe whose
--- lease expired and was taken over changes nothing). See src/queue.ts for the statements and
+-- lease expired and was taken over changes nothing). See src/db/queue.ts for the statements and
 -- docs/ARCHITECTURE.md ("The claim") for why this design and not per-row locks.
 
 -- A lease on some queue rows. ids: the rows; keys: the delivery keys the claim reserved

@@ -1,11 +1,11 @@
 /**
- * `dcache-probe backfill` and `dcache-probe import-checkpoint`: historic billing rows through the same pipeline (src/cli/backfill-options.ts runs them).
+ * `dcache-probe backfill` and `dcache-probe import-checkpoint`: historic billing rows through the same pipeline (src/cli/backfill-run.ts runs them).
  */
 import type { Command } from 'commander';
 import { configFrom, guarded, withConfigOptions } from './options';
 
 export function registerBackfill(program: Command): void {
-  // backfill and import-checkpoint: historic billing rows through the same pipeline (src/cli/backfill-options.ts).
+  // backfill and import-checkpoint: historic billing rows through the same pipeline (src/cli/backfill-run.ts).
   for (const kind of ['backfill', 'import-checkpoint'] as const) {
     const command =
       kind === 'backfill'
@@ -24,13 +24,13 @@ export function registerBackfill(program: Command): void {
       .option('--limit <rows>', 'look at no more than this many rows in this run (run again to continue)')
       .option('--dry-run', 'print the range and how many rows would be copied; change nothing')
       .option('--restart', 'forget the saved progress of this range and scan it again (already delivered rows are still skipped)')
-      .addHelpText('after', () => (require('./backfill-options') as typeof import('./backfill-options')).BACKFILL_HELP)
+      .addHelpText('after', () => (require('./backfill-run') as typeof import('./backfill-run')).BACKFILL_HELP)
       .action((...args: unknown[]) =>
         guarded(async () => {
           const file = kind === 'import-checkpoint' ? (args[0] as string) : undefined;
           const options = args[kind === 'import-checkpoint' ? 1 : 0] as Record<string, unknown>;
           const config = configFrom(options, ['database', 'log', 'pipeline']);
-          const { backfillCommand } = await import('./backfill-options.js');
+          const { backfillCommand } = await import('./backfill-run.js');
           return backfillCommand(kind, options as never, config, file);
         }),
       );

@@ -1,8 +1,8 @@
 /**
- * `dcache-probe status`: what src/db/health.ts finds, printed (or as JSON); exit 1 when there are problems.
+ * `dcache-probe status`: what src/db/status.ts finds, printed (or as JSON); exit 1 when there are problems.
  */
 import type { Command } from 'commander';
-import { readStatus, type ProbeStatus } from '../db/health';
+import { readStatus, type ProbeStatus } from '../db/status';
 import { EXIT_FAILURE, EXIT_OK, configFrom, guarded, withConfigOptions } from './options';
 
 export function registerStatus(program: Command): void {

@@ -182,11 +182,6 @@ export async function countRangeRows(client: pg.ClientBase, table: string, key: 
 }
 
 
-/** Rows waiting in the capture queue, live ones included. */
-export async function queuedRowCount(client: pg.ClientBase): Promise<number> {
-  const { rows } = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM dcache_probe.capture_queue');
-  return rows[0]!.n;
-}
 
 /** Poll mode: where the last finished window ended (epoch ms), null before the first. */
 export async function lastWindowEndMs(db: pg.Pool | pg.ClientBase): Promise<number | null> {

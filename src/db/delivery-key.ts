@@ -9,12 +9,13 @@
  * transaction exactly as written, NOT trimmed (" t1 " and "t1" are different keys), hashed as
  * UTF-8 (the database's encoding).
  *
- * An empty or blank transaction is never keyed, by any path: the delivery refuses such a row
- * before it computes the key (mapping: "no transaction", quarantined at stage encode); the
- * backfill skips a row whose transaction is absent or blank (btrim, spaces only) as
- * "no-transaction"; so the quarantine's retry has no key to release for it (the key it would
- * name was never reserved). The functions below are total all the same (the empty transaction
- * has a key, md5("<source>:")), and both forms give the same one.
+ * A row without a meaningful transaction is never keyed by the delivery: it refuses such a row
+ * before it computes the key (mapping: "no transaction", quarantined at stage encode), so the
+ * quarantine's retry has no key to release for it. The backfill's own test is narrower: it
+ * skips a transaction that is absent or blank of spaces (btrim) as "no-transaction", but copies
+ * one made only of tabs, or "<undefined>", which the delivery then quarantines as above (it was
+ * so before the key had one definition). The functions below are total all the same (the empty
+ * transaction has a key, md5("<source>:")), and both forms give the same one.
  */
 import { createHash } from 'node:crypto';
 

@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { installedBillingSchema, requireInstalled } from './migrations';
 import { withClient } from './pool';
-import { captureHealth } from './health';
+import { captureHealth } from './status';
 
 export interface Installation {
   billingSchema: string;

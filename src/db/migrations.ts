@@ -13,7 +13,8 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { DatabaseError, inTransaction } from './pool';
+import { DatabaseError, connectionConfig, inTransaction } from './pool';
+import { queueDepth } from './queue';
 import { errorMessage, pause } from '../lib';
 
 export const SQL_DIR = join(__dirname, '..', '..', '..', 'sql');
@@ -119,8 +120,9 @@ async function analyzeDoorinfo(client: pg.Client, billingSchema: string): Promis
   }
 }
 
-async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url, application_name: 'dcache-probe migrate' });
+/** migrate's and uninstall's own connection (not a pool's: one session holds the migration lock). */
+async function onOwnConnection<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client(connectionConfig({ url, applicationName: 'dcache-probe migrate' }));
   await client.connect();
   try {
     return await fn(client);
@@ -207,7 +209,7 @@ export async function requireInstalled(client: pg.ClientBase, who = 'this probe'
  * once more.
  */
 export async function migrate(url: string, billingSchema: string, options: { triggers?: boolean; upTo?: number } = {}): Promise<MigrateResult> {
-  return withClient(url, async (client) => {
+  return onOwnConnection(url, async (client) => {
     const applied: Migration[] = [];
     for (const migration of listMigrations().filter((m) => m.version <= (options.upTo ?? Infinity))) {
       const done = await inMigrationTransaction(client, `migration ${migration.version} (${migration.name})`, async () => {
@@ -244,7 +246,7 @@ export async function migrate(url: string, billingSchema: string, options: { tri
 
 /** Grants a role the least privileges the running probe needs (sql/grant.sql). */
 export async function grantRuntimeRole(url: string, role: string): Promise<void> {
-  await withClient(url, async (client) => {
+  await onOwnConnection(url, async (client) => {
     const billing = await installedBillingSchema(client);
     if (billing === null) throw new MigrationError('NOT_INSTALLED', 'the probe is not installed: run "dcache-probe migrate" first');
     const quote = (name: string) => client.escapeIdentifier(name);
@@ -266,13 +268,12 @@ export interface UninstallResult {
  * `force`: those rows would be lost.
  */
 export async function uninstall(url: string, force: boolean): Promise<UninstallResult> {
-  return withClient(url, (client) =>
+  return onOwnConnection(url, (client) =>
     inMigrationTransaction(client, 'uninstall', async () => {
       const exists = await client.query("SELECT to_regclass('dcache_probe.capture_queue') IS NOT NULL AS present");
       let pending = 0;
       if (exists.rows[0]?.present) {
-        const { rows } = await client.query<{ n: string }>('SELECT count(*) AS n FROM dcache_probe.capture_queue');
-        pending = Number(rows[0]?.n ?? 0);
+        pending = await queueDepth(client);
       }
       if (pending > 0 && !force) {
         throw new MigrationError(

@@ -15,6 +15,7 @@
  * not renewed in time (a killed, stopped or cut-off probe) is given back by the next claim.
  */
 import type pg from 'pg';
+import { HOUR_MS } from '../lib';
 import type { CapturedRow } from '../record/types';
 
 /** A claimed row's fate, recorded in the delivery transaction. */
@@ -34,7 +35,6 @@ export interface LedgerEntry {
   skipped: number;
 }
 
-export const HOUR_MS = 3_600_000;
 
 /** Sums outcomes per (hour of the row's datestamp, source). */
 export function ledgerEntries(outcomes: readonly { row: CapturedRow; delivered: boolean }[]): LedgerEntry[] {
@@ -316,6 +316,12 @@ export class CaptureQueue {
     if (ids.length === 0) return;
     await client.query('DELETE FROM dcache_probe.capture_queue WHERE id = ANY($1::bigint[])', [ids]);
   }
+}
+
+/** Rows waiting in the capture queue, leased ones included (the one count of the queue). */
+export async function queueDepth(db: pg.Pool | pg.ClientBase): Promise<number> {
+  const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM dcache_probe.capture_queue');
+  return Number(rows[0]!.n);
 }
 
 /** A lease given back by expireLeases: whose it was and how many rows it held. */

@@ -2,7 +2,7 @@
  * The SQL of summarize mode (sql/migrations/005_summary.sql explains the parts protocol): the
  * hours' state rows, the groups added inside each delivery transaction, and the closing,
  * reading and marking of a part when it is sent. Named functions with their values bound;
- * the grouping, the records and the sending are src/features/summaries.ts.
+ * the grouping, the records and the sending are src/pipeline/summaries.ts.
  */
 import type pg from 'pg';
 import { inTransaction } from './pool';

@@ -8,8 +8,6 @@ import { inTransaction } from '../db/pool';
 import { deleteQuarantined, requeueQuarantined, selectQuarantined, type Selection } from '../db/quarantine';
 import { wakeProbes } from '../db/wake-up';
 
-export type { Selection } from '../db/quarantine';
-
 export interface QuarantinedRow {
   id: string;
   source: string;

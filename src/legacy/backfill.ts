@@ -32,7 +32,6 @@ import {
   ensureProgress,
   hasStorageTable,
   installationTimeMs,
-  queuedRowCount,
   readProgress,
   resetProgress,
   saveProgress,
@@ -41,12 +40,12 @@ import {
   type ProgressKey,
   type Source,
 } from '../db/backfill';
+import { queueDepth } from '../db/queue';
 import { wakeProbes } from '../db/wake-up';
 import { backoffDelay, pause } from '../lib';
 import type { Logger } from '../logger';
 import { installedBillingSchema, requireInstalled } from '../db/migrations';
 
-export type { Source } from '../db/backfill';
 
 /** A point in time given on the command line (RFC 3339 / ISO 8601 with a zone). */
 export interface TimeArg {
@@ -404,7 +403,7 @@ async function copyChunks(conn: BackfillConnection, table: string, key: Progress
 async function waitForRoom(client: pg.ClientBase, chunk: number, maxQueue: number, o: CopyOptions): Promise<void> {
   let toldAt: number | null = null;
   for (;;) {
-    const queued = await queuedRowCount(client);
+    const queued = await queueDepth(client);
     if (queued + chunk <= maxQueue || o.signal?.aborted) return;
     if (toldAt === null || o.now() - toldAt >= 30_000) {
       o.log.info('backfill waiting for the probe to deliver: the capture queue is full (is "dcache-probe run" running?)', { queued, maxQueue });
@@ -423,7 +422,7 @@ function copyChunk(client: pg.ClientBase, table: string, key: ProgressKey, chunk
     const row = await copyChunkRows(tx, table, key, chunk, start);
     await saveProgress(tx, key, row, row.scanned < chunk);
     // Wake the listener: these rows did not come through the trigger.
-    if (row.copied > 0) await wakeProbes(tx); // the copied rows did not come through the trigger
+    if (row.copied > 0) await wakeProbes(tx);
     return row;
   });
 }

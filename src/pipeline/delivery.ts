@@ -54,7 +54,7 @@ export interface DeliveryOptions {
    * with what was delivered (e.g. statistics).
    */
   onDelivered?: (client: pg.ClientBase, delivered: readonly DeliveredRecord[]) => Promise<void>;
-  /** Summarize mode: records are added to hourly summaries (sent by summary.ts), not sent. */
+  /** Summarize mode: records are added to hourly summaries (sent by src/pipeline/summaries.ts), not sent. */
   summarize?: boolean;
 }
 

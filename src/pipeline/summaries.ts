@@ -11,7 +11,7 @@ import { addSummaryGroups, closeSummaryPart, dueSummaryHours, lockOpenParts, mar
 import type { Logger } from '../logger';
 import { isDcap, type MappingOptions, type UsageRecord } from '../record/mapping';
 import { rfc3339 } from '../record/time';
-import { HOUR_MS } from '../db/queue';
+import { HOUR_MS } from '../lib';
 import { planBodies } from '../record/envelope';
 import type { CollectorSender } from './sender';
 import { usageRecordXml } from '../record/xml';

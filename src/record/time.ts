@@ -1,7 +1,8 @@
 /**
  * The time formats of a Gratia record: RFC 3339 timestamps and ISO 8601 durations. One home
- * for them, so that the mapping, the XML and the hourly summaries write times the same way
- * (records must stay byte-identical), and the XML does not reach into the mapping for them.
+ * for them, so that the XML and the hourly summaries write times the same way (records must
+ * stay byte-identical), and the XML does not reach into the mapping for them (the mapping keeps
+ * times as epoch ms).
  * Pure functions; a time no record can carry is an EncodeError (the row is quarantined).
  */
 import { EncodeError } from './types';

@@ -36,8 +36,6 @@ import { ProbeEventEmitter, type ProbeHealth } from './interfaces';
 import { StopFile } from './stop-file';
 import { databaseOptions, deliveryOptions, senderOptions } from './settings';
 
-export type { ProbeCounters } from './counters';
-
 export interface ProbeHooks {
   /** Inside each delivery transaction, before COMMIT (see DeliveryOptions.onDelivered). */
   onDelivered?: DeliveryOptions['onDelivered'];
@@ -307,7 +305,7 @@ export class Probe implements ProbeHealth {
     });
   }
 
-  /** Summarize mode: sends the hours that are complete (see summary.ts). */
+  /** Summarize mode: sends the hours that are complete (src/pipeline/summaries.ts). */
   async sendSummaries(): Promise<SummarySendResult> {
     if (this.stopFile.present() || !this.delivery) return { hoursSent: 0, records: 0 };
     const result = await sendCompleteHours(

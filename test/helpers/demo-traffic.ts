@@ -11,7 +11,7 @@ import { liveGenerator, type Row } from '../../src/tools/demo/simulator';
 import type { DeliveredRecord } from '../../src/pipeline/delivery';
 import { NO_IDENTITY_FILES, type IdentityTables } from '../../src/record/identity';
 import { mapRow } from '../../src/record/mapping';
-import { HOUR_MS } from '../../src/features/statistics/keys';
+import { HOUR_MS } from '../../src/lib';
 import { DEFAULT_STATISTICS_OPTIONS } from '../../src/features/statistics/options';
 import { recordBatch } from '../../src/features/statistics/store';
 

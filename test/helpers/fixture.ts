@@ -3,19 +3,20 @@
  * collector process, made before the suite's tests (or each test) and removed after them.
  */
 import { after, afterEach, before, beforeEach } from 'node:test';
-import pg from 'pg';
+import type pg from 'pg';
+import { createPool } from '../../src/db/pool';
 import type { SchemaForm } from '../../src/tools/demo/simulator';
 import { startCollector, type CollectorProcess } from './collector';
 import { createBillingDatabase, type BillingDatabase } from './database';
 import type { ProbeProcess } from './probe';
 
-/** Call inside describe(); `use` receives a fresh billing database and a small pool on it. */
-export function withDatabaseAndPool(form: SchemaForm, use: (db: BillingDatabase, pool: pg.Pool) => void): void {
+/** Call inside describe(); `use` receives a fresh billing database and a pool on it (the probe's own settings). */
+export function withDatabaseAndPool(form: SchemaForm, use: (db: BillingDatabase, pool: pg.Pool) => void, max = 2): void {
   let db: BillingDatabase | undefined;
   let pool: pg.Pool | undefined;
   before(async () => {
     db = await createBillingDatabase(form);
-    pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    pool = createPool({ url: db.url, max });
     use(db, pool);
   });
   after(async () => {

@@ -1,9 +1,10 @@
 /** Shared steps of the reliability tests: write simulated transfers, read the queue. */
 import { TransferGenerator, messageStream, writeMessages, type SimTransfer } from '../../src/tools/demo/simulator';
+import type { CollectorProcess } from './collector';
 import type { BillingDatabase } from './database';
 
-export function simulate(count: number, seed: number, form: 'modern' | 'legacy' = 'modern'): SimTransfer[] {
-  const generator = new TransferGenerator({ seed, form, duplicateShare: 0.02, p2pShare: 0.03 });
+export function simulate(count: number, seed: number, form: 'modern' | 'legacy' = 'modern', now: () => number = Date.now): SimTransfer[] {
+  const generator = new TransferGenerator({ seed, form, now, duplicateShare: 0.02, p2pShare: 0.03 });
   return Array.from({ length: count }, () => generator.next());
 }
 
@@ -33,3 +34,8 @@ export async function quarantineSize(db: BillingDatabase): Promise<number> {
 
 /** Fast retries, so outages in tests take seconds. */
 export const FAST_RETRIES = ['--retry-base-ms', '50', '--retry-max-ms', '400', '--retry-budget', '1', '--collector-timeout', '2', '--door-grace', '5'];
+
+/** For waitFor: the queue is empty and the collector accepted at least `n` records. */
+export function deliveredAll(db: BillingDatabase, collector: CollectorProcess, n: number): () => Promise<boolean> {
+  return async () => (await queueDepth(db)) === 0 && (await collector.stats()).recordsAccepted >= n;
+}

@@ -13,7 +13,8 @@ import type pg from 'pg';
 import type { ExtraRoutes } from '../../lib';
 import { DIMENSIONS } from '../statistics/keys';
 import type { StatisticsOptions } from '../statistics/options';
-import { alerts, histogram, series, summary, top, windowOf, WINDOWS, type TopOrder, type WindowName } from '../statistics/store';
+import { alerts, type TopOrder } from '../../db/statistics';
+import { histogram, series, summary, top, windowOf, WINDOWS, type WindowName } from '../statistics/store';
 
 /** The page's files: dist/src/features/dashboard/web after a build, else the source tree's src/features/dashboard/web. */
 export function webDirectory(): string {

@@ -23,7 +23,7 @@
  * ratio over p0 and a z-score. No detector alerts before it has the baseline it needs (too
  * few transfers to know a rate, a too short history, a user not yet learnt): it says nothing.
  */
-import type { Counts } from './keys';
+import type { Counts } from '../../db/statistics';
 import { DEFAULT_STATISTICS_OPTIONS } from './options';
 
 export type AlertKind = 'fault' | 'misuse' | 'surge' | 'new-network' | 'pool-stopped';

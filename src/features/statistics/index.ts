@@ -17,14 +17,11 @@ import { isConnectionFault } from '../../db/pool';
 import { underStatisticsSavepoint } from '../../db/statistics';
 import type { DeliveryOptions } from '../../pipeline/delivery';
 import type { Logger } from '../../logger';
-import { errorMessage, type ExtraRoutes } from '../../lib';
+import { HOUR_MS, errorMessage, type ExtraRoutes } from '../../lib';
 import { dashboardRoutes } from '../dashboard/routes';
-import { HOUR_MS } from './keys';
 import { AnomalyMonitor } from './monitor';
 import type { StatisticsOptions } from './options';
 import { prune, recordBatch } from './store';
-
-export type { StatisticsOptions } from './options';
 
 export class TransferStatistics {
   readonly routes: ExtraRoutes;

@@ -6,20 +6,15 @@
  */
 import type { DeliveredRecord } from '../../pipeline/delivery';
 import type { BatchRows, Counts, SeenRow, StatRow } from '../../db/statistics';
+import { MINUTE_MS, HOUR_MS } from '../../lib';
 import { meaningful, text } from '../../record/mapping';
-
-/** The rows of the statistics tables are defined where they are read and written. */
-export type { BatchRows, Counts, SeenRow, StatRow };
 
 /** dCache's CacheException.PERMISSION_DENIED. */
 export const PERMISSION_DENIED = 10018;
 
-export const MINUTE_MS = 60_000;
-export const HOUR_MS = 3_600_000;
 
 /** Dimensions shown on the page (the pairs and histogram bins are internal). */
 export const DIMENSIONS = ['direction', 'protocol', 'vo', 'user', 'pool', 'door', 'client_net', 'error'] as const;
-export type Dimension = (typeof DIMENSIONS)[number];
 
 export function zeroCounts(): Counts {
   return { transfers: 0, bytes: 0, errors: 0, denied: 0, durationMs: 0 };

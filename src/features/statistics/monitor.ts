@@ -11,13 +11,12 @@
 import type pg from 'pg';
 import client from 'prom-client';
 import { isConnectionFault } from '../../db/pool';
-import { closeStaleAlerts, firstSiteMinuteSince, openAlerts, upsertAlert, userTransfersAround } from '../../db/statistics';
-import { errorMessage } from '../../lib';
+import { closeStaleAlerts, firstSiteMinuteSince, openAlerts, seen, upsertAlert, userTransfersAround, windowCounts, type Counts } from '../../db/statistics';
+import { MINUTE_MS, errorMessage } from '../../lib';
 import type { Logger } from '../../logger';
 import { detectFaults, detectMisuse, detectNewNetworks, detectStoppedPools, detectSurges, type Finding, type NewNetworkInput, type Tally } from './detectors';
-import { MINUTE_MS, type Counts } from './keys';
 import type { StatisticsOptions } from './options';
-import { minuteSeries, seasonalBytes, seen, windowCounts } from './store';
+import { minuteSeries, seasonalBytes } from './store';
 
 function tallies(m: ReadonlyMap<string, Counts> | undefined, failures: (c: Counts) => number): Map<string, Tally> {
   return new Map([...(m ?? new Map<string, Counts>()).entries()].map(([k, c]) => [k, { transfers: c.transfers, failures: failures(c) }]));

@@ -6,27 +6,22 @@
  */
 import type { DeliveredRecord } from '../../pipeline/delivery';
 import {
-  alerts,
   firstBucketSeconds,
   hourBytesAt,
   minuteValues,
   pruneStatistics,
-  seen,
   stepCounts,
   topKeys,
   totalsByDirection,
   transfersByKey,
   upsertBatchRows,
-  windowCounts,
-  type AlertRow,
+  type Counts,
   type PruneResult,
-  type SeenRecord,
   type TopOrder,
 } from '../../db/statistics';
 import type pg from 'pg';
-import { batchRows, HOUR_MS, MINUTE_MS, zeroCounts, type Counts, type Retention } from './keys';
-
-export { alerts, seen, windowCounts, type AlertRow, type PruneResult, type SeenRecord, type TopOrder };
+import { HOUR_MS, MINUTE_MS } from '../../lib';
+import { batchRows, zeroCounts, type Retention } from './keys';
 
 /** Adds a delivered batch to the statistics (inside the caller's transaction). */
 export async function recordBatch(client: pg.ClientBase, delivered: readonly DeliveredRecord[], retention: Retention, nowMs = Date.now()): Promise<number> {

@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { errorMessage } from '../../lib';
 import { GratiaCollector, type KeepMode } from './server';
 
 async function main(): Promise<void> {
@@ -35,6 +36,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  process.stderr.write(`collector: ${(err as Error).message}\n`);
+  process.stderr.write(`collector: ${errorMessage(err)}\n`);
   process.exit(1);
 });

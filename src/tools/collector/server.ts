@@ -14,9 +14,8 @@ import { createHash } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { errorMessage } from '../../lib';
 import { BadRequest, XML_ERROR, parseEnvelope, type EnvelopeRecord } from './envelope';
-
-export { BadRequest, parseEnvelope } from './envelope';
 
 /** GRACC reads at most this much form body. */
 export const GRACC_MAX_BODY = 10 * 1024 * 1024;
@@ -182,7 +181,7 @@ export class GratiaCollector {
     try {
       form = contentType === 'application/x-www-form-urlencoded' ? parseForm(body.toString('latin1')) : new Map();
     } catch (err) {
-      return this.answer(res, 400, (err as Error).message);
+      return this.answer(res, 400, errorMessage(err));
     }
     const command = form.get('command');
     if (command === undefined) return this.answer(res, 400, 'Error handling request: missing key "command"');
