@@ -17,6 +17,8 @@ GRANT SELECT, INSERT, UPDATE ON dcache_probe.summary_state, dcache_probe.summary
 -- Transfer statistics and anomaly alerts (the dashboard): upserts, pruning, alerts opened and closed.
 GRANT SELECT, INSERT, UPDATE, DELETE ON dcache_probe.stats_minute, dcache_probe.stats_hour, dcache_probe.stats_seen, dcache_probe.stats_alert TO :"role";
 GRANT USAGE ON SEQUENCE dcache_probe.stats_alert_id_seq TO :"role";
+-- Per-day totals and the hours of history counted (010): the delivery's upsert, pruning, the history builder.
+GRANT SELECT, INSERT, UPDATE, DELETE ON dcache_probe.stats_day, dcache_probe.stats_history TO :"role";
 -- "dcache-probe backfill" / "import-checkpoint": their progress (SELECT ... FOR UPDATE needs UPDATE).
 GRANT SELECT, INSERT, UPDATE ON dcache_probe.backfill_progress TO :"role";
 GRANT USAGE, SELECT, UPDATE ON SEQUENCE dcache_probe.wake_armed, dcache_probe.wake_fired, dcache_probe.capture_failure TO :"role";

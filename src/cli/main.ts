@@ -14,6 +14,7 @@ import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK } from './options';
 import { registerPoll } from './poll';
 import { registerQuarantine } from './quarantine';
 import { registerRun } from './run';
+import { registerStatsHistory } from './stats-history';
 import { registerStatus } from './status';
 import { registerUninstall } from './uninstall';
 import { registerVerify } from './verify';
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerUninstall(program);
   registerStatus(program);
   registerBackfill(program);
+  registerStatsHistory(program);
   registerVerify(program);
   registerQuarantine(program);
   registerHashPassword(program);

@@ -122,7 +122,13 @@ const statisticsSchema = z.object({
   enabled: flag.default(true),
   minuteRetentionHours: threshold(48),
   hourRetentionDays: threshold(60),
+  /** Per-day totals (stats_day) are kept this long: years, they are small. */
+  dayRetentionDays: threshold(3650),
   alertRetentionDays: threshold(30),
+  /** At `run`'s start, count this many days of billing history before the installation (0: never). */
+  historyDays: threshold(90),
+  /** The history builder pauses this long between hours (ms), so that dCache's writers keep their pace. */
+  historyPauseMs: threshold(200),
   /** The detectors run this often (seconds); 0 turns them off. */
   detectIntervalSeconds: threshold(15),
   /** An alert no longer found for this long is closed (seconds). */
@@ -276,7 +282,10 @@ const STATISTICS_SETTINGS: readonly Setting[] = [
   statisticsSetting('enabled', 'DCACHE_PROBE_STATS', 'off: no transfer statistics, dashboard or detectors (true/false)'),
   statisticsSetting('minuteRetentionHours', 'DCACHE_PROBE_STATS_MINUTE_RETENTION_HOURS', 'hours per-minute statistics are kept'),
   statisticsSetting('hourRetentionDays', 'DCACHE_PROBE_STATS_HOUR_RETENTION_DAYS', 'days per-hour statistics are kept'),
+  statisticsSetting('dayRetentionDays', 'DCACHE_PROBE_STATS_DAY_RETENTION_DAYS', 'days per-day statistics are kept'),
   statisticsSetting('alertRetentionDays', 'DCACHE_PROBE_STATS_ALERT_RETENTION_DAYS', 'days closed alerts are kept'),
+  statisticsSetting('historyDays', 'DCACHE_PROBE_STATS_HISTORY_DAYS', 'days of billing history before the installation counted at start (0: none)'),
+  statisticsSetting('historyPauseMs', 'DCACHE_PROBE_STATS_HISTORY_PAUSE_MS', 'pause of the history builder between hours (ms)'),
   statisticsSetting('detectIntervalSeconds', 'DCACHE_PROBE_ANOMALY_INTERVAL_SECONDS', 'seconds between detector runs (0: off)'),
   statisticsSetting('clearAfterSeconds', 'DCACHE_PROBE_ANOMALY_CLEAR_AFTER_SECONDS', 'an alert not found again for this long is closed'),
   statisticsSetting('detectors.windowMinutes', 'DCACHE_PROBE_ANOMALY_WINDOW_MINUTES', 'recent window judged (minutes)'),

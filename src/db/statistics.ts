@@ -1,5 +1,5 @@
 /**
- * The SQL of the transfer statistics (sql/migrations/004_stats.sql): the upsert made inside
+ * The SQL of the transfer statistics (sql/migrations/004_stats.sql, 010_stats_day.sql): the upsert made inside
  * each delivery transaction (under a savepoint of its own), pruning, the reads of the
  * dashboard's API and of the detectors, and the alerts. Every statement of the statistics is
  * here, behind a named function with its values bound; what the rows mean (windows, series,
@@ -34,10 +34,11 @@ export interface SeenRow {
   lastMs: number;
 }
 
-/** A delivered batch as the rows of one multi-row upsert per table. */
+/** A delivered batch as the rows of one multi-row upsert per table (day rows: bucketMs is the UTC day's midnight). */
 export interface BatchRows {
   minute: StatRow[];
   hour: StatRow[];
+  day: StatRow[];
   seen: SeenRow[];
 }
 
@@ -62,40 +63,48 @@ function columns(rows: readonly StatRow[]): unknown[] {
   ];
 }
 
-function upsertInto(t: StatsTable, first: number): string {
+function upsertInto(t: StatsTable | 'stats_day', first: number): string {
   const p = (i: number) => `$${first + i}`;
-  return `INSERT INTO ${table(t)} AS s (bucket, dimension, key, transfers, bytes, errors, denied, duration_ms)
-      SELECT to_timestamp(u.b / 1000.0), u.d, u.k, u.t, u.y, u.e, u.n, u.m
+  const [bucket, value] = t === 'stats_day' ? ['day', "(to_timestamp(u.b / 1000.0) AT TIME ZONE 'UTC')::date"] : ['bucket', 'to_timestamp(u.b / 1000.0)'];
+  return `INSERT INTO dcache_probe.${pg.escapeIdentifier(t)} AS s (${bucket}, dimension, key, transfers, bytes, errors, denied, duration_ms)
+      SELECT ${value}, u.d, u.k, u.t, u.y, u.e, u.n, u.m
         FROM unnest(${p(0)}::bigint[], ${p(1)}::text[], ${p(2)}::text[], ${p(3)}::bigint[], ${p(4)}::bigint[], ${p(5)}::bigint[], ${p(6)}::bigint[], ${p(7)}::bigint[])
              WITH ORDINALITY AS u(b, d, k, t, y, e, n, m, ord)
        ORDER BY u.ord
-      ON CONFLICT (bucket, dimension, key) DO UPDATE
+      ON CONFLICT (${bucket}, dimension, key) DO UPDATE
          SET transfers = s.transfers + EXCLUDED.transfers, bytes = s.bytes + EXCLUDED.bytes, errors = s.errors + EXCLUDED.errors,
              denied = s.denied + EXCLUDED.denied, duration_ms = s.duration_ms + EXCLUDED.duration_ms
       RETURNING 1`;
 }
 
+/** The part waits for `earlier` (by referring to it), so that the locks are taken in the parts' order. */
+const after = (sql: string, earlier: string) => sql.replace('ORDER BY u.ord', `WHERE (SELECT count(*) FROM ${earlier}) >= 0 ORDER BY u.ord`);
+
 /**
- * One statement for the whole batch: minute rows, then hour rows, then first/last seen, each
- * in sorted key order (the later parts wait for the earlier ones by referring to them), so
- * two probes delivering at once take their row locks in the same order and cannot deadlock.
+ * One statement for the whole batch: minute rows, then hour rows, then day rows, then
+ * first/last seen, each in sorted key order (the later parts wait for the earlier ones by
+ * referring to them), so two probes delivering at once take their row locks in the same order
+ * and cannot deadlock (the history builder, src/db/stats-history.ts, writes hour then day
+ * rows in the same order).
  */
 export const UPSERT_SQL = `
   WITH minute AS (${upsertInto('stats_minute', 1)}),
-       hour AS (${upsertInto('stats_hour', 9).replace('ORDER BY u.ord', 'WHERE (SELECT count(*) FROM minute) >= 0 ORDER BY u.ord')})
+       hour AS (${after(upsertInto('stats_hour', 9), 'minute')}),
+       day AS (${after(upsertInto('stats_day', 17), 'hour')})
   INSERT INTO dcache_probe.stats_seen AS s (dimension, key, first_seen, last_seen)
   SELECT u.d, u.k, to_timestamp(u.f / 1000.0), to_timestamp(u.l / 1000.0)
-    FROM unnest($17::text[], $18::text[], $19::bigint[], $20::bigint[]) WITH ORDINALITY AS u(d, k, f, l, ord)
-   WHERE (SELECT count(*) FROM hour) >= 0
+    FROM unnest($25::text[], $26::text[], $27::bigint[], $28::bigint[]) WITH ORDINALITY AS u(d, k, f, l, ord)
+   WHERE (SELECT count(*) FROM day) >= 0
    ORDER BY u.ord
   ON CONFLICT (dimension, key) DO UPDATE
      SET first_seen = least(s.first_seen, EXCLUDED.first_seen), last_seen = greatest(s.last_seen, EXCLUDED.last_seen)`;
 
-/** Adds a batch's rows (src/features/statistics/keys.ts, batchRows) to the three tables, in the caller's transaction. */
+/** Adds a batch's rows (src/features/statistics/keys.ts, batchRows) to the four tables, in the caller's transaction. */
 export async function upsertBatchRows(client: pg.ClientBase, rows: BatchRows): Promise<void> {
   await client.query(UPSERT_SQL, [
     ...columns(rows.minute),
     ...columns(rows.hour),
+    ...columns(rows.day),
     rows.seen.map((s) => s.dimension),
     rows.seen.map((s) => s.key),
     rows.seen.map((s) => Math.round(s.firstMs)),
@@ -129,16 +138,18 @@ export async function underStatisticsSavepoint(client: pg.ClientBase, work: () =
 export interface PruneResult {
   minute: number;
   hour: number;
+  day: number;
   seen: number;
   alerts: number;
 }
 
 /** Deletes what is older than its retention (whole hours and days). */
-export async function pruneStatistics(pool: pg.Pool, keep: { minuteHours: number; hourDays: number; alertDays: number }): Promise<PruneResult> {
+export async function pruneStatistics(pool: pg.Pool, keep: { minuteHours: number; hourDays: number; dayDays: number; alertDays: number }): Promise<PruneResult> {
   const q = async (sql: string, value: number) => (await pool.query(sql, [value])).rowCount ?? 0;
   return {
     minute: await q(`DELETE FROM dcache_probe.stats_minute WHERE bucket < now() - make_interval(hours => $1::int)`, keep.minuteHours),
     hour: await q(`DELETE FROM dcache_probe.stats_hour WHERE bucket < now() - make_interval(days => $1::int)`, keep.hourDays),
+    day: await q(`DELETE FROM dcache_probe.stats_day WHERE day < (now() AT TIME ZONE 'UTC')::date - $1::int`, keep.dayDays),
     seen: await q(`DELETE FROM dcache_probe.stats_seen WHERE last_seen < now() - make_interval(days => $1::int)`, keep.hourDays),
     alerts: await q(`DELETE FROM dcache_probe.stats_alert WHERE closed_at < now() - make_interval(days => $1::int)`, keep.alertDays),
   };

@@ -11,8 +11,9 @@
 import type { Server } from 'node:http';
 import pg from 'pg';
 import { collectorEndpoint, redactUrl, type Config } from '../config/schema';
-import { DatabaseOutage, createPool, databaseError, describeDatabaseError, isConnectionFault } from '../db/pool';
+import { DatabaseOutage, createPool, databaseError, describeDatabaseError, isConnectionFault, withClient } from '../db/pool';
 import { checkInstallation } from '../db/installation';
+import { installationTimeMs } from '../db/backfill';
 import { pruneOldState, queueWaits } from '../db/housekeeping';
 import { backoffDelay, pause } from '../lib';
 import { Delivery, emptyResult, type BatchResult, type DeliveryOptions } from '../pipeline/delivery';
@@ -26,7 +27,7 @@ import { CaptureQueue } from '../db/queue';
 import { armWakeUp, captureBarrier } from '../db/wake-up';
 import { CollectorSender } from '../pipeline/sender';
 import { PROBE_VERSION } from '../version';
-import { TransferStatistics } from '../features/statistics';
+import { StatisticsRecorder, TransferStatistics } from '../features/statistics';
 import { sendCompleteHours, type SummarySendResult } from '../pipeline/summaries';
 import { drainQueue } from '../pipeline/drain';
 import { DATABASE_RETRY_FIRST_MS, DATABASE_RETRY_MAX_MS, DrainScheduler } from '../pipeline/scheduler';
@@ -69,7 +70,9 @@ export class Probe implements ProbeHealth {
   private listener: WakeListener | null = null;
   private metrics: ProbeMetrics | null = null;
   private metricsServer: Server | null = null;
-  /** Transfer statistics, dashboard and anomaly alerts: only while the HTTP server runs. */
+  /** Writes the transfer statistics (whenever statistics.enabled, also for poll --once). */
+  readonly recorder: StatisticsRecorder | null;
+  /** The dashboard and anomaly alerts: only while the HTTP server runs. */
   statistics: TransferStatistics | null = null;
   /** Port of the metrics/health server once started (0 in the configuration picks a free one). */
   metricsPort: number | null = null;
@@ -94,6 +97,7 @@ export class Probe implements ProbeHealth {
     private readonly hooks: ProbeHooks = {},
   ) {
     this.pool = createPool({ ...databaseOptions(this.config), max: config.pipeline.workers + 2 });
+    this.recorder = config.statistics.enabled ? new StatisticsRecorder(this.pool, log, config.statistics) : null;
     this.outage = new DatabaseOutage(log);
     this.stopFile = new StopFile(config.probe.stopFile, log);
     this.sender = new CollectorSender({
@@ -179,7 +183,9 @@ export class Probe implements ProbeHealth {
     }
     const queue = new CaptureQueue(installation.billingSchema, pg.escapeIdentifier);
     const identity = new IdentityFiles(this.config.identity, (problem) => this.log.warn(`identity file: ${problem}`));
-    const onDelivered = this.statistics ? chainOnDelivered(this.statistics.onDelivered, this.hooks.onDelivered) : this.hooks.onDelivered;
+    // Read once: records from before it are the history builder's (src/features/statistics/history.ts).
+    if (this.recorder) this.recorder.installedAtMs = await withClient(this.pool, installationTimeMs);
+    const onDelivered = this.recorder ? chainOnDelivered(this.recorder.onDelivered, this.hooks.onDelivered) : this.hooks.onDelivered;
     this.delivery = new Delivery(this.pool, queue, this.sender, { ...deliveryOptions(this.config, identity), onDelivered }, this.log);
   }
 
@@ -206,6 +212,7 @@ export class Probe implements ProbeHealth {
       this.metricsPort = started.port;
     }
     if (!(await this.untilDatabase('start-up', () => this.prepare()))) return;
+    this.recorder?.start({ reportTape: this.config.pipeline.reportTape, onlyInterSiteTransfers: this.config.pipeline.onlyInterSiteTransfers });
     if (this.metrics) this.statistics?.start(this.metrics.registry, this.config.metrics.personalLabels);
     if (!this.pollMode && !(await this.startListener())) return;
     if (this.stopping) return;
@@ -352,6 +359,7 @@ export class Probe implements ProbeHealth {
       await this.idle();
       await this.handshake;
       await this.statistics?.stop();
+      await this.recorder?.stop();
     } finally {
       clearTimeout(abandon);
       this.metricsServer?.closeAllConnections();

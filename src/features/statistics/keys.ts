@@ -1,6 +1,7 @@
 /**
  * What the statistics count, as pure functions: the dimensions and keys of a delivered record
- * (direction, protocol, VO, user, pool, door, client network, error code, histogram bins), and
+ * (direction, protocol, VO, user, pool, door, client network, error code, histogram bins; for
+ * the per-day totals also the storage class and the VO and storage class per direction), and
  * a batch folded into the rows of one multi-row upsert, sorted by key so that concurrent
  * probes lock rows in the same order.
  */
@@ -159,25 +160,63 @@ export function keysOf(d: DeliveredRecord): [string, string][] {
   return keys;
 }
 
+/** The storage class of the billing row ("cms:default@osm"), "(none)" when it has none. */
+export function storageClassOf(d: DeliveredRecord): string {
+  return meaningful(text(d.row.record.storageclass)) ?? '(none)';
+}
+
+/**
+ * Every (dimension, key) a record counts under in the per-day totals (stats_day, kept for
+ * years): few dimensions of small cardinality, and the pairs the outlook needs.
+ */
+export function dayKeysOf(d: DeliveredRecord): [string, string][] {
+  const direction = directionOf(d);
+  const vo = d.record.voName ?? '(none)';
+  const storageClass = storageClassOf(d);
+  return [
+    ['all', ''],
+    ['direction', direction],
+    ['protocol', resource(d, 'Protocol') ?? '(unknown)'],
+    ['vo', vo],
+    ['storage_class', storageClass],
+    ['pool', meaningful(text(d.row.record.cellname)) ?? '(unknown)'],
+    ['door', doorOf(d)],
+    ['vo_direction', `${vo} ${direction}`],
+    ['storage_class_direction', `${storageClass} ${direction}`],
+  ];
+}
+
 /** Dimensions whose first and last transfer are remembered (stats_seen). */
 export const SEEN_DIMENSIONS = new Set(['pool', 'door', 'user', 'client_net', 'user_net']);
 
 export interface Retention {
   minuteMs: number;
   hourMs: number;
+  /** Per-day rows (default: kept for ever). */
+  dayMs?: number;
+  /**
+   * Records whose billing datestamp is before this (epoch ms: the capture's installation) are
+   * left out of the hour and day tables: the history builder counts those from the billing
+   * tables (src/features/statistics/history.ts), so that no row is counted twice. Default: none.
+   */
+  historyBeforeMs?: number;
 }
 
 function compareRows(a: { bucketMs?: number; dimension: string; key: string }, b: { bucketMs?: number; dimension: string; key: string }): number {
   return (a.bucketMs ?? 0) - (b.bucketMs ?? 0) || (a.dimension < b.dimension ? -1 : a.dimension > b.dimension ? 1 : 0) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 }
 
+const DAY_MS = 24 * HOUR_MS;
+
 /**
  * A delivered batch as upsert rows, one per (bucket, dimension, key), sorted. Records older
- * than the retention of a table (a backfill of old rows) are left out of that table.
+ * than the retention of a table (a backfill of old rows) are left out of that table, and
+ * records from before the installation out of the hour and day tables (Retention.historyBeforeMs).
  */
 export function batchRows(delivered: readonly DeliveredRecord[], nowMs: number, retention: Retention): BatchRows {
   const minute = new Map<string, StatRow>();
   const hour = new Map<string, StatRow>();
+  const day = new Map<string, StatRow>();
   const seen = new Map<string, SeenRow>();
   for (const d of delivered) {
     const t = d.record.endTimeMs;
@@ -191,13 +230,15 @@ export function batchRows(delivered: readonly DeliveredRecord[], nowMs: number, 
       durationMs: Math.max(0, Math.round(d.record.durationMs)),
     };
     const keys = keysOf(d);
-    for (const [table, step, keep] of [
-      [minute, MINUTE_MS, retention.minuteMs],
-      [hour, HOUR_MS, retention.hourMs],
+    const historic = d.row.datestampMs !== null && d.row.datestampMs < (retention.historyBeforeMs ?? -Infinity);
+    for (const [table, step, keep, dimensions, fromHistory] of [
+      [minute, MINUTE_MS, retention.minuteMs, keys, false],
+      [hour, HOUR_MS, retention.hourMs, keys, true],
+      [day, DAY_MS, retention.dayMs ?? Infinity, dayKeysOf(d), true],
     ] as const) {
-      if (t < nowMs - keep) continue;
+      if (t < nowMs - keep || (fromHistory && historic)) continue;
       const bucketMs = Math.floor(t / step) * step;
-      for (const [dimension, key] of keys) {
+      for (const [dimension, key] of dimensions) {
         const id = `${bucketMs}\u0001${dimension}\u0001${key}`;
         let row = table.get(id);
         if (!row) table.set(id, (row = { bucketMs, dimension, key, ...zeroCounts() }));
@@ -215,5 +256,6 @@ export function batchRows(delivered: readonly DeliveredRecord[], nowMs: number, 
       }
     }
   }
-  return { minute: [...minute.values()].sort(compareRows), hour: [...hour.values()].sort(compareRows), seen: [...seen.values()].sort(compareRows) };
+  const sorted = (m: Map<string, StatRow>) => [...m.values()].sort(compareRows);
+  return { minute: sorted(minute), hour: sorted(hour), day: sorted(day), seen: [...seen.values()].sort(compareRows) };
 }

@@ -26,14 +26,20 @@ import { batchRows, zeroCounts, type Retention } from './keys';
 /** Adds a delivered batch to the statistics (inside the caller's transaction). */
 export async function recordBatch(client: pg.ClientBase, delivered: readonly DeliveredRecord[], retention: Retention, nowMs = Date.now()): Promise<number> {
   const rows = batchRows(delivered, nowMs, retention);
-  if (rows.minute.length + rows.hour.length + rows.seen.length === 0) return 0;
+  const n = rows.minute.length + rows.hour.length + rows.day.length + rows.seen.length;
+  if (n === 0) return 0;
   await upsertBatchRows(client, rows);
-  return rows.minute.length + rows.hour.length + rows.seen.length;
+  return n;
 }
 
 /** Deletes rows older than their retention (rounded up to whole hours and days). */
-export function prune(pool: pg.Pool, o: { minuteRetentionHours: number; hourRetentionDays: number; alertRetentionDays: number }): Promise<PruneResult> {
-  return pruneStatistics(pool, { minuteHours: Math.ceil(o.minuteRetentionHours), hourDays: Math.ceil(o.hourRetentionDays), alertDays: Math.ceil(o.alertRetentionDays) });
+export function prune(pool: pg.Pool, o: { minuteRetentionHours: number; hourRetentionDays: number; dayRetentionDays: number; alertRetentionDays: number }): Promise<PruneResult> {
+  return pruneStatistics(pool, {
+    minuteHours: Math.ceil(o.minuteRetentionHours),
+    hourDays: Math.ceil(o.hourRetentionDays),
+    dayDays: Math.ceil(o.dayRetentionDays),
+    alertDays: Math.ceil(o.alertRetentionDays),
+  });
 }
 
 // ---------------------------------------------------------------------------------------

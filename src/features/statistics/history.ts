@@ -1,0 +1,120 @@
+/**
+ * Statistics from history (issue 14): the billing rows written before the capture was
+ * installed, counted into stats_hour and stats_day from the billing tables themselves, so
+ * that per-day totals (and, within its retention, the hour table) reach back before the probe.
+ *
+ * - No hour counted twice: the builder counts only rows whose datestamp is before the
+ *   installation time (the first migration's), and the delivery's statistics leave out of the
+ *   hour and day tables every record whose datestamp is before it (keys.ts, batchRows). A row
+ *   is therefore counted by exactly one of the two, also when a backfill sends historic rows
+ *   through the pipeline later.
+ * - Resumable and idempotent: an hour is claimed (stats_history) and counted in one short
+ *   transaction; an hour already claimed is skipped, by a rerun and by a second builder.
+ * - Gentle: one aggregate statement per hour (GROUP BY in the database; no billing row travels
+ *   here), then a pause of at least `pauseMs`, and at least as long as the hour took, so that
+ *   the builder uses at most half of one server process's time; no transaction is open during
+ *   the pause. Newest hours first: an interrupted run has counted the most useful part.
+ *
+ * The statements are src/db/stats-history.ts.
+ */
+import type pg from 'pg';
+import { hasStorageTable, installationTimeMs, type Source } from '../../db/backfill';
+import { installedBillingSchema, requireInstalled } from '../../db/migrations';
+import { inTransaction, withClient } from '../../db/pool';
+import { billingColumns, claimHour, countHour, countedHours, hourSql, limitStatements, markHour } from '../../db/stats-history';
+import { HOUR_MS, pause } from '../../lib';
+import type { Logger } from '../../logger';
+
+export interface HistoryOptions {
+  /** First datestamp counted (epoch ms; rounded down to the hour). */
+  sinceMs: number;
+  /** End of the range (epoch ms); never later than the installation time. Default: the installation. */
+  untilMs?: number;
+  /** Pause between hours (ms), at least. */
+  pauseMs: number;
+  /** Hour buckets older than this are not written to stats_hour (its retention). */
+  hourRetentionDays: number;
+  /** Count storageinfo (tape) rows, as pipeline.reportTape delivers them. */
+  reportTape: boolean;
+  /** pipeline.onlyInterSiteTransfers: DCap transfers are not delivered, so not counted. */
+  onlyInterSiteTransfers: boolean;
+  /** Per statement (ms). */
+  statementTimeoutMs?: number;
+  /** Count no more than this many hours in this run (tests; run again to continue). */
+  maxHours?: number;
+  signal?: AbortSignal;
+  log?: Logger;
+}
+
+export interface HistoryResult {
+  installedAtMs: number;
+  sinceMs: number;
+  untilMs: number;
+  /** Hours counted in this run (per source), and those found counted before. */
+  hoursCounted: number;
+  hoursSkipped: number;
+  rowsCounted: number;
+  /** Every hour of the range is counted. */
+  complete: boolean;
+}
+
+/** The hours of [since, until) (starts, epoch ms), newest first. */
+export function hoursNewestFirst(sinceMs: number, untilMs: number): number[] {
+  const out: number[] = [];
+  for (let h = Math.floor((untilMs - 1) / HOUR_MS) * HOUR_MS; h >= Math.floor(sinceMs / HOUR_MS) * HOUR_MS && untilMs > sinceMs; h -= HOUR_MS) out.push(h);
+  return out;
+}
+
+/** Builds the statistics of [since, until ∧ installation) from the billing tables. */
+export async function buildHistory(pool: pg.Pool, o: HistoryOptions): Promise<HistoryResult> {
+  const { billing, installedMs, sources, cols } = await withClient(pool, async (client) => {
+    await requireInstalled(client, 'the statistics history');
+    const billing = (await installedBillingSchema(client))!;
+    const sources: Source[] = ['billinginfo'];
+    if (o.reportTape && (await hasStorageTable(client, billing))) sources.push('storageinfo');
+    return { billing, installedMs: await installationTimeMs(client), sources, cols: await billingColumns(client, billing) };
+  });
+  const sinceMs = Math.floor(o.sinceMs / HOUR_MS) * HOUR_MS;
+  const untilMs = Math.min(o.untilMs ?? installedMs, installedMs);
+  const result: HistoryResult = { installedAtMs: installedMs, sinceMs, untilMs, hoursCounted: 0, hoursSkipped: 0, rowsCounted: 0, complete: false };
+  const hours = hoursNewestFirst(sinceMs, untilMs);
+  const statements = new Map(sources.map((s) => [s, hourSql(billing, s, cols, { onlyInterSite: o.onlyInterSiteTransfers })]));
+  const done = new Map<Source, Set<number>>();
+  for (const s of sources) done.set(s, await countedHours(pool, s, sinceMs, untilMs));
+  o.log?.info('counting billing history into the statistics', { since: new Date(sinceMs).toISOString(), until: new Date(untilMs).toISOString(), hours: hours.length, sources });
+  let stopped = false;
+  for (const hour of hours) {
+    for (const source of sources) {
+      if (done.get(source)!.has(hour)) {
+        result.hoursSkipped++;
+        continue;
+      }
+      if (o.signal?.aborted || (o.maxHours !== undefined && result.hoursCounted >= o.maxHours)) {
+        stopped = true;
+        break;
+      }
+      const started = Date.now();
+      const rows = await inTransaction(pool, async (client) => {
+        await limitStatements(client, o.statementTimeoutMs ?? 300_000);
+        if (!(await claimHour(client, source, hour))) return null;
+        const n = await countHour(client, statements.get(source)!, hour, Math.min(hour + HOUR_MS, untilMs), o.hourRetentionDays);
+        await markHour(client, source, hour, n);
+        return n;
+      });
+      if (rows === null) result.hoursSkipped++;
+      else {
+        result.hoursCounted++;
+        result.rowsCounted += rows;
+      }
+      await pause(Math.max(o.pauseMs, Date.now() - started), o.signal);
+    }
+    if (stopped) break;
+  }
+  result.complete = !stopped;
+  o.log?.info(result.complete ? 'billing history counted into the statistics' : 'counting billing history stopped; it continues where it stopped next time', {
+    hoursCounted: result.hoursCounted,
+    hoursSkipped: result.hoursSkipped,
+    rows: result.rowsCounted,
+  });
+  return result;
+}
