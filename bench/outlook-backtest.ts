@@ -21,7 +21,7 @@ const SHORT: BacktestOptions = { horizon: 28, origins: 8, step: 14 };
 
 const CASES: Case[] = [
   { name: '(a) trend + weekly season, 400 d', series: (seed) => trendWeekly({ days: 400, seed }), options: SHORT },
-  { name: '(b) weekly season + level step ×1.5 at day 250, 400 d', series: (seed) => levelChange({ days: 400, seed, changeAt: 250 }), options: SHORT },
+  { name: '(b) weekly season + level step ×1.5 at day 200, 400 d', series: (seed) => levelChange({ days: 400, seed, changeAt: 200 }), options: SHORT },
   { name: "(b') the same step at day 300, inside the first origins' horizons", series: (seed) => levelChange({ days: 400, seed, changeAt: 300 }), options: SHORT },
   { name: '(c) pure noise, 400 d', series: (seed) => pureNoise({ days: 400, seed }), options: SHORT },
   { name: '(d) trend + weekly + yearly season, 1100 d', series: (seed) => trendWeeklyYearly({ days: 1100, seed }), options: SHORT },

@@ -63,6 +63,12 @@ export interface Calibration {
   horizon: number;
   scale80: number;
   scale95: number;
+  /**
+   * Sums of days err more alike than days do (a level or trend that is off stays off): the
+   * root mean square, over the origins, of each origin's horizon-total error over its modelled
+   * standard deviation (see totalOf). At least 1: with a handful of origins it only widens.
+   */
+  scaleTotal: number;
 }
 
 /** Where the calibration looks: up to 4 origins, 14 days apart, 28 days ahead (less if the horizon is shorter). */
@@ -201,16 +207,26 @@ export function conformalQuantile(values: readonly number[], q: number): number 
 function calibrate(augurs: Augurs, periods: number[], minDays: number, y: readonly number[], horizon: number): Calibration | null {
   const h = Math.min(horizon, CALIBRATION.horizon);
   const errors: number[] = [];
-  let origins = 0;
+  const fits: { origin: number; f: ModelForecast }[] = [];
   for (let k = 0; k < CALIBRATION.origins; k++) {
     const origin = y.length - h - k * CALIBRATION.step;
     if (origin < minDays) break;
     const f = fitAndPredict(augurs, periods, y.slice(0, origin), h);
     for (let i = 0; i < h; i++) if (f.sd[i]! > 0) errors.push(Math.abs(y[origin + i]! - f.point[i]!) / f.sd[i]!);
-    origins++;
+    fits.push({ origin, f });
   }
-  if (origins < 2 || errors.length < 20) return null;
-  return { origins, points: errors.length, horizon: h, scale80: conformalQuantile(errors, 0.8) / Z80, scale95: conformalQuantile(errors, 0.95) / Z95 };
+  if (fits.length < 2 || errors.length < 20) return null;
+  const scale80 = conformalQuantile(errors, 0.8) / Z80;
+  // Each origin's horizon total against the total's σ as totalOf computes it from the
+  // day-calibrated spreads.
+  const totalErrors = fits.map(({ origin, f }) => {
+    let error = 0;
+    for (let i = 0; i < h; i++) error += y[origin + i]! - f.point[i]!;
+    const sigma = totalSigma(f.sd.map((s) => s * scale80), 0, h);
+    return sigma > 0 ? (error / sigma) ** 2 : 0;
+  });
+  const scaleTotal = Math.max(1, Math.sqrt(totalErrors.reduce((a, b) => a + b, 0) / totalErrors.length));
+  return { origins: fits.length, points: errors.length, horizon: h, scale80, scale95: conformalQuantile(errors, 0.95) / Z95, scaleTotal };
 }
 
 /**
@@ -227,6 +243,9 @@ export async function forecastDaily(daily: readonly (number | null | undefined)[
   if (history.values.length === 0) throw new RangeError('no known day in the history: nothing to forecast from');
   const method = methodFor(history.values.length);
   if (method.periods === null) return meanForecast(history, horizon, method.name);
+  // Every day the same (often all zeros: a VO that never wrote): nothing to model, and the
+  // library's fit would only add rounding noise to it.
+  if (history.values.every((v) => v === history.values[0])) return meanForecast(history, horizon, `constant (${history.values.length} equal days)`);
   const augurs = await loadAugurs();
   const f = fitAndPredict(augurs, method.periods, history.values, horizon);
   const minDays = method.periods.includes(365) ? YEARLY_MIN_DAYS : WEEKLY_MIN_DAYS;
@@ -271,23 +290,27 @@ export interface ForecastTotal {
  * split in two: the one-step-ahead spread (σ₁, the day's own noise, taken as independent from
  * day to day) and the growth of the spread beyond it (√(σₕ² − σ₁²), the uncertainty of level
  * and trend, which every later day shares, taken as perfectly correlated). So
- *   Var(sum) = n·σ₁² + (Σ √(σₕ² − σ₁²))².
- * docs/OUTLOOK.md reports how well this covers the back-test's 28-day sums.
+ *   Var(sum) = n·σ₁² + (Σ √(σₕ² − σ₁²))²,
+ * widened by the calibration's scaleTotal when the history's own recent totals erred more than
+ * that. docs/OUTLOOK.md reports how well this covers the back-test's 28-day sums.
  */
 export function totalOf(forecast: DailyForecast, from = 0, to = forecast.point.length): ForecastTotal {
   const days = Math.max(0, Math.min(to, forecast.point.length) - from);
   let point = 0;
   for (let i = from; i < from + days; i++) point += forecast.point[i]!;
-  const halfWidth = (spread: readonly number[]) => {
-    const noise = spread[0] ?? 0;
-    let correlated = 0;
-    for (let i = from; i < from + days; i++) correlated += Math.sqrt(Math.max(0, spread[i]! ** 2 - noise ** 2));
-    return Math.sqrt(days * noise ** 2 + correlated ** 2); // spreads are z·σ: the same formula, scaled
-  };
-  const w80 = halfWidth(forecast.spread80);
-  const w95 = halfWidth(forecast.spread95);
+  const widen = forecast.calibration?.scaleTotal ?? 1;
+  const w80 = widen * totalSigma(forecast.spread80, from, from + days); // spreads are z·σ: the same formula, scaled
+  const w95 = widen * totalSigma(forecast.spread95, from, from + days);
   const clamp = (x: number) => Math.max(0, x);
   return { days, point, lower80: clamp(point - w80), upper80: point + w80, lower95: clamp(point - w95), upper95: point + w95 };
+}
+
+/** σ of the sum of days [from, to) from the per-day σ (see totalOf). */
+function totalSigma(sd: readonly number[], from: number, to: number): number {
+  const noise = sd[0] ?? 0;
+  let correlated = 0;
+  for (let i = from; i < to; i++) correlated += Math.sqrt(Math.max(0, sd[i]! ** 2 - noise ** 2));
+  return Math.sqrt((to - from) * noise ** 2 + correlated ** 2);
 }
 
 /** A calendar month's total of a forecast (UTC), possibly partial at either end. */
