@@ -46,7 +46,7 @@ import type pg from 'pg';
 import createSubscriber, { type Subscriber } from 'pg-listen';
 import { connectionConfig, describeDatabaseError, isConnectionFault, type DatabaseOptions, type DatabaseOutage } from '../db/pool';
 import type { Logger } from '../logger';
-import { backoffDelay } from '../lib';
+import { backoffDelay, pause } from '../lib';
 import { WAKE_CHANNEL, wakeProbes } from '../db/wake-up';
 
 export interface ListenerOptions {
@@ -329,9 +329,9 @@ export class WakeListener {
     // close(): no new reconnect starts, the paranoid check ends, the current client is ended.
     const goodbye = subscriber.close().catch(() => undefined);
     for (const s of this.sessions) if (s !== this.listeningOn) s.socket.destroy();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([goodbye, new Promise((resolve) => (timer = setTimeout(resolve, GOODBYE_MS)))]);
-    clearTimeout(timer);
+    const waited = new AbortController(); // ends the pause once the goodbye came first
+    await Promise.race([goodbye, pause(GOODBYE_MS, waited.signal)]);
+    waited.abort();
     for (const s of this.sessions) s.socket.destroy();
     await this.reconnecting?.ended;
     await Promise.all([...this.sessions].map((s) => s.closed));

@@ -10,6 +10,7 @@
  */
 import pg from 'pg';
 import { inTransaction } from '../../db/pool';
+import { pause } from '../../lib';
 
 export type SchemaForm = 'modern' | 'legacy';
 
@@ -357,7 +358,7 @@ export class LiveTraffic {
         this.tokens -= rows;
         return;
       }
-      await new Promise((r) => setTimeout(r, Math.max(5, ((rows - this.tokens) / this.rate) * 1000)));
+      await pause(Math.max(5, ((rows - this.tokens) / this.rate) * 1000));
     }
   }
 
