@@ -66,6 +66,7 @@ for (const form of ['modern', 'legacy'] as const) {
     const options = (o: Partial<HistoryOptions> = {}): HistoryOptions => ({
       sinceMs: installedMs - 3 * 24 * HOUR_MS,
       pauseMs: 0,
+      settleMs: 0,
       hourRetentionDays: 60,
       reportTape: true,
       onlyInterSiteTransfers: false,

@@ -25,6 +25,9 @@ import { billingColumns, claimHour, countHour, countedHours, hourSql, limitState
 import { HOUR_MS, pause } from '../../lib';
 import type { Logger } from '../../logger';
 
+/** How late a row stamped before the installation may still be captured (the backfill's default overlap). */
+export const SETTLE_MS = 5 * 60_000;
+
 export interface HistoryOptions {
   /** First datestamp counted (epoch ms; rounded down to the hour). */
   sinceMs: number;
@@ -38,6 +41,8 @@ export interface HistoryOptions {
   reportTape: boolean;
   /** pipeline.onlyInterSiteTransfers: DCap transfers are not delivered, so not counted. */
   onlyInterSiteTransfers: boolean;
+  /** Wait this long after an hour's end before counting it (default SETTLE_MS; tests: 0). */
+  settleMs?: number;
   /** Per statement (ms). */
   statementTimeoutMs?: number;
   /** Count no more than this many hours in this run (tests; run again to continue). */
@@ -82,8 +87,19 @@ export async function buildHistory(pool: pg.Pool, o: HistoryOptions): Promise<Hi
   const done = new Map<Source, Set<number>>();
   for (const s of sources) done.set(s, await countedHours(pool, s, sinceMs, untilMs));
   o.log?.info('counting billing history into the statistics', { since: new Date(sinceMs).toISOString(), until: new Date(untilMs).toISOString(), hours: hours.length, sources });
+  // dCache stamps a row a moment before it inserts it (and pool clocks differ): rows stamped
+  // just before the installation may still be captured after it. An hour is counted only
+  // once SETTLE_MS have passed since its end (the installation, for the last one).
+  const settle = o.settleMs ?? SETTLE_MS;
+  const settled = (h: number) => Math.min(h + HOUR_MS, untilMs) + settle <= Date.now();
+  const late = hours.filter((h) => !settled(h));
+  if (late.length) {
+    o.log?.info('waiting for the rows stamped just before the installation', { seconds: Math.ceil((Math.min(late[0]! + HOUR_MS, untilMs) + settle - Date.now()) / 1000) });
+  }
   let stopped = false;
-  for (const hour of hours) {
+  for (const hour of [...hours.filter(settled), ...late]) {
+    const wait = Math.min(hour + HOUR_MS, untilMs) + settle - Date.now();
+    if (wait > 0) await pause(wait, o.signal);
     for (const source of sources) {
       if (done.get(source)!.has(hour)) {
         result.hoursSkipped++;
