@@ -16,7 +16,7 @@ import { meaningful } from '../src/record/mapping';
 import { startCollector, type CollectorProcess } from './helpers/collector';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
 import { runCli, pollOnce } from './helpers/probe';
-import { reportable, simulate, write } from './helpers/scenario';
+import { installedAtMs, reportable, simulate, write } from './helpers/scenario';
 import type { SimTransfer } from '../src/tools/demo/simulator';
 
 type Sums = Record<string, number>;
@@ -81,7 +81,7 @@ for (const form of ['modern', 'legacy'] as const) {
       old = [...simulate(150, 91, form, () => t0 - 30 * HOUR_MS), ...simulate(150, 92, form, () => t0 - 20 * HOUR_MS)];
       await write(db, old);
       await migrate(db.url, 'public');
-      installedMs = Number((await db.query<{ ms: string }>('SELECT floor(extract(epoch FROM min(applied_at)) * 1000)::bigint AS ms FROM dcache_probe.schema_migration')).rows[0]!.ms);
+      installedMs = await installedAtMs(db);
       pool = createPool({ url: db.url, max: 2 });
       collector = await startCollector();
       // (Stamped after the installation: dCache's clock skew could put rows written now before it.)

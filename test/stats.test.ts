@@ -14,7 +14,7 @@ import { adminQuery, createBillingDatabase, type BillingDatabase } from './helpe
 import { databaseUrl, waitFor } from './helpers/env';
 import { withDatabaseAndCollector } from './helpers/fixture';
 import { runCli, startProbe } from './helpers/probe';
-import { FAST_RETRIES, queueDepth, reportable, simulate, write } from './helpers/scenario';
+import { FAST_RETRIES, installedAtMs, liveAfter, queueDepth, reportable, simulate, write } from './helpers/scenario';
 
 function tally<T>(items: readonly T[], key: (t: T) => string): Record<string, number> {
   const out: Record<string, number> = {};
@@ -35,7 +35,9 @@ describe('transfer statistics', () => {
       const ports = [await freePort(), await freePort()];
       const probes = await Promise.all(ports.map((port) => startProbe({ dbUrl: db.url, collectorUrl: collector.url, extraArgs: [...FAST_RETRIES, '--metrics-port', String(port), '--bundle-size', '20'] })));
       try {
-        const sim = simulate(800, 71);
+        // Live traffic, stamped after the installation (rows stamped before it are the history's).
+        const installed = await installedAtMs(db);
+        const sim = simulate(800, 71, 'modern', liveAfter(installed));
         await write(db, sim, 6);
         await waitFor('delivery', async () => (await queueDepth(db)) === 0 && (await collector.stats()).uniqueRecords >= reportable(sim), 60_000);
         const sent = sim.filter((t) => t.reportable);

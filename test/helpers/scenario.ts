@@ -39,3 +39,22 @@ export const FAST_RETRIES = ['--retry-base-ms', '50', '--retry-max-ms', '400', '
 export function deliveredAll(db: BillingDatabase, collector: CollectorProcess, n: number): () => Promise<boolean> {
   return async () => (await queueDepth(db)) === 0 && (await collector.stats()).recordsAccepted >= n;
 }
+
+/**
+ * When the probe was installed in this database (epoch ms). Statistics count a row stamped
+ * before it only once the history builder has (docs/DASHBOARD.md, "History"); a test of live
+ * statistics stamps its traffic after it with the clock of liveAfter().
+ */
+export async function installedAtMs(db: BillingDatabase): Promise<number> {
+  const { rows } = await db.query<{ ms: string }>('SELECT floor(extract(epoch FROM min(applied_at)) * 1000)::bigint AS ms FROM dcache_probe.schema_migration');
+  return Number(rows[0]!.ms);
+}
+
+/**
+ * The simulator's clock for live traffic after `installedMs`: now, but never so early that the
+ * generator's clock skew (datestamps up to 3 s before its now) reaches back before the
+ * installation.
+ */
+export function liveAfter(installedMs: number): () => number {
+  return () => Math.max(Date.now(), installedMs + 3_500);
+}
