@@ -105,9 +105,12 @@ function percentile(sorted: readonly number[], p: number): number {
  */
 class StopSignals {
   requests = 0;
+  /** Aborted by the first signal (what runs before the traffic: the history). */
+  readonly first = new AbortController();
   private wake: (() => void) | null = null;
   private readonly onSignal = () => {
     this.requests++;
+    this.first.abort();
     this.wake?.();
   };
 
@@ -190,11 +193,15 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     await setup.end();
     // The history is written before the capture is installed (so it is history), and counted after.
     const historyStarted = Date.now();
-    const history = historyDays > 0 ? await writeSiteHistory({ url: dbUrl, days: historyDays, untilMs: Date.now(), level: levelForRate(options.rate), seed: (options.seed ?? Date.now() % 100000) + 1 }) : null;
+    const history =
+      historyDays > 0
+        ? await writeSiteHistory({ url: dbUrl, days: historyDays, untilMs: Date.now(), level: levelForRate(options.rate), seed: (options.seed ?? Date.now() % 100000) + 1, signal: signals.first.signal })
+        : null;
     await migrate(dbUrl, 'public');
     if (history) {
       const counted = await countSiteHistory({
         url: dbUrl,
+        signal: signals.first.signal,
         historyDays: config.statistics.historyDays,
         hourRetentionDays: config.statistics.hourRetentionDays,
         reportTape: config.pipeline.reportTape,
@@ -203,7 +210,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       out(
         `history: ${historyDays} days before now simulated (${history.transfers} transfers, ${history.rows} billing rows, ${bytesText(history.bytes)}; ` +
           `weekdays busier than weekends, growing${history.changeMs === null ? '' : `, atlas writing more from ${new Date(history.changeMs).toISOString().slice(0, 10)} on`}) ` +
-          `and counted into the statistics (${counted.hoursCounted} hours) in ${((Date.now() - historyStarted) / 1000).toFixed(1)} s`,
+          `and counted into the statistics (${counted.hoursCounted} hours) in ${((Date.now() - historyStarted) / 1000).toFixed(1)} s` +
+          `${history.complete && counted.complete ? '' : ' (interrupted)'}`,
       );
     }
 

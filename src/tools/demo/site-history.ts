@@ -73,6 +73,8 @@ export interface SiteHistoryOptions {
   seed: number;
   /** Transfers on a day of the mean level (weekdays more, weekends fewer). */
   transfersPerDay?: number;
+  /** Stops after the day being written (the demo's Ctrl-C). */
+  signal?: AbortSignal;
 }
 
 export interface WrittenHistory {
@@ -86,6 +88,8 @@ export interface WrittenHistory {
   transfers: number;
   rows: number;
   bytes: number;
+  /** Every day written (not stopped by the signal). */
+  complete: boolean;
 }
 
 /** Busier in the (European) afternoon: the time of day of a transfer, drawn within [from, to). */
@@ -148,12 +152,12 @@ export async function writeSiteHistory(o: SiteHistoryOptions): Promise<WrittenHi
   const generator = new TransferGenerator({ seed: o.seed, clockSkewMs: 0, now: () => clock.ms });
   generator.storageClassOf = storageClassOf;
   const random = rng(o.seed + 1);
-  const written: WrittenHistory = { fromMs, untilMs: o.untilMs, daily: [], changeMs: changeAt === null ? null : fromMs + changeAt * DAY_MS, transfers: 0, rows: 0, bytes: 0 };
+  const written: WrittenHistory = { fromMs, untilMs: o.untilMs, daily: [], changeMs: changeAt === null ? null : fromMs + changeAt * DAY_MS, transfers: 0, rows: 0, bytes: 0, complete: false };
   const client = new pg.Client({ connectionString: o.url, application_name: 'dcache-probe demo (history)' });
   client.on('error', () => undefined);
   await client.connect();
   try {
-    for (let d = 0; d < dayCount; d++) {
+    for (let d = 0; d < dayCount && !o.signal?.aborted; d++) {
       const dayFrom = fromMs + d * DAY_MS;
       const dayTo = Math.min(dayFrom + DAY_MS, o.untilMs);
       const part = (dayTo - dayFrom) / DAY_MS;
@@ -177,6 +181,7 @@ export async function writeSiteHistory(o: SiteHistoryOptions): Promise<WrittenHi
       written.transfers += transfers.length;
       written.rows += movers.length + doors.length;
     }
+    written.complete = written.daily.length === dayCount;
     // Planner statistics for the builder's hour statements (a real site's tables have them).
     await client.query(`ANALYZE ${pg.escapeIdentifier(schema)}.billinginfo, ${pg.escapeIdentifier(schema)}.doorinfo`);
   } finally {
@@ -194,6 +199,8 @@ export interface CountOptions {
   hourRetentionDays: number;
   reportTape: boolean;
   onlyInterSiteTransfers: boolean;
+  /** Stops between hours (it continues where it stopped when the probe's own build runs). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -215,6 +222,7 @@ export async function countSiteHistory(o: CountOptions): Promise<HistoryResult> 
       hourRetentionDays: o.hourRetentionDays,
       reportTape: o.reportTape,
       onlyInterSiteTransfers: o.onlyInterSiteTransfers,
+      signal: o.signal,
     });
   } finally {
     await pool.end();
