@@ -2,7 +2,9 @@
  * The dashboard on the probe's HTTP server: the page (`/`, an HTML, a CSS and a JS file from
  * src/features/dashboard/web, copied to dist/src/features/dashboard/web by the build), the charting library (uPlot, served from the
  * installed npm package: nothing is fetched from the internet), and the JSON API behind it
- * (API_ENDPOINTS, which `/api/` lists one line each). Only the fixed files of STATIC are served:
+ * (API_ENDPOINTS, which `/api/` lists one line each; the capacity outlook's endpoints answer from
+ * src/features/outlook/outlook.ts, one Outlook per server, whose cache the routes keep; its CSV is
+ * a FileAnswer, sent as a download). Only the fixed files of STATIC are served:
  * no request path is ever joined to a directory. Credentials, methods and the page's security
  * headers are the HTTP server's (src/service/http-auth.ts).
  */
@@ -116,7 +118,7 @@ export const API_ENDPOINTS: readonly Endpoint[] = [
   {
     path: '/api/outlook',
     query: '?scope=S[&key=K]&metric=M',
-    what: 'capacity outlook: daily history, 365-day forecast with 80/95 % intervals, months, 3/6/12-month totals, capacity date',
+    what: 'capacity outlook: daily history, 365-day forecast (80/95 % intervals), months, 3/6/12-month totals, capacity date',
     answer: (_pool, p, _w, _o, { outlook }) => outlook.answer(parseOutlookRequest(p)),
   },
   {
@@ -135,7 +137,7 @@ export const API_ENDPOINTS: readonly Endpoint[] = [
 export function apiIndex(): string {
   const shown = API_ENDPOINTS.map((e) => `GET ${e.path}${e.query}`);
   const width = Math.max(...shown.map((s) => s.length)) + 2;
-  return API_ENDPOINTS.map((e, i) => `${shown[i]!.padEnd(width)}${e.what}\n`).join('') + `\nD: ${DIMENSIONS.join('|')}\nW: ${WINDOWS.join('|')}\nO: ${TOP_ORDERS.join('|')}\nS: ${OUTLOOK_SCOPES.join('|')} (K: a VO or storage class; none for site)\nM: ${OUTLOOK_METRICS.join('|')}\nAnswers are JSON; a bad parameter is answered 400 with {"error": "..."}.\n`;
+  return API_ENDPOINTS.map((e, i) => `${shown[i]!.padEnd(width)}${e.what}\n`).join('') + `\nD: ${DIMENSIONS.join('|')}\nW: ${WINDOWS.join('|')}\nO: ${TOP_ORDERS.join('|')}\nS: ${OUTLOOK_SCOPES.join('|')} (K: a VO or storage class; none for site)\nM: ${OUTLOOK_METRICS.join('|')}\nAnswers are JSON (outlook.csv: CSV); a bad parameter is answered 400 with {"error": "..."}.\n`;
 }
 
 export function dashboardRoutes(pool: pg.Pool, options: StatisticsOptions, now: () => number = Date.now): ExtraRoutes {
