@@ -4,9 +4,11 @@
  * builder, so that the outlook has a series to forecast at once. Here: the demo's writer and
  * builder on a fresh database (45 days: every day counted, with the bytes meant, a weekly
  * season, VOs and storage classes with different shares, a level change, reads and writes,
- * and a weekly forecast from it), and the demo as a process with a 30-day history.
+ * and a weekly forecast from it), and the demo as a process with a 30-day history, whose
+ * outlook API answers with a weekly forecast as soon as the demo is up.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../src/config/schema';
 import { migrate } from '../src/db/migrations';
@@ -16,6 +18,7 @@ import { demoStatistics } from '../src/tools/demo/demo';
 import { WEEK } from '../src/tools/demo/history';
 import { DAY_MS, countSiteHistory, levelForRate, writeSiteHistory, type WrittenHistory } from '../src/tools/demo/site-history';
 import { createBillingDatabase, type BillingDatabase } from './helpers/database';
+import { CLI, waitFor } from './helpers/env';
 import { runCli } from './helpers/probe';
 
 const DAYS = 45;
@@ -109,17 +112,35 @@ describe('dcache-probe demo --history-days', () => {
   /** No configuration from the environment: the demo's own embedded server and collector. */
   const NO_CONFIGURATION = { DCACHE_PROBE_DB_URL: '', DCACHE_PROBE_COLLECTOR_URL: '', DCACHE_PROBE_SITE_NAME: '' };
 
-  it('writes and counts 30 days of history before the live traffic, and still delivers every live transfer once', async (t) => {
+  it('writes and counts 30 days of history before the live traffic, the outlook answers from it at once, and every live transfer is delivered once', async (t) => {
     const started = Date.now();
-    const result = await runCli(['demo', '--history-days', '30', '--duration', '5', '--rate', '200'], NO_CONFIGURATION);
-    t.diagnostic(`the demo took ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    assert.equal(result.code, 0, result.stdout + result.stderr);
-    const line = /^history: 30 days before now simulated \((\d+) transfers, (\d+) billing rows, [0-9.]+ [kMGTPE]?B; .*\) and counted into the statistics \((\d+) hours\) in [0-9.]+ s$/m.exec(result.stdout);
-    assert.ok(line, result.stdout);
-    assert.ok(Number(line[1]) > 30 * 500 && Number(line[3]) >= 30 * 24);
-    assert.ok(result.stdout.indexOf('history:') < result.stdout.indexOf('ready in'), 'the history comes before the live phase');
-    const summary = /summary: (\d+) reportable transfers committed, (\d+) delivered, 0 missing, 0 duplicates at the collector/.exec(result.stdout);
-    assert.ok(summary && Number(summary[1]) > 0 && summary[1] === summary[2], result.stdout);
+    const demo = spawn(process.execPath, [CLI, 'demo', '--history-days', '30', '--duration', '5', '--rate', '200', '--linger', '60'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...NO_CONFIGURATION } });
+    let output = '';
+    demo.stdout!.on('data', (d) => (output += d));
+    demo.stderr!.on('data', (d) => (output += d));
+    const exited = new Promise<number | null>((resolve) => demo.once('exit', (code) => resolve(code)));
+    try {
+      await waitFor('the summary', () => {
+        if (demo.exitCode !== null) throw new Error(`the demo exited: ${output}`);
+        return /the dashboard stays up/.test(output);
+      }, 60_000);
+      const line = /^history: 30 days before now simulated \((\d+) transfers, (\d+) billing rows, [0-9.]+ [kMGTPE]?B; .*\) and counted into the statistics \((\d+) hours\) in [0-9.]+ s$/m.exec(output);
+      assert.ok(line, output);
+      assert.ok(Number(line[1]) > 30 * 500 && Number(line[3]) >= 30 * 24, line[0]);
+      assert.ok(output.indexOf('history:') < output.indexOf('ready in'), 'the history comes before the live phase');
+      const summary = /summary: (\d+) reportable transfers committed, (\d+) delivered, 0 missing, 0 duplicates at the collector/.exec(output);
+      assert.ok(summary && Number(summary[1]) > 0 && summary[1] === summary[2], output);
+      const dashboard = /dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(output)![1]!;
+      const outlook = (await (await fetch(`${dashboard}api/outlook?scope=site&metric=written`)).json()) as { method: string; historyDays: number; forecast: unknown[] };
+      assert.match(outlook.method, /^MSTL\(7\)/);
+      assert.equal(outlook.historyDays, 30);
+      assert.equal(outlook.forecast.length, 365);
+      demo.kill('SIGTERM');
+      assert.equal(await exited, 0, output);
+      t.diagnostic(`the demo took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    } finally {
+      if (demo.exitCode === null && demo.signalCode === null) demo.kill('SIGKILL');
+    }
   });
 
   it('refuses a number of days that is not one (exit 2)', async () => {
