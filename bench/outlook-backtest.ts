@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util';
 import { backtest, type BacktestOptions, type BacktestScore } from '../src/features/outlook/backtest';
 import { forecastDaily } from '../src/features/outlook/forecast';
-import { demoHistory, levelChange, pureNoise, trendWeekly, trendWeeklyYearly } from '../src/tools/demo/history';
+import { demoHistory, levelChange, pureNoise, siteHistory, trendWeekly, trendWeeklyYearly } from '../src/tools/demo/history';
 
 interface Case {
   name: string;
@@ -27,6 +27,11 @@ const CASES: Case[] = [
   { name: '(d) trend + weekly + yearly season, 1100 d', series: (seed) => trendWeeklyYearly({ days: 1100, seed }), options: SHORT },
   { name: 'demo traffic, bytes written, 400 d', series: (seed) => demoHistory({ days: 400, seed }).written, options: SHORT },
   { name: 'demo traffic, bytes read, 400 d', series: (seed) => demoHistory({ days: 400, seed }).read, options: SHORT },
+  {
+    name: 'demo --history-days 400 (trend, weekly season, level change at day 266)',
+    series: (seed) => siteHistory({ firstDayMs: Date.UTC(2025, 0, 1), days: 400, seed, level: 1e12 }),
+    options: SHORT,
+  },
   { name: '(a) at 91 d ahead (3 months), 500 d', series: (seed) => trendWeekly({ days: 500, seed }), options: { horizon: 91, origins: 4, step: 28 } },
   { name: '(d) at 182 d ahead (6 months), 1300 d', series: (seed) => trendWeeklyYearly({ days: 1300, seed }), options: { horizon: 182, origins: 3, step: 56 } },
   { name: '(d) at 365 d ahead (12 months), 1500 d', series: (seed) => trendWeeklyYearly({ days: 1500, seed }), options: { horizon: 365, origins: 2, step: 91 } },
