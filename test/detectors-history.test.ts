@@ -286,6 +286,7 @@ describe('detectors that know the site: 28 simulated days with a weekly shape', 
 
   it('fault on a pool or a door: precision and recall over 300 scenarios in the last week', (t) => {
     const score = new Score();
+    const today = new Score();
     const r = rng(1401);
     for (let s = 0; s < 300; s++) {
       const site = new Site(r);
@@ -295,12 +296,15 @@ describe('detectors that know the site: 28 simulated days with a weekly shape', 
       const input = faultInputs(site, at, fault);
       const truth = fault ? [`fault:${fault.dimension}:${(fault.dimension === 'door' ? DOORS : POOLS)[fault.index]}`] : [];
       score.add(keysOf(detectFaults(input.recent, input.baseline, D.fault, input.weekly)), truth);
+      today.add(keysOf(detectFaults(input.recent, input.baseline, D.fault)), truth);
     }
     score.check(t, 'fault (hour-of-week baseline)', { precision: 0.95, recall: 0.85 });
+    t.diagnostic(`fault with today's baselines only: precision ${today.precision.toFixed(3)} recall ${today.recall.toFixed(3)}`);
   });
 
   it('surge: precision and recall over 300 scenarios in the last week (a third on Monday mornings)', (t) => {
     const score = new Score();
+    const today = new Score();
     const r = rng(1402);
     for (let s = 0; s < 300; s++) {
       const people = users(r);
@@ -311,7 +315,9 @@ describe('detectors that know the site: 28 simulated days with a weekly shape', 
       // A surge below the detector's volume floor is not one to find.
       const truth = victim && inputs.some((u) => u.key === victim.name) ? [`surge:user:${victim.name}`] : [];
       score.add(keysOf(detectSurges(inputs, D.surge, D.hourOfWeek.minWeeks)), truth);
+      today.add(keysOf(detectSurges(inputs.map((u) => ({ ...u, weekly: [] })), D.surge)), truth);
     }
+    t.diagnostic(`surge with today's baselines only: precision ${today.precision.toFixed(3)} recall ${today.recall.toFixed(3)}`);
     score.check(t, 'surge (hour-of-week baseline)', { precision: 0.95, recall: 0.9 });
   });
 
@@ -347,12 +353,14 @@ describe('detectors that know the site: 28 simulated days with a weekly shape', 
       let open = false;
       const openings: number[] = [];
       for (let end = at - 6; end <= Math.min(DAYS * 24, at + 30); end++) {
-        const found = detectLevelChange(levelInputs(series, end), D.levelChange, D.hourOfWeek.minWeeks, lib.changepoints).length > 0;
+        const findings = detectLevelChange(levelInputs(series, end), D.levelChange, D.hourOfWeek.minWeeks, lib.changepoints);
+        const found = findings.length > 0;
         if (found && !open) openings.push(end);
         open = found;
       }
       const hit = change ? openings.find((e) => e >= at + D.levelChange.minHours && e <= at + D.levelChange.maxAgeHours) : undefined;
       if (hit !== undefined) delays.push(hit - at);
+      if (openings.some((e) => e !== hit)) t.diagnostic(`level-change: scenario ${s} (${change ? `×${factor.toFixed(2)} at hour ${at}` : "clean"}) opened at hours ${openings.join(", ")}`);
       score.add(openings.map((e) => (e === hit ? 'change' : `extra ${e}`)), change ? ['change'] : []);
     }
     t.diagnostic(`level-change: found ${delays.length} hours after the change: ${delays.sort((a, b) => a - b).join(', ')}`);

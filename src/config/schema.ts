@@ -151,7 +151,7 @@ const statisticsSchema = z.object({
           windowMinutes: threshold(30),
           stepMinutes: z.coerce.number().positive().default(5),
           /** The augurs MAD detector's sensitivity, in (0, 1). */
-          sensitivity: z.coerce.number().gt(0).lt(1).default(0.5),
+          sensitivity: z.coerce.number().gt(0).lt(1).default(0.7),
           minOutlyingSteps: threshold(5),
           minStepTransfers: threshold(20),
           minPools: threshold(4),

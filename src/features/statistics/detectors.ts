@@ -91,7 +91,7 @@ export interface PoolOutlierOptions {
   /** The window judged (minutes), in steps of stepMinutes. */
   windowMinutes: number;
   stepMinutes: number;
-  /** The library's MAD sensitivity in (0, 1): higher flags more (0.5: about 2.9 deviations). */
+  /** The library's MAD sensitivity in (0, 1): higher flags more (0.7: outside 2.0 deviations, 0.5: 2.9). */
   sensitivity: number;
   /** Steps in which the pool must be outside its peers' band. */
   minOutlyingSteps: number;
@@ -596,7 +596,7 @@ export function deseasonalise(h: HourlyCounts, minWeeks: number): number[] | nul
   for (const b of blocks) for (let i = b.from; i < b.from + WEEK_HOURS; i++) if (Number.isFinite(h.values[i]!)) ratios[slot(i)]!.push(h.values[i]! / b.mean);
   const factor = ratios.map((r) => median(r));
   const level = median(blocks.map((b) => b.mean));
-  const c = 0.05 * level; // quiet hours: keep their noise from looking like a change
+  const c = 0.01 * level; // an hour without transfers is not log(0)
   return h.values.map((v, i) => (Number.isFinite(v) ? Math.log((v + c) / ((Number.isFinite(factor[slot(i)]!) ? factor[slot(i)]! : 1) * level + c)) : NaN));
 }
 
@@ -605,9 +605,9 @@ export function deseasonalise(h: HourlyCounts, minWeeks: number): number[] | nul
  * the newest last): the series without its weekly shape (deseasonalise), scaled by its noise
  * (the median step from hour to hour), is given to the changepoint detector over the last
  * lookbackHours; the newest change with at least minHours after it and at most maxAgeHours old
- * is reported if the median level after it is ≥ ratio × (or ≤ 1 / ratio of) the median before
- * it in the lookback, and at least 3 in 4 of the hours after it are on the new side of the
- * midpoint. One finding per metric while the change is recent (so one alert).
+ * whose median level after it is ≥ ratio × (or ≤ 1 / ratio of) the median before it in the
+ * lookback, with at least 3 in 4 of the hours after it on the new side of the midpoint, is
+ * reported. One finding (both metrics in it) while the change is recent: one alert.
  */
 export function detectLevelChange(inputs: readonly (HourlyCounts & { metric: 'transfers' | 'bytes' })[], o: LevelChangeOptions, minWeeks: number, changepoints: Changepoints): Finding[] {
   const out: Finding[] = [];
@@ -624,15 +624,17 @@ export function detectLevelChange(inputs: readonly (HourlyCounts & { metric: 'tr
     const centre = median(y);
     const z = y.map((v) => (v - centre) / noise);
     const found = changepoints(z, o.hazardHours).filter((c) => c > 0 && c <= lookback - o.minHours && c >= lookback - o.maxAgeHours);
-    if (found.length === 0) continue;
-    const c = found[found.length - 1]!;
-    const before = median(y.slice(0, c));
-    const after = median(y.slice(c));
-    const factor = Math.exp(after - before);
-    if (!(factor >= o.ratio || factor <= 1 / o.ratio)) continue;
-    const mid = (before + after) / 2;
-    const onNewSide = y.slice(c).filter((v) => (after > before ? v > mid : v < mid)).length;
-    if (onNewSide < 0.75 * (lookback - c)) continue;
+    // The newest change that holds: a later, smaller one (noise within the new level) does not hide it.
+    const judged = found.reverse().map((c) => {
+      const before = median(y.slice(0, c));
+      const after = median(y.slice(c));
+      const mid = (before + after) / 2;
+      const onNewSide = y.slice(c).filter((v) => (after > before ? v > mid : v < mid)).length;
+      return { c, factor: Math.exp(after - before), consistent: onNewSide >= 0.75 * (lookback - c) };
+    });
+    const hit = judged.find((j) => (j.factor >= o.ratio || j.factor <= 1 / o.ratio) && j.consistent);
+    if (!hit) continue;
+    const { c, factor } = hit;
     const startMs = input.startMs + (input.values.length - lookback + c) * HOUR;
     reasons.push(`${input.metric} ${factor >= 1 ? 'rose' : 'fell'} to ${factor.toFixed(factor >= 1 ? 1 : 2)} × the level before`);
     Object.assign(evidence, { [`${input.metric}Factor`]: round(factor), [`${input.metric}Since`]: new Date(startMs).toISOString(), hours: lookback - c });
