@@ -7,7 +7,8 @@
  * a sustained change of the site's level), and its precision and recall are reported
  * (t.diagnostic) and held above floors; then seven clean simulated days, every hour, must raise
  * no alert at all. All in memory (the pure detectors, with the augurs library for the MAD
- * band and the changepoints), a few seconds.
+ * band and the changepoints), about 10 s. Last, the monitor on rows written straight into
+ * stats_hour and stats_minute: it reads the weeks, the pools' steps and the site's hours.
  */
 import assert from 'node:assert/strict';
 import { before, describe, it, type TestContext } from 'node:test';
@@ -26,6 +27,11 @@ import {
   type Tally,
 } from '../src/features/statistics/detectors';
 import { loadStatisticsLibrary, type StatisticsLibrary } from '../src/features/statistics/library';
+import { findAnomalies } from '../src/features/statistics/monitor';
+import { DEFAULT_STATISTICS_OPTIONS } from '../src/features/statistics/options';
+import { upsertBatchRows, type StatRow } from '../src/db/statistics';
+import { withDatabaseAndPool } from './helpers/fixture';
+import type pg from 'pg';
 
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
@@ -388,5 +394,73 @@ describe('detectors that know the site: 28 simulated days with a weekly shape', 
     t.diagnostic(`7 clean days: ${alerts.length} alerts with the hour-of-week baselines; ${todays} fault findings with today's baselines (the SRM door's Tuesday job)`);
     assert.deepEqual(alerts, []);
     assert.ok(todays >= 1, "today's baselines flag the weekly job");
+  });
+});
+
+describe('the monitor reads the weeks from stats_hour', () => {
+  let pool: pg.Pool;
+  withDatabaseAndPool('modern', (_db, p) => (pool = p));
+
+  const row = (bucketMs: number, dimension: string, key: string, transfers: number, bytes: number): StatRow => ({ bucketMs, dimension, key, transfers, bytes, errors: 0, denied: 0, durationMs: transfers * 1000 });
+  const monday = (t: number) => new Date(t).getUTCDay() === 1 && new Date(t).getUTCHours() >= 8 && new Date(t).getUTCHours() <= 10;
+  const userBytes = (t: number) => (monday(t) ? 1.5e12 : 5e9);
+
+  /** Four weeks of hour rows (the site and a Monday-morning user), then the minutes of the last two hours before nowMs; `level` multiplies the site's last hours. */
+  async function write(nowMs: number, level?: { hours: number; factor: number }) {
+    await pool.query('TRUNCATE dcache_probe.stats_minute, dcache_probe.stats_hour, dcache_probe.stats_seen, dcache_probe.stats_alert');
+    const lastHour = Math.floor(nowMs / HOUR) * HOUR;
+    const hour: StatRow[] = [];
+    const r = rng(9);
+    for (let t = lastHour - 4 * 168 * HOUR; t < lastHour; t += HOUR) {
+      const f = level && t >= lastHour - level.hours * HOUR ? level.factor : 1;
+      const n = Math.round(24_000 * shape(t) * f * logNormal(r, 0.05));
+      hour.push(row(t, 'all', '', n, n * 1.5e9), row(t, 'user', 'monday-0', 10, userBytes(t)));
+    }
+    const minute: StatRow[] = [];
+    for (let t = Math.floor(nowMs / MINUTE) * MINUTE - 125 * MINUTE; t <= nowMs; t += MINUTE) minute.push(row(t, 'all', '', 400, 400 * 1.5e9), row(t, 'user', 'monday-0', 1, 1.5e12 / 60));
+    const sorted = (rows: StatRow[]) => rows.sort((a, b) => a.bucketMs - b.bucketMs || (a.dimension < b.dimension ? -1 : a.dimension > b.dimension ? 1 : 0));
+    await upsertBatchRows(pool as unknown as pg.ClientBase, { minute: sorted(minute), hour: sorted(hour), day: [], seen: [] });
+  }
+  const kinds = (findings: readonly Finding[]) => findings.map((f) => `${f.kind} ${f.dimension} ${f.key}`);
+
+  it('a Monday-morning volume seen every Monday is no surge on Monday at 09:30, and is one on Sunday at 22:30', async () => {
+    const mondayMorning = T0 + 4 * 168 * HOUR + 9 * HOUR + 30 * MINUTE;
+    await write(mondayMorning);
+    assert.deepEqual(kinds(await findAnomalies(pool, DEFAULT_STATISTICS_OPTIONS, mondayMorning)), []);
+    const sundayNight = T0 + 4 * 168 * HOUR - 90 * MINUTE;
+    await write(sundayNight);
+    const found = await findAnomalies(pool, DEFAULT_STATISTICS_OPTIONS, sundayNight);
+    assert.deepEqual(kinds(found), ['surge user monday-0']);
+    assert.equal(found[0]!.evidence.baseline, 'hour-of-week');
+  });
+
+  it("a sustained change of the site's hourly level is one level-change finding", async () => {
+    const now = T0 + 4 * 168 * HOUR + 3 * 24 * HOUR + 15 * HOUR + 20 * MINUTE; // a Thursday afternoon
+    await write(now, { hours: 8, factor: 0.4 });
+    const found = (await findAnomalies(pool, DEFAULT_STATISTICS_OPTIONS, now)).filter((f) => f.kind === 'level-change');
+    assert.deepEqual(kinds(found), ['level-change site all']);
+    assert.match(found[0]!.message, /transfers fell to 0\.[34]\d × the level before/);
+    await write(now);
+    assert.deepEqual(kinds((await findAnomalies(pool, DEFAULT_STATISTICS_OPTIONS, now)).filter((f) => f.kind === 'level-change')), [], 'no change, no finding');
+  });
+
+  it('a pool slow unlike its peers for half an hour is a pool-outlier (the minutes read in aligned 5-minute steps)', async () => {
+    await pool.query('TRUNCATE dcache_probe.stats_minute, dcache_probe.stats_hour, dcache_probe.stats_seen, dcache_probe.stats_alert');
+    const now = T0 + 10 * HOUR + 33 * MINUTE + 20_000;
+    const r = rng(11);
+    const minute: StatRow[] = [];
+    for (let t = Math.floor(now / MINUTE) * MINUTE - 40 * MINUTE; t <= now; t += MINUTE) {
+      for (const name of POOLS) {
+        const speed = (name === 'pool_3' ? 5e6 : 80e6) * logNormal(r, 0.2);
+        const bytes = 30 * 1.5e9;
+        minute.push({ bucketMs: t, dimension: 'pool', key: name, transfers: 30, bytes, errors: 0, denied: 0, durationMs: Math.round((bytes / speed) * 1000) });
+      }
+      minute.push(row(t, 'all', '', 240, 240 * 1.5e9));
+    }
+    minute.sort((a, b) => a.bucketMs - b.bucketMs || (a.dimension < b.dimension ? -1 : a.dimension > b.dimension ? 1 : a.key < b.key ? -1 : 1));
+    await upsertBatchRows(pool as unknown as pg.ClientBase, { minute, hour: [], day: [], seen: [] });
+    const found = await findAnomalies(pool, DEFAULT_STATISTICS_OPTIONS, now);
+    assert.deepEqual(kinds(found), ['pool-outlier pool pool_3']);
+    assert.match(found[0]!.message, /pool pool_3, unlike its 7 peers over the last 30 min: its transfers ran at [\d.]+ MB\/s, its peers' at [\d.]+ MB\/s/);
   });
 });

@@ -1,6 +1,8 @@
 /**
  * The detectors at work: every `detectIntervalSeconds` the probe reads the statistics of the
- * recent and the baseline windows (small tables only), runs the pure detectors, and keeps
+ * recent and the baseline windows, the same hour of the previous weeks, the pools' last half
+ * hour and the site's hours (small tables only), runs the pure detectors (with the augurs
+ * library's outlier and changepoint detectors, library.ts, given to them), and keeps
  * dcache_probe.stats_alert up to date: a new finding opens an alert (logged once, with its
  * evidence, by the probe that opened it), a finding seen again refreshes it, and an alert not
  * found for `clearAfterSeconds` is closed. Open alerts are exported as the Prometheus gauge
