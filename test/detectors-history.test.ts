@@ -373,6 +373,18 @@ describe('detectors that know the site: 28 simulated days with a weekly shape', 
     score.check(t, 'level-change', { precision: 0.95, recall: 0.85 });
   });
 
+  it('level-change: hours not delivered yet (a collector outage) are not a fall; hours without transfers are', () => {
+    const site = new Site(rng(21));
+    const series = siteSeries(site, rng(22), 25 * 24);
+    const blank = (v: number[], fill: number) => [...v.slice(0, -6), ...Array(6).fill(fill)];
+    const inputs = (fill: number) => levelInputs({ transfers: blank(series.transfers, fill), bytes: blank(series.bytes, fill) }, 25 * 24);
+    assert.deepEqual(keysOf(detectLevelChange(inputs(NaN), D.levelChange, D.hourOfWeek.minWeeks, lib.changepoints)), []);
+    const fell = detectLevelChange(inputs(0), D.levelChange, D.hourOfWeek.minWeeks, lib.changepoints);
+    assert.deepEqual(keysOf(fell), ['level-change:site:all']);
+    assert.match(fell[0]!.message, /transfers fell to 0\.0\d × the level before; bytes fell/);
+    assert.equal(detectLevelChange(levelInputs(series, 2 * 168 + 24), D.levelChange, D.hourOfWeek.minWeeks, lib.changepoints).length, 0, 'two weeks are too few');
+  });
+
   it('seven clean simulated days, every hour: no alert from any detector', (t) => {
     const r = rng(1405);
     const site = new Site(r);

@@ -613,7 +613,11 @@ export function detectLevelChange(inputs: readonly (HourlyCounts & { metric: 'tr
   const out: Finding[] = [];
   const reasons: string[] = [];
   const evidence: Record<string, number | string | null> = {};
-  for (const input of inputs) {
+  for (const whole of inputs) {
+    // Judged up to the last hour known (hours not delivered yet are not a fall).
+    let end = whole.values.length;
+    while (end > 0 && !Number.isFinite(whole.values[end - 1]!)) end--;
+    const input = { ...whole, values: whole.values.slice(0, end) };
     const d = deseasonalise(input, minWeeks);
     if (!d) continue;
     const lookback = Math.min(d.length, Math.max(o.minHours * 2, o.lookbackHours));

@@ -126,7 +126,7 @@ export async function findAnomalies(pool: pg.Pool, o: StatisticsOptions, nowMs =
   const library = await loadStatisticsLibrary();
   const faulty = new Set(findings.filter((f) => f.kind === 'fault' && f.dimension === 'pool').map((f) => f.key));
   findings.push(...detectPoolOutliers(await poolSteps(pool, d.poolOutlier, end), d.poolOutlier, library.outlierBands).filter((f) => !faulty.has(f.key)));
-  const lastHour = Math.floor(nowMs / HOUR_MS) * HOUR_MS; // complete hours only
+  const lastHour = Math.floor((nowMs - 10 * MINUTE_MS) / HOUR_MS) * HOUR_MS; // complete hours only, 10 min for late records
   const site = await siteHourly(pool, lastHour - Math.max(d.levelChange.lookbackHours, Math.floor(d.hourOfWeek.weeks) * 168) * HOUR_MS, lastHour);
   findings.push(
     ...detectLevelChange(

@@ -225,9 +225,10 @@ export async function hourOfWeekTallies(
 }
 
 /**
- * The site's hourly transfers and bytes over [from, to) (whole hours): NaN before the first
- * hour the statistics hold (nothing known), 0 for an hour without a row after it (the
- * statistics count every delivered record by its own time, also those delivered late).
+ * The site's hourly transfers and bytes over [from, to) (whole hours): 0 for an hour without
+ * a row between the first and the last hour the statistics hold (they count every delivered
+ * record by its own time, also those delivered late), NaN before and after them (nothing
+ * known yet: while the collector is away nothing is delivered, so nothing is counted).
  */
 export async function siteHourly(pool: pg.Pool, fromMs: number, toMs: number): Promise<{ startMs: number; transfers: number[]; bytes: number[] }> {
   const n = Math.max(0, Math.round((toMs - fromMs) / HOUR_MS));
@@ -240,6 +241,8 @@ export async function siteHourly(pool: pg.Pool, fromMs: number, toMs: number): P
     bytes[i] = r.bytes;
   }
   const first = transfers.findIndex(Number.isFinite);
-  for (let i = Math.max(0, first); first >= 0 && i < n; i++) if (!Number.isFinite(transfers[i]!)) transfers[i] = bytes[i] = 0;
+  let last = n - 1;
+  while (last >= 0 && !Number.isFinite(transfers[last]!)) last--;
+  for (let i = Math.max(0, first); first >= 0 && i <= last; i++) if (!Number.isFinite(transfers[i]!)) transfers[i] = bytes[i] = 0;
   return { startMs: fromMs, transfers, bytes };
 }
