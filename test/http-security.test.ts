@@ -70,7 +70,13 @@ function raw(port: number, target: string, authorization: string): Promise<{ sta
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 
 /** Every route of the page and its API, with the parameters it needs to answer 200. */
-const SAMPLE_QUERY: Record<string, string> = { '/api/series': '?dimension=user', '/api/top': '?dimension=user&by=bytes', '/api/histogram': '?metric=duration' };
+const SAMPLE_QUERY: Record<string, string> = {
+  '/api/series': '?dimension=user',
+  '/api/top': '?dimension=user&by=bytes',
+  '/api/histogram': '?metric=duration',
+  '/api/outlook': '?scope=site&metric=written',
+  '/api/outlook.csv': '?scope=site&metric=written',
+};
 const PRIVATE_ROUTES = [...Object.keys(STATIC), '/api/', ...API_ENDPOINTS.map((e) => e.path + (SAMPLE_QUERY[e.path] ?? ''))];
 
 describe('the HTTP surface', () => {
@@ -309,7 +315,7 @@ describe('the HTTP surface', () => {
       for (const e of API_ENDPOINTS) {
         const a = await get(port, e.path + (SAMPLE_QUERY[e.path] ?? ''), { headers: auth });
         assert.equal(a.status, 200, `${e.path}: ${a.body}`);
-        assert.match(String(a.headers['content-type']), /^application\/json/);
+        assert.match(String(a.headers['content-type']), e.path.endsWith('.csv') ? /^text\/csv/ : /^application\/json/);
       }
       assert.equal((await get(port, '/api', { headers: auth })).body, index.body);
       assert.match((await get(port, '/api/nothing', { headers: auth })).body, /no API \/api\/nothing \(the list: \/api\/\)/);
@@ -317,7 +323,7 @@ describe('the HTTP surface', () => {
     });
     const doc = readFileSync(join(ROOT, 'docs', 'DASHBOARD.md'), 'utf8');
     assert.match(doc, /\[`\/api\/`\]/);
-    const table = [...doc.matchAll(/^\| `(\/api\/[a-z]+)/gm)].map((m) => m[1]!);
+    const table = [...doc.matchAll(/^\| `(\/api\/[a-z][a-z./]*)/gm)].map((m) => m[1]!);
     assert.deepEqual(table, API_ENDPOINTS.map((e) => e.path), 'DASHBOARD.md lists the same endpoints');
   });
 

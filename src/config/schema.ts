@@ -112,6 +112,71 @@ const rateTest = (d: { minCount: number; ratio: number; z: number; floorRate: nu
     .object({ minCount: threshold(d.minCount), ratio: threshold(d.ratio), z: threshold(d.z), floorRate: threshold(d.floorRate), minBaselineTransfers: threshold(d.minBaselineTransfers) })
     .prefault({});
 
+/** Units of a byte count: SI (k, M, G, T, P, E: powers of 1000) and binary (Ki … Ei: powers of 1024), "B" optional. */
+const BYTE_UNITS: Record<string, number> = { '': 1, k: 1e3, K: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60 };
+
+/** A byte count as written in a setting ("5e14", "500T", "1.5 PiB", "2000000"), or undefined if it is none. */
+export function parseBytes(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*([kKMGTPE]i?)?B?\s*$/.exec(text);
+  const unit = m ? BYTE_UNITS[m[2] ?? ''] : undefined;
+  if (!m || unit === undefined) return undefined;
+  const bytes = Number(m[1]) * unit;
+  return Number.isFinite(bytes) ? Math.round(bytes) : undefined;
+}
+
+/** A number of bytes (see parseBytes); a number is taken as it is. */
+const bytesSetting = (fallback: number) =>
+  z
+    .union([z.number(), z.string()])
+    .default(fallback)
+    .transform((v, ctx) => {
+      const bytes = typeof v === 'number' ? v : parseBytes(v);
+      if (bytes === undefined || !Number.isFinite(bytes) || bytes < 0) {
+        ctx.addIssue({ code: 'custom', message: `must be a number of bytes (2000000000000, 2e12, 2T, 1.5PiB), got "${v}"`, input: v });
+        return z.NEVER;
+      }
+      return bytes;
+    });
+
+/**
+ * "class=bytes,class=bytes" as a map from storage class to bytes (the YAML file may give the
+ * map itself). Every bad entry is named, with what is wrong with it.
+ */
+export function parseCapacities(value: string | Record<string, unknown>): { capacities: Record<string, number>; problems: string[] } {
+  const entries: [string, unknown][] =
+    typeof value === 'string'
+      ? value
+          .split(',')
+          .map((e) => e.trim())
+          .filter(Boolean)
+          .map((e) => {
+            const at = e.lastIndexOf('=');
+            return at < 0 ? [e, undefined] : [e.slice(0, at).trim(), e.slice(at + 1).trim()];
+          })
+      : Object.entries(value);
+  const capacities: Record<string, number> = {};
+  const problems: string[] = [];
+  for (const [name, raw] of entries) {
+    const entry = typeof value === 'string' ? `"${name}${raw === undefined ? '' : `=${String(raw)}`}"` : `"${name}"`;
+    const bytes = typeof raw === 'number' ? raw : typeof raw === 'string' ? parseBytes(raw) : undefined;
+    if (name === '') problems.push(`entry ${entry} names no storage class (class=bytes)`);
+    else if (raw === undefined) problems.push(`entry ${entry} has no "=bytes" (class=bytes, e.g. atlas:default@osm=500T)`);
+    else if (bytes === undefined || !Number.isFinite(bytes) || bytes < 0) problems.push(`entry ${entry}: "${String(raw)}" is not a number of bytes (2e12, 2T, 1.5PiB)`);
+    else if (name in capacities) problems.push(`entry ${entry}: storage class "${name}" is given twice`);
+    else capacities[name] = bytes;
+  }
+  return { capacities, problems };
+}
+
+const capacitiesSetting = z
+  .union([z.string(), z.record(z.string(), z.union([z.number(), z.string()]))])
+  .default('')
+  .transform((v, ctx) => {
+    const { capacities, problems } = parseCapacities(v);
+    for (const message of problems) ctx.addIssue({ code: 'custom', message, input: v });
+    return problems.length ? z.NEVER : capacities;
+  });
+
 /**
  * Transfer statistics, the dashboard and the abnormal-traffic detectors (docs/DASHBOARD.md;
  * the meaning of each detector's threshold is in src/features/statistics/detectors.ts). The defaults here
@@ -133,6 +198,11 @@ const statisticsSchema = z.object({
   detectIntervalSeconds: threshold(15),
   /** An alert no longer found for this long is closed (seconds). */
   clearAfterSeconds: threshold(120),
+  /**
+   * The capacity outlook (docs/OUTLOOK.md): the free space left now, in bytes, at the site and
+   * per storage class; the outlook says on which day the forecast fills it. 0 / empty: none.
+   */
+  capacity: z.object({ siteBytes: bytesSetting(0), storageClasses: capacitiesSetting }).prefault({}),
   detectors: z
     .object({
       windowMinutes: threshold(5),
@@ -306,6 +376,8 @@ const STATISTICS_SETTINGS: readonly Setting[] = [
   statisticsSetting('historyPauseMs', 'DCACHE_PROBE_STATS_HISTORY_PAUSE_MS', 'pause of the history builder between hours (ms)'),
   statisticsSetting('detectIntervalSeconds', 'DCACHE_PROBE_ANOMALY_INTERVAL_SECONDS', 'seconds between detector runs (0: off)'),
   statisticsSetting('clearAfterSeconds', 'DCACHE_PROBE_ANOMALY_CLEAR_AFTER_SECONDS', 'an alert not found again for this long is closed'),
+  statisticsSetting('capacity.siteBytes', 'DCACHE_PROBE_STATS_CAPACITY_SITE_BYTES', 'free space left at the site now (bytes; 2e15, 2P, 1.5PiB); the outlook dates when the forecast fills it (0: none)'),
+  statisticsSetting('capacity.storageClasses', 'DCACHE_PROBE_STATS_CAPACITY_STORAGE_CLASSES', 'free space left per storage class now: class=bytes,class=bytes (e.g. atlas:default@osm=500T)'),
   statisticsSetting('detectors.windowMinutes', 'DCACHE_PROBE_ANOMALY_WINDOW_MINUTES', 'recent window judged (minutes)'),
   statisticsSetting('detectors.baselineMinutes', 'DCACHE_PROBE_ANOMALY_BASELINE_MINUTES', 'baseline window before it (minutes)'),
   ...(['fault', 'misuse'] as const).flatMap((kind) => {

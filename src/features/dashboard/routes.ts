@@ -2,7 +2,9 @@
  * The dashboard on the probe's HTTP server: the page (`/`, an HTML, a CSS and a JS file from
  * src/features/dashboard/web, copied to dist/src/features/dashboard/web by the build), the charting library (uPlot, served from the
  * installed npm package: nothing is fetched from the internet), and the JSON API behind it
- * (API_ENDPOINTS, which `/api/` lists one line each). Only the fixed files of STATIC are served:
+ * (API_ENDPOINTS, which `/api/` lists one line each; the capacity outlook's endpoints answer from
+ * src/features/outlook/outlook.ts, one Outlook per server, whose cache the routes keep; its CSV is
+ * a FileAnswer, sent as a download). Only the fixed files of STATIC are served:
  * no request path is ever joined to a directory. Credentials, methods and the page's security
  * headers are the HTTP server's (src/service/http-auth.ts).
  */
@@ -15,6 +17,7 @@ import { DIMENSIONS } from '../statistics/keys';
 import type { StatisticsOptions } from '../statistics/options';
 import { alerts, type TopOrder } from '../../db/statistics';
 import { histogram, series, summary, top, windowOf, WINDOWS, type WindowName } from '../statistics/store';
+import { Outlook, OutlookRequestError, OUTLOOK_METRICS, OUTLOOK_SCOPES, parseOutlookRequest } from '../outlook/outlook';
 
 /** The page's files: dist/src/features/dashboard/web after a build, else the source tree's src/features/dashboard/web. */
 export function webDirectory(): string {
@@ -59,12 +62,26 @@ function send(res: ServerResponse, status: number, type: string, body: string | 
 
 type Window = ReturnType<typeof windowOf>;
 
+/** An answer that is a file, not JSON (the outlook's CSV). */
+export class FileAnswer {
+  constructor(
+    readonly type: string,
+    readonly filename: string,
+    readonly body: string,
+  ) {}
+}
+
+/** What an endpoint's answer may use besides the pool: the parts of the server that keep state. */
+export interface EndpointContext {
+  outlook: Outlook;
+}
+
 interface Endpoint {
   path: string;
   /** The query it takes, as shown by /api/. */
   query: string;
   what: string;
-  answer(pool: pg.Pool, p: URLSearchParams, window: () => Window, options: StatisticsOptions): Promise<object>;
+  answer(pool: pg.Pool, p: URLSearchParams, window: () => Window, options: StatisticsOptions, context: EndpointContext): Promise<object>;
 }
 
 /** The API: what /api/ lists, and what answers. */
@@ -98,17 +115,34 @@ export const API_ENDPOINTS: readonly Endpoint[] = [
     what: 'dimensions, windows, detector settings',
     answer: async (_pool, _p, _w, options) => ({ dimensions: DIMENSIONS, windows: WINDOWS, topOrders: TOP_ORDERS, detectIntervalSeconds: options.detectIntervalSeconds, detectors: options.detectors }),
   },
+  {
+    path: '/api/outlook',
+    query: '?scope=S[&key=K]&metric=M',
+    what: 'capacity outlook: daily history, 365-day forecast (80/95 % intervals), months, 3/6/12-month totals, capacity date',
+    answer: (_pool, p, _w, _o, { outlook }) => outlook.answer(parseOutlookRequest(p)),
+  },
+  {
+    path: '/api/outlook.csv',
+    query: '?scope=S[&key=K]&metric=M',
+    what: 'the same outlook as CSV (day,kind,value,point,lower80,upper80,lower95,upper95)',
+    answer: async (_pool, p, _w, _o, { outlook }) => {
+      const { filename, body } = await outlook.csv(parseOutlookRequest(p));
+      return new FileAnswer('text/csv; charset=utf-8', filename, body);
+    },
+  },
+  { path: '/api/outlook/keys', query: '', what: 'the VOs and storage classes the outlook has history of', answer: (_pool, _p, _w, _o, { outlook }) => outlook.keys() },
 ];
 
 /** The text of /api/: one line per endpoint. */
 export function apiIndex(): string {
   const shown = API_ENDPOINTS.map((e) => `GET ${e.path}${e.query}`);
   const width = Math.max(...shown.map((s) => s.length)) + 2;
-  return API_ENDPOINTS.map((e, i) => `${shown[i]!.padEnd(width)}${e.what}\n`).join('') + `\nD: ${DIMENSIONS.join('|')}\nW: ${WINDOWS.join('|')}\nO: ${TOP_ORDERS.join('|')}\nAnswers are JSON; a bad parameter is answered 400 with {"error": "..."}.\n`;
+  return API_ENDPOINTS.map((e, i) => `${shown[i]!.padEnd(width)}${e.what}\n`).join('') + `\nD: ${DIMENSIONS.join('|')}\nW: ${WINDOWS.join('|')}\nO: ${TOP_ORDERS.join('|')}\nS: ${OUTLOOK_SCOPES.join('|')} (K: a VO or storage class; none for site)\nM: ${OUTLOOK_METRICS.join('|')}\nAnswers are JSON (outlook.csv: CSV); a bad parameter is answered 400 with {"error": "..."}.\n`;
 }
 
 export function dashboardRoutes(pool: pg.Pool, options: StatisticsOptions, now: () => number = Date.now): ExtraRoutes {
   const cache = new Map<string, Buffer>();
+  const context: EndpointContext = { outlook: new Outlook(pool, options.capacity, now) };
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
@@ -139,10 +173,13 @@ export function dashboardRoutes(pool: pg.Pool, options: StatisticsOptions, now: 
     }
     const p = url.searchParams;
     try {
-      const body = await endpoint.answer(pool, p, () => windowOf(oneOf<WindowName>(p, 'window', WINDOWS, 'hour'), now()), options);
-      send(res, 200, 'application/json', JSON.stringify({ generatedAt: new Date(now()).toISOString(), ...body }) + '\n');
+      const body = await endpoint.answer(pool, p, () => windowOf(oneOf<WindowName>(p, 'window', WINDOWS, 'hour'), now()), options, context);
+      if (body instanceof FileAnswer) {
+        res.writeHead(200, { 'content-type': body.type, 'content-disposition': `attachment; filename="${body.filename}"` });
+        res.end(body.body);
+      } else send(res, 200, 'application/json', JSON.stringify({ generatedAt: new Date(now()).toISOString(), ...body }) + '\n');
     } catch (err) {
-      if (err instanceof BadRequest) send(res, 400, 'application/json', JSON.stringify({ error: err.message }) + '\n');
+      if (err instanceof BadRequest || err instanceof OutlookRequestError) send(res, 400, 'application/json', JSON.stringify({ error: err.message }) + '\n');
       else throw err;
     }
     return true;

@@ -5,6 +5,10 @@
  * test can compare them with the API. Refreshes every 5 s (?refresh=N to change, 0 to stop);
  * until the first data, every second. Until the first answers it says it is loading (and
  * <body data-loading>); each part is drawn as soon as its answer is in.
+ *
+ * The outlook (api/outlook, api/outlook/keys) is not part of that loop: a forecast of daily
+ * totals changes once a day, so it is read when the page opens and when its selection (scope,
+ * key, metric) changes, and it fails on its own (the rest of the page goes on without it).
  */
 (function () {
   'use strict';
@@ -13,6 +17,7 @@
   var state = {
     window: params.get('window') || 'hour',
     dimension: params.get('dimension') || 'direction',
+    outlook: { scope: params.get('outlook') || 'site', key: params.get('outlook-key') || '', metric: params.get('outlook-metric') || 'written' },
     refreshMs: params.has('refresh') ? Number(params.get('refresh')) * 1000 : 5000,
   };
   var charts = {};
@@ -312,11 +317,274 @@
     var p = new URLSearchParams(location.search);
     p.set('window', state.window);
     p.set('dimension', state.dimension);
+    p.set('outlook', state.outlook.scope);
+    if (state.outlook.scope === 'site') p.delete('outlook-key');
+    else p.set('outlook-key', state.outlook.key);
+    p.set('outlook-metric', state.outlook.metric);
     history.replaceState(null, '', '?' + p.toString());
+  }
+
+
+  // --- the outlook (api/outlook): history, forecast and its intervals --------------------
+  var OUTLOOK_SCOPES = ['site', 'vo', 'storage_class'];
+  var OUTLOOK_METRICS = ['written', 'read', 'growth'];
+  var OUTLOOK_HORIZONS = [['months3', '3 months'], ['months6', '6 months'], ['months12', '12 months']];
+  var OUTLOOK_NAMES = { site: 'the site', vo: 'VO', storage_class: 'storage class' };
+  var outlookKeys = { vo: [], storage_class: [] };
+  var outlookGeneration = 0;
+  var outlookKeysProblem = ''; // shown beside the outlook's own problem, which a new answer clears
+
+  /** The query of the selection, the same for the chart's JSON and the exports. */
+  function outlookQuery(o) {
+    var q = new URLSearchParams();
+    q.set('scope', o.scope);
+    if (o.scope !== 'site') q.set('key', o.key);
+    q.set('metric', o.metric);
+    return q.toString();
+  }
+
+  /** 'YYYY-MM-DD' (UTC) to epoch seconds. */
+  function dayToSeconds(day) {
+    var p = day.split('-');
+    return Date.UTC(Number(p[0]), Number(p[1]) - 1, Number(p[2])) / 1000;
+  }
+
+  function fmtBytesOrDash(n) { return n === null || n === undefined ? '–' : fmtBytes(n); }
+
+  /** uPlot's columns: one x per day of history and forecast, each series null where it has no value. */
+  function outlookColumns(o) {
+    var days = {};
+    o.history.forEach(function (h) { days[h.day] = true; });
+    o.forecast.forEach(function (f) { days[f.day] = true; });
+    var sorted = Object.keys(days).sort();
+    var at = {};
+    sorted.forEach(function (d, i) { at[d] = i; });
+    var empty = function () { return sorted.map(function () { return null; }); };
+    var history = empty(), point = empty(), lower80 = empty(), upper80 = empty(), lower95 = empty(), upper95 = empty();
+    o.history.forEach(function (h) { history[at[h.day]] = h.value === undefined ? null : h.value; });
+    o.forecast.forEach(function (f) {
+      var i = at[f.day];
+      point[i] = f.point; lower80[i] = f.lower80; upper80[i] = f.upper80; lower95[i] = f.lower95; upper95[i] = f.upper95;
+    });
+    return [sorted.map(dayToSeconds), history, point, upper95, lower95, upper80, lower80];
+  }
+
+  /** The capacity's date and its interval on the chart: a line at the point, the interval shaded. */
+  function drawCapacityMarker(u, capacity) {
+    if (!capacity || !capacity.reachedOn) return;
+    var r = capacity.reachedOn;
+    var ctx = u.ctx, top = u.bbox.top, height = u.bbox.height, left = u.bbox.left, right = u.bbox.left + u.bbox.width;
+    var pos = function (day) { return day ? Math.min(right, Math.max(left, u.valToPos(dayToSeconds(day), 'x', true))) : null; };
+    ctx.save();
+    if (r.earliest) {
+      var from = pos(r.earliest), to = r.latest ? pos(r.latest) : right;
+      ctx.fillStyle = 'rgba(196,50,10,0.08)';
+      ctx.fillRect(from, top, Math.max(1, to - from), height);
+    }
+    if (r.point) {
+      var x = pos(r.point);
+      ctx.strokeStyle = '#c4320a';
+      ctx.lineWidth = 1.5 * (window.devicePixelRatio || 1);
+      ctx.setLineDash([6, 4]);
+      ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.fillStyle = '#c4320a';
+      ctx.font = u.axes[1].font[0];
+      ctx.textAlign = x > right - 80 ? 'right' : 'left';
+      ctx.fillText('capacity', x + (ctx.textAlign === 'right' ? -4 : 4), top + 14 * (window.devicePixelRatio || 1));
+    }
+    ctx.restore();
+  }
+
+  function drawOutlookChart(o) {
+    var id = 'chart-outlook';
+    var data = outlookColumns(o);
+    var band = function (alpha) { return { stroke: 'rgba(232,89,12,' + alpha + ')', width: 1, points: { show: false } }; };
+    var value = function (u, v) { return v === null ? '–' : fmtBytes(v); };
+    var series = [{ label: 'day', value: function (u, v) { return v === null ? '–' : new Date(v * 1000).toISOString().slice(0, 10); } },
+      { label: 'history', stroke: '#1f5fbf', width: 1, points: { show: false }, value: value },
+      { label: 'forecast', stroke: '#e8590c', width: 1.5, points: { show: false }, value: value },
+      Object.assign({ label: '95 % upper', value: value }, band(0.3)),
+      Object.assign({ label: '95 % lower', value: value }, band(0.3)),
+      Object.assign({ label: '80 % upper', value: value }, band(0.5)),
+      Object.assign({ label: '80 % lower', value: value }, band(0.5)),
+    ];
+    var growth = o.metric === 'growth';
+    if (charts[id]) charts[id].chart.destroy();
+    $(id).textContent = ''; // the loading note
+    var chart = new uPlot({
+      width: chartWidth(id),
+      height: 260,
+      series: series,
+      // The 95 % band under the 80 % band (series: upper, lower).
+      bands: [{ series: [3, 4], fill: 'rgba(232,89,12,0.10)' }, { series: [5, 6], fill: 'rgba(232,89,12,0.22)' }],
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'); }, // days are UTC days
+      scales: {
+        x: { time: true },
+        // Volumes from zero; growth may be negative.
+        y: { range: function (u, min, max) {
+          var lo = growth ? Math.min(0, min) : 0;
+          return uPlot.rangeNum(lo, max > lo ? max : lo + 1, 0.1, true);
+        } },
+      },
+      axes: [{}, { size: axisSize, values: function (u, vals) { return vals.map(fmtBytes); } }],
+      legend: { live: true },
+      cursor: { drag: { x: false, y: false } },
+      hooks: { draw: [function (u) { drawCapacityMarker(u, o.capacity); }] },
+    }, data, $(id));
+    charts[id] = { chart: chart, signature: '', height: 260 };
+    var box = $(id);
+    box.uplot = chart; // the browser test reads its series, bands and axes
+    box.setAttribute('data-history-days', String(o.history.filter(function (h) { return h.value !== null && h.value !== undefined; }).length));
+    box.setAttribute('data-forecast-days', String(o.forecast.length));
+    box.setAttribute('data-first-day', data[0].length ? new Date(data[0][0] * 1000).toISOString().slice(0, 10) : '');
+    box.setAttribute('data-last-day', data[0].length ? new Date(data[0][data[0].length - 1] * 1000).toISOString().slice(0, 10) : '');
+  }
+
+  function drawHorizons(o) {
+    var table = $('outlook-horizons');
+    table.textContent = '';
+    var head = el('tr');
+    [['ahead', false], ['total', true], ['80 % interval', true]].forEach(function (c) { head.appendChild(el('th', c[1] ? { class: 'n' } : {}, c[0])); });
+    table.appendChild(head);
+    OUTLOOK_HORIZONS.forEach(function (h) {
+      var x = (o.horizons || {})[h[0]];
+      if (!x) return;
+      var tr = el('tr', { 'data-horizon': h[0], 'data-point': String(x.point), 'data-lower80': String(x.lower80), 'data-upper80': String(x.upper80) });
+      tr.appendChild(el('td', {}, 'next ' + h[1]));
+      tr.appendChild(el('td', { class: 'n', 'data-testid': 'horizon-point' }, fmtBytesOrDash(x.point)));
+      tr.appendChild(el('td', { class: 'n', 'data-testid': 'horizon-interval' }, fmtBytesOrDash(x.lower80) + ' – ' + fmtBytesOrDash(x.upper80)));
+      table.appendChild(tr);
+    });
+  }
+
+  function drawCapacity(o) {
+    var p = $('outlook-capacity');
+    p.textContent = '';
+    var c = o.capacity;
+    if (!c) {
+      p.hidden = true;
+      ['data-bytes', 'data-point', 'data-earliest', 'data-latest'].forEach(function (a) { p.removeAttribute(a); });
+      return;
+    }
+    var r = c.reachedOn || { point: null, earliest: null, latest: null };
+    p.hidden = false;
+    p.setAttribute('data-bytes', String(c.bytes));
+    p.setAttribute('data-point', String(r.point));
+    p.setAttribute('data-earliest', String(r.earliest));
+    p.setAttribute('data-latest', String(r.latest));
+    p.appendChild(el('span', { class: 'kind' }, 'capacity'));
+    p.appendChild(el('span', {}, fmtBytes(c.bytes) + (c.basis ? ' (' + c.basis + ')' : '') + ': '));
+    // earliest / latest: the dates the forecast's interval gives (null: not within the forecast).
+    var range = [r.earliest ? 'earliest ' + r.earliest : '', r.earliest || r.point ? 'latest ' + (r.latest || 'after the forecast') : ''].filter(Boolean).join(', ');
+    var when = (r.point ? 'reached on ' + r.point : 'not reached within the forecast') + (range ? ' (' + range + ')' : '');
+    p.appendChild(el('strong', { 'data-testid': 'capacity-date' }, when));
+  }
+
+  function outlookTitle(o) {
+    var what = { written: 'Bytes written per day', read: 'Bytes read per day', growth: 'Growth per day' }[o.metric] || o.metric;
+    return 'Outlook: ' + what + ', ' + (o.scope === 'site' ? 'the site' : OUTLOOK_NAMES[o.scope] + ' ' + o.key);
+  }
+
+  function drawOutlook(o) {
+    drawOutlookChart(o);
+    $('outlook-title').textContent = outlookTitle(o);
+    $('outlook-method').textContent = 'Forecast by ' + o.method + ' from ' + o.historyDays + ' days of history; shaded: the 80 % and 95 % prediction intervals (' + (o.unit || 'bytes/day') + '). Made ' + String(o.generatedAt).replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC') + '.';
+    $('outlook-method').setAttribute('data-method', o.method);
+    drawHorizons(o);
+    drawCapacity(o);
+  }
+
+  /** The selector's state into the controls and the export links. */
+  function showOutlookSelection() {
+    var o = state.outlook;
+    $('outlook-scope').value = o.scope;
+    $('outlook-metric').value = o.metric;
+    var keySelect = $('outlook-key');
+    keySelect.textContent = '';
+    keySelect.hidden = o.scope === 'site';
+    if (o.scope !== 'site') {
+      outlookKeys[o.scope].forEach(function (k) {
+        var opt = el('option', { value: k }, k);
+        if (k === o.key) opt.selected = true;
+        keySelect.appendChild(opt);
+      });
+    }
+    var q = outlookQuery(o);
+    $('outlook-csv').setAttribute('href', 'api/outlook.csv?' + q);
+    $('outlook-json').setAttribute('href', 'api/outlook?' + q);
+  }
+
+  function loadOutlook() {
+    var mine = ++outlookGeneration;
+    var o = state.outlook;
+    var section = $('outlook');
+    section.setAttribute('data-loading', 'true');
+    showOutlookSelection();
+    if (charts['chart-outlook']) $('outlook-method').textContent = 'loading the outlook…';
+    return api('api/outlook?' + outlookQuery(o)).then(function (answer) {
+      if (mine !== outlookGeneration) return; // a newer selection is under way
+      $('outlook-problem').textContent = outlookKeysProblem;
+      drawOutlook(answer);
+      section.setAttribute('data-scope', o.scope);
+      section.setAttribute('data-key', o.scope === 'site' ? '' : o.key);
+      section.setAttribute('data-metric', o.metric);
+      section.setAttribute('data-generation', String(mine));
+      section.removeAttribute('data-error');
+      section.removeAttribute('data-loading');
+    }).catch(function (err) {
+      if (mine !== outlookGeneration) return;
+      $('outlook-problem').textContent = 'cannot read the outlook: ' + err.message + (outlookKeysProblem ? '; ' + outlookKeysProblem : '');
+      if (!charts['chart-outlook']) $('chart-outlook').textContent = 'no outlook';
+      else $('outlook-method').textContent = '';
+      section.setAttribute('data-error', 'true');
+      section.removeAttribute('data-loading');
+    });
+  }
+
+  /** A selection the keys allow: a known scope and metric, and a key the scope has (else its first). */
+  function settleOutlookSelection() {
+    var o = state.outlook;
+    if (OUTLOOK_SCOPES.indexOf(o.scope) < 0) o.scope = 'site';
+    if (OUTLOOK_METRICS.indexOf(o.metric) < 0) o.metric = 'written';
+    if (o.scope !== 'site') {
+      var keys = outlookKeys[o.scope];
+      if (keys.length === 0) { o.scope = 'site'; o.key = ''; }
+      else if (keys.indexOf(o.key) < 0) o.key = keys[0];
+    }
+    if (o.scope === 'site') o.key = '';
+  }
+
+  function startOutlook() {
+    var scope = $('outlook-scope'), keySelect = $('outlook-key'), metric = $('outlook-metric');
+    var changed = function () { settleOutlookSelection(); remember(); loadOutlook(); };
+    scope.addEventListener('change', function () { state.outlook.scope = scope.value; state.outlook.key = ''; changed(); });
+    keySelect.addEventListener('change', function () { state.outlook.key = keySelect.value; changed(); });
+    metric.addEventListener('change', function () { state.outlook.metric = metric.value; changed(); });
+    // The site's outlook needs no keys: asked for at once; a VO's or storage class's after them.
+    var early = state.outlook.scope === 'site' && OUTLOOK_METRICS.indexOf(state.outlook.metric) >= 0;
+    if (early) loadOutlook();
+    return api('api/outlook/keys').then(function (k) {
+      outlookKeys = { vo: (k.vo || []).slice(), storage_class: (k.storage_class || []).slice() };
+    }).catch(function (err) {
+      outlookKeys = { vo: [], storage_class: [] };
+      outlookKeysProblem = 'cannot read the outlook\u2019s VOs and storage classes: ' + err.message;
+      $('outlook-problem').textContent = outlookKeysProblem;
+    }).then(function () {
+      ['vo', 'storage_class'].forEach(function (s) {
+        var opt = scope.querySelector('option[value="' + s + '"]');
+        opt.disabled = outlookKeys[s].length === 0;
+        opt.textContent = (s === 'vo' ? 'a VO' : 'a storage class') + (opt.disabled ? ' (none yet)' : '');
+      });
+      settleOutlookSelection();
+      if (early) showOutlookSelection(); // the key list, now known
+      else loadOutlook();
+    });
   }
 
   // The first data is asked for at once, beside the page's settings (api/meta).
   var first = refresh();
+  startOutlook();
   api('api/meta').then(function (meta) {
     var select = $('dimension');
     meta.dimensions.forEach(function (d) {
@@ -339,7 +607,7 @@
       });
     });
     window.addEventListener('resize', function () {
-      for (var id in charts) charts[id].chart.setSize({ width: chartWidth(id), height: 220 });
+      for (var id in charts) charts[id].chart.setSize({ width: chartWidth(id), height: charts[id].height || 220 });
     });
     return first.then(schedule);
   }).catch(function (err) {

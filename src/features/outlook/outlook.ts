@@ -1,0 +1,270 @@
+/**
+ * The capacity outlook's answers (issue 14, docs/OUTLOOK.md): for the site, a VO or a storage
+ * class, the daily bytes written or read so far (stats_day, src/db/outlook.ts), the forecast of
+ * the next 365 days (forecast.ts), its calendar months, its totals 3, 6 and 12 months ahead, and
+ * the day the forecast fills the free space an operator configured (statistics.capacity).
+ *
+ * Growth (written minus removed) is not measured: dCache's removal rows carry no size, and the
+ * size found from the file's write mover is missing or wrong too often to be trusted (the
+ * reasons are in docs/OUTLOOK.md, "Growth"). metric=growth is therefore answered from the bytes
+ * written, an upper bound of growth, and every answer says what its series is (`basis`,
+ * `capacity.basis`).
+ *
+ * A forecast costs 50–150 ms of the event loop and the days it is made from change once a day, so each
+ * (scope, key, direction) is computed once per CACHE_MS and shared by concurrent requests.
+ * The database reads and the forecast are the only side effects; the rest is pure.
+ */
+import type pg from 'pg';
+import { dailySeries, outlookKeys, type DayDirection, type DayValue, type OutlookScope } from '../../db/outlook';
+import { forecastDaily, monthlyTotals, totalOf, type DailyForecast } from './forecast';
+
+export type { OutlookScope } from '../../db/outlook';
+export const OUTLOOK_SCOPES: readonly OutlookScope[] = ['site', 'vo', 'storage_class'];
+export type OutlookMetric = 'written' | 'read' | 'growth';
+export const OUTLOOK_METRICS: readonly OutlookMetric[] = ['written', 'read', 'growth'];
+
+/** Days forecast. */
+export const HORIZON_DAYS = 365;
+/** The totals reported ahead: 3, 6 and 12 months, in days. */
+export const HORIZONS = { months3: 91, months6: 182, months12: 365 } as const;
+/**
+ * Days of history read at most: three years, three yearly cycles for the yearly season. The
+ * forecast runs on the probe's event loop and its cost grows with the history (measured: 65 ms
+ * at 400 days, 150 ms at three years, 250 ms at four, fit and calibration refits included).
+ */
+export const MAX_HISTORY_DAYS = 1095;
+/** How long a computed forecast is reused (ms). */
+export const CACHE_MS = 5 * 60_000;
+/** The longest key taken (storage classes and VOs are far shorter). */
+const MAX_KEY_LENGTH = 256;
+
+const DAY_MS = 86_400_000;
+
+/** Growth is not measured (see the top of this module): it is the bytes written. */
+export const GROWTH_MEASURED = false;
+
+/** What each metric's series is, as the answer says it. */
+export const BASIS: Record<OutlookMetric, string> = {
+  written: 'bytes written per UTC day (write movers, stats_day direction write)',
+  read: 'bytes read per UTC day (read movers, stats_day direction read)',
+  growth: 'bytes written per UTC day: removals are not measured (docs/OUTLOOK.md, "Growth"), so growth is taken as the bytes written, an upper bound of it',
+};
+
+/** A bad parameter of the outlook's API (answered 400 with its message). */
+export class OutlookRequestError extends Error {}
+
+export interface OutlookRequest {
+  scope: OutlookScope;
+  /** null for the site */
+  key: string | null;
+  metric: OutlookMetric;
+}
+
+export interface Capacity {
+  /** Free space left at the site now (bytes); 0: none configured. */
+  siteBytes: number;
+  /** Free space left per storage class now (bytes). */
+  storageClasses: Record<string, number>;
+}
+
+export interface Interval80 {
+  point: number;
+  lower80: number;
+  upper80: number;
+}
+
+export interface OutlookAnswer {
+  scope: OutlookScope;
+  key: string | null;
+  metric: OutlookMetric;
+  unit: 'bytes/day';
+  /** What the series is (metric=growth: the bytes written, see BASIS). */
+  basis: string;
+  growthMeasured: boolean;
+  method: string;
+  historyDays: number;
+  history: DayValue[];
+  forecast: { day: string; point: number; lower80: number; upper80: number; lower95: number; upper95: number }[];
+  monthly: (Interval80 & { month: string; lower95: number; upper95: number; days: number; partial: boolean })[];
+  /** Totals over the next 91, 182 and 365 days; null without history. */
+  horizons: { months3: Interval80 | null; months6: Interval80 | null; months12: Interval80 | null };
+  capacity: null | {
+    bytes: number;
+    /** The series whose cumulative forecast is compared with the free space: 'written' (growth is not measured). */
+    basis: 'growth' | 'written';
+    reachedOn: { point: string | null; earliest: string | null; latest: string | null };
+  };
+}
+
+/** YYYY-MM-DD of epoch ms (UTC). */
+export function dayOf(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+/** The day `n` days after a YYYY-MM-DD day. */
+export function addDays(day: string, n: number): string {
+  return dayOf(Date.parse(`${day}T00:00:00Z`) + n * DAY_MS);
+}
+
+/** The request's parameters, checked (the key's existence is checked against the statistics later). */
+export function parseOutlookRequest(params: URLSearchParams): OutlookRequest {
+  const scope = params.get('scope') ?? 'site';
+  if (!OUTLOOK_SCOPES.includes(scope as OutlookScope)) throw new OutlookRequestError(`scope must be one of ${OUTLOOK_SCOPES.join(', ')}`);
+  const metric = params.get('metric');
+  if (metric === null || !OUTLOOK_METRICS.includes(metric as OutlookMetric)) throw new OutlookRequestError(`metric must be one of ${OUTLOOK_METRICS.join(', ')}`);
+  const key = params.get('key');
+  if (scope === 'site') {
+    if (key !== null) throw new OutlookRequestError('scope=site takes no key');
+    return { scope, key: null, metric: metric as OutlookMetric };
+  }
+  if (key === null || key === '') throw new OutlookRequestError(`scope=${scope} needs a key (GET /api/outlook/keys lists them)`);
+  if (key.length > MAX_KEY_LENGTH) throw new OutlookRequestError(`key is longer than ${MAX_KEY_LENGTH} characters`);
+  return { scope: scope as OutlookScope, key, metric: metric as OutlookMetric };
+}
+
+/** Whose free space a request is compared with, or undefined when none is configured. */
+export function capacityOf(capacity: Capacity, scope: OutlookScope, key: string | null): number | undefined {
+  if (scope === 'site') return capacity.siteBytes > 0 ? capacity.siteBytes : undefined;
+  if (scope === 'storage_class' && key !== null && Object.hasOwn(capacity.storageClasses, key)) return capacity.storageClasses[key];
+  return undefined;
+}
+
+/**
+ * The first forecast days (indices) on which the cumulative forecast from its first day exceeds
+ * `bytes`: by the point forecast, by the upper 80 % bound of the cumulative total (the earliest
+ * it is likely to) and by its lower bound (the latest); -1 for "not within the forecast".
+ */
+export function daysToFill(f: DailyForecast, bytes: number): { point: number; earliest: number; latest: number } {
+  const out = { point: -1, earliest: -1, latest: -1 };
+  for (let i = 0; i < f.point.length && out.latest < 0; i++) {
+    const total = totalOf(f, 0, i + 1);
+    if (out.point < 0 && total.point > bytes) out.point = i;
+    if (out.earliest < 0 && total.upper80 > bytes) out.earliest = i;
+    if (out.latest < 0 && total.lower80 > bytes) out.latest = i;
+  }
+  return out;
+}
+
+interface Computed {
+  today: string;
+  history: DayValue[];
+  forecast: DailyForecast | null;
+}
+
+const round = (x: number) => Math.round(x);
+const interval80 = (t: { point: number; lower80: number; upper80: number }): Interval80 => ({ point: round(t.point), lower80: round(t.lower80), upper80: round(t.upper80) });
+
+/** The answer from a computed history and forecast (pure). */
+export function answerOf(request: OutlookRequest, computed: Computed, capacity: { bytes: number; basis: 'written'; fill: Computed } | undefined): OutlookAnswer {
+  const f = computed.forecast;
+  const at = (i: number) => addDays(computed.today, i);
+  const horizon = (days: number) => (f ? interval80(totalOf(f, 0, days)) : null);
+  let cap: OutlookAnswer['capacity'] = null;
+  if (capacity) {
+    const fill = capacity.fill.forecast ? daysToFill(capacity.fill.forecast, capacity.bytes) : { point: -1, earliest: -1, latest: -1 };
+    const date = (i: number) => (i < 0 ? null : at(i));
+    cap = { bytes: capacity.bytes, basis: capacity.basis, reachedOn: { point: date(fill.point), earliest: date(fill.earliest), latest: date(fill.latest) } };
+  }
+  return {
+    scope: request.scope,
+    key: request.key,
+    metric: request.metric,
+    unit: 'bytes/day',
+    basis: BASIS[request.metric],
+    growthMeasured: GROWTH_MEASURED,
+    method: f ? f.method : 'none (no history)',
+    historyDays: computed.history.length,
+    history: computed.history,
+    forecast: f
+      ? f.point.map((p, i) => ({ day: at(i), point: round(p), lower80: round(f.lower80[i]!), upper80: round(f.upper80[i]!), lower95: round(f.lower95[i]!), upper95: round(f.upper95[i]!) }))
+      : [],
+    monthly: f
+      ? monthlyTotals(f, computed.today).map((m) => ({ month: m.month, ...interval80(m), lower95: round(m.lower95), upper95: round(m.upper95), days: m.days, partial: m.partial }))
+      : [],
+    horizons: { months3: horizon(HORIZONS.months3), months6: horizon(HORIZONS.months6), months12: horizon(HORIZONS.months12) },
+    capacity: cap,
+  };
+}
+
+/** The CSV header of an outlook. */
+export const CSV_HEADER = 'day,kind,value,point,lower80,upper80,lower95,upper95';
+
+/** An outlook as CSV: the history's days (value), then the forecast's (point and bounds). */
+export function outlookCsv(a: OutlookAnswer): string {
+  const lines = [CSV_HEADER];
+  for (const h of a.history) lines.push(`${h.day},history,${h.value},,,,,`);
+  for (const f of a.forecast) lines.push(`${f.day},forecast,,${f.point},${f.lower80},${f.upper80},${f.lower95},${f.upper95}`);
+  return lines.join('\n') + '\n';
+}
+
+/** A file name for the CSV of a request (the key reduced to safe characters). */
+export function csvFilename(r: OutlookRequest, today: string): string {
+  const key = r.key === null ? '' : `-${r.key.replace(/[^A-Za-z0-9._-]+/g, '_')}`;
+  return `outlook-${r.scope}${key}-${r.metric}-${today}.csv`;
+}
+
+/** The outlook of one probe: its database, its capacity settings, its clock, its cache. */
+export class Outlook {
+  private readonly forecasts = new Map<string, { at: number; value: Promise<Computed> }>();
+  private keysCache: { at: number; value: Promise<{ vo: string[]; storage_class: string[] }> } | undefined;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly capacity: Capacity,
+    private readonly now: () => number = Date.now,
+    private readonly cacheMs = CACHE_MS,
+  ) {}
+
+  /** The VOs and storage classes with history (GET /api/outlook/keys). */
+  keys(): Promise<{ vo: string[]; storage_class: string[] }> {
+    const now = this.now();
+    if (!this.keysCache || now - this.keysCache.at > this.cacheMs) {
+      const value = outlookKeys(this.pool);
+      this.keysCache = { at: now, value };
+      value.catch(() => {
+        if (this.keysCache?.value === value) this.keysCache = undefined;
+      });
+    }
+    return this.keysCache.value;
+  }
+
+  /** The outlook of a request (GET /api/outlook); an unknown key is an OutlookRequestError. */
+  async answer(request: OutlookRequest): Promise<OutlookAnswer> {
+    if (request.scope !== 'site') {
+      const keys = (await this.keys())[request.scope];
+      if (!keys.includes(request.key!)) throw new OutlookRequestError(`no history for ${request.scope} "${request.key}" (GET /api/outlook/keys lists them)`);
+    }
+    const direction: DayDirection = request.metric === 'read' ? 'read' : 'write';
+    const computed = await this.computed(request.scope, request.key ?? '', direction);
+    const bytes = capacityOf(this.capacity, request.scope, request.key);
+    // The free space is filled by growth; growth is not measured, so by the bytes written.
+    const capacity = bytes === undefined ? undefined : { bytes, basis: 'written' as const, fill: direction === 'write' ? computed : await this.computed(request.scope, request.key ?? '', 'write') };
+    return answerOf(request, computed, capacity);
+  }
+
+  /** The CSV of a request (GET /api/outlook.csv). */
+  async csv(request: OutlookRequest): Promise<{ filename: string; body: string }> {
+    const a = await this.answer(request);
+    return { filename: csvFilename(request, dayOf(this.now())), body: outlookCsv(a) };
+  }
+
+  /** The history and forecast of one series, from the cache while fresh and of today. */
+  private computed(scope: OutlookScope, key: string, direction: DayDirection): Promise<Computed> {
+    const now = this.now();
+    const today = dayOf(now);
+    const id = `${scope}\u0000${key}\u0000${direction}`;
+    const hit = this.forecasts.get(id);
+    if (hit && now - hit.at <= this.cacheMs && dayOf(hit.at) === today) return hit.value;
+    for (const [k, v] of this.forecasts) if (now - v.at > this.cacheMs) this.forecasts.delete(k);
+    const value = (async (): Promise<Computed> => {
+      const history = await dailySeries(this.pool, scope, key, direction, addDays(today, -MAX_HISTORY_DAYS), today);
+      const forecast = history.length ? await forecastDaily(history.map((h) => h.value), HORIZON_DAYS) : null;
+      return { today, history, forecast };
+    })();
+    this.forecasts.set(id, { at: now, value });
+    value.catch(() => {
+      if (this.forecasts.get(id)?.value === value) this.forecasts.delete(id);
+    });
+    return value;
+  }
+}
