@@ -2,7 +2,15 @@
  * `dcache-probe simulate` (simulated billing traffic into a database) and `dcache-probe demo` (everything embedded: src/tools/demo/).
  */
 import type { Command } from 'commander';
+import { ConfigError } from '../config/schema';
 import { checkedDatabaseUrl, guarded } from './options';
+
+/** --history-days: a whole number of days, 0 to 3650 (statistics.dayRetentionDays' default). */
+export function parseHistoryDays(value: string): number {
+  const days = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || days > 3650) throw new ConfigError(`--history-days: "${value}" is not a number of days from 0 to 3650`);
+  return days;
+}
 
 export function registerDemo(program: Command): void {
   program
@@ -38,8 +46,10 @@ export function registerDemo(program: Command): void {
     .option('--inject-misuse-after <seconds>', 'then a burst of permission-denied attempts from one client network (misuse)')
     .option('--linger <seconds>', 'after the summary, keep the dashboard up this long (or until Ctrl-C)')
     .option('--seed <n>', 'seed of the simulated traffic (the same seed, the same mix; default: random)')
+    .option('--history-days <n>', 'first write this many days of simulated billing history (counted into the statistics, for the outlook)', '0')
     .action((options) =>
       guarded(async () => {
+        const historyDays = parseHistoryDays(String(options.historyDays));
         const { runDemo } = await import('../tools/demo/demo.js');
         const optional = (v: unknown) => (v === undefined ? undefined : Number(v));
         return runDemo({
@@ -51,6 +61,7 @@ export function registerDemo(program: Command): void {
           injectMisuseAfterSeconds: optional(options.injectMisuseAfter),
           lingerSeconds: optional(options.linger),
           seed: optional(options.seed),
+          historyDays,
         });
       }),
     );

@@ -16,6 +16,7 @@ import { SQL_DIR, migrate } from '../../db/migrations';
 import { Probe } from '../../service/probe';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded';
 import { INJECTED_FAULT_POOL, INJECTED_MISUSE_NETWORK, LiveTraffic, runWriters, type Injection } from './simulator';
+import { countSiteHistory, levelForRate, writeSiteHistory } from './site-history';
 
 /** How long an injected misuse burst lasts. */
 export const MISUSE_BURST_SECONDS = 60;
@@ -42,8 +43,8 @@ export const DEMO_STATISTICS: Readonly<Record<string, number>> = {
  * and the statistics settings (DCACHE_PROBE_STATS*, DCACHE_PROBE_ANOMALY_*) other than those
  * the demo sets itself; the rest is the demo's own.
  */
-function demoEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const statistics = SETTINGS.filter((s) => s.key.startsWith('statistics.') && !(s.key in DEMO_STATISTICS) && env[s.env] !== undefined);
+function demoEnvironment(env: NodeJS.ProcessEnv, own: Readonly<Record<string, number>>): NodeJS.ProcessEnv {
+  const statistics = SETTINGS.filter((s) => s.key.startsWith('statistics.') && !(s.key in own) && env[s.env] !== undefined);
   return { ...accessEnvironment(env), ...Object.fromEntries(statistics.map((s) => [s.env, env[s.env]])) };
 }
 
@@ -63,6 +64,25 @@ export interface DemoOptions {
   lingerSeconds?: number;
   /** Seed of the simulated traffic (random by default). */
   seed?: number;
+  /** Days of simulated billing history written before the probe is installed (0: none). */
+  historyDays?: number;
+}
+
+/**
+ * The demo's statistics settings for a history of `historyDays` days: DEMO_STATISTICS, and
+ * with a history, statistics.historyDays covering all of it (the day of the start included),
+ * so that the probe's own background build finds every hour counted.
+ */
+export function demoStatistics(historyDays: number): Readonly<Record<string, number>> {
+  return historyDays > 0 ? { ...DEMO_STATISTICS, 'statistics.historyDays': historyDays + 1 } : DEMO_STATISTICS;
+}
+
+/** "1.2 PB": bytes for the progress line. */
+function bytesText(bytes: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB'];
+  let i = 0;
+  while (bytes >= 1000 && i < units.length - 1) (bytes /= 1000), i++;
+  return `${bytes.toFixed(i && bytes < 10 ? 1 : 0)} ${units[i]}`;
 }
 
 export interface DemoSummary {
@@ -85,9 +105,12 @@ function percentile(sorted: readonly number[], p: number): number {
  */
 class StopSignals {
   requests = 0;
+  /** Aborted by the first signal (what runs before the traffic: the history). */
+  readonly first = new AbortController();
   private wake: (() => void) | null = null;
   private readonly onSignal = () => {
     this.requests++;
+    this.first.abort();
     this.wake?.();
   };
 
@@ -128,7 +151,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   const started = Date.now();
   // From the first moment: a Ctrl-C during start-up still ends in the summary and a clean-up.
   const signals = new StopSignals();
-  out('dcache-transfer-probe demo: starting PostgreSQL, the billing schema, the probe and a collector…');
+  const historyDays = options.historyDays ?? 0;
+  out(`dcache-transfer-probe demo: starting PostgreSQL, the billing schema, ${historyDays > 0 ? `${historyDays} days of history, ` : ''}the probe and a collector…`);
 
   let embedded: EmbeddedDatabase | null = null;
   let admin: pg.Client | null = null;
@@ -148,18 +172,11 @@ export async function runDemo(options: DemoOptions): Promise<number> {
 
     collector = new GratiaCollector({ keep: 'ids' });
     const collectorUrl = await collector.start();
-    const setup = demoClient(dbUrl);
-    await setup.connect();
-    await setup.query(readFileSync(join(SQL_DIR, 'fixtures', 'billing-modern.sql'), 'utf8'));
-    await setup.end();
-    await migrate(dbUrl, 'public');
-
-    const latencies: number[] = [];
-    let windowLatencies: number[] = [];
+    const statistics = demoStatistics(historyDays);
     const config = loadConfig({
-      env: demoEnvironment(process.env),
+      env: demoEnvironment(process.env, statistics),
       commandDefaults: {
-        ...DEMO_STATISTICS,
+        ...statistics,
         'database.url': dbUrl,
         'collector.url': collectorUrl,
         'probe.siteName': 'DEMO_SITE',
@@ -170,6 +187,36 @@ export async function runDemo(options: DemoOptions): Promise<number> {
         'metrics.port': 0,
       },
     });
+    const setup = demoClient(dbUrl);
+    await setup.connect();
+    await setup.query(readFileSync(join(SQL_DIR, 'fixtures', 'billing-modern.sql'), 'utf8'));
+    await setup.end();
+    // The history is written before the capture is installed (so it is history), and counted after.
+    const historyStarted = Date.now();
+    const history =
+      historyDays > 0
+        ? await writeSiteHistory({ url: dbUrl, days: historyDays, untilMs: Date.now(), level: levelForRate(options.rate), seed: (options.seed ?? Date.now() % 100000) + 1, signal: signals.first.signal })
+        : null;
+    await migrate(dbUrl, 'public');
+    if (history) {
+      const counted = await countSiteHistory({
+        url: dbUrl,
+        signal: signals.first.signal,
+        historyDays: config.statistics.historyDays,
+        hourRetentionDays: config.statistics.hourRetentionDays,
+        reportTape: config.pipeline.reportTape,
+        onlyInterSiteTransfers: config.pipeline.onlyInterSiteTransfers,
+      });
+      out(
+        `history: ${historyDays} days before now simulated (${history.transfers} transfers, ${history.rows} billing rows, ${bytesText(history.bytes)}; ` +
+          `weekdays busier than weekends, growing${history.changeMs === null ? '' : `, atlas writing more from ${new Date(history.changeMs).toISOString().slice(0, 10)} on`}) ` +
+          `and counted into the statistics (${counted.hoursCounted} hours) in ${((Date.now() - historyStarted) / 1000).toFixed(1)} s` +
+          `${history.complete && counted.complete ? '' : ' (interrupted)'}`,
+      );
+    }
+
+    const latencies: number[] = [];
+    let windowLatencies: number[] = [];
     probe = new Probe(config, createLogger(config.log), {
       metricsOnAnyPort: true,
       onBatch: (r) => {

@@ -1,8 +1,9 @@
 /**
  * Daily byte histories made up for the outlook's back-test (docs/OUTLOOK.md) and the demo:
  * synthetic series whose structure is known (trend, weekly and yearly seasons, a level change,
- * or none at all), and the demo's own simulated traffic summed per day. Deterministic for a
- * seed, so the back-test's table can be reproduced.
+ * or none at all), the demo's own simulated traffic summed per day, and the shape of the
+ * history `dcache-probe demo --history-days N` writes (siteHistory; site-history.ts writes
+ * it as billing rows). Deterministic for a seed, so the back-test's table can be reproduced.
  */
 import { rng, TransferGenerator } from './simulator';
 
@@ -12,7 +13,14 @@ export function gaussian(random: () => number): () => number {
 }
 
 /** Weekday factors, Monday first: weekends are quieter. */
-const WEEK = [1.1, 1.15, 1.12, 1.1, 1.0, 0.75, 0.78];
+export const WEEK: readonly number[] = [1.1, 1.15, 1.12, 1.1, 1.0, 0.75, 0.78];
+
+const DAY_MS = 86_400_000;
+
+/** The weekday factor of the UTC day that contains `ms` (WEEK). */
+export function weekFactor(ms: number): number {
+  return WEEK[(new Date(ms).getUTCDay() + 6) % 7]!;
+}
 
 export interface SyntheticOptions {
   days: number;
@@ -73,4 +81,42 @@ export function demoHistory(options: { days: number; seed: number; transfersPerD
     read.push(r);
   }
   return { written, read };
+}
+
+/** The level change of the demo's history: from this share of its days on, a VO writes more. */
+export const SITE_CHANGE_AT = 2 / 3;
+/** ... by this factor of the site's volume (the demo's history: atlas starts a campaign). */
+export const SITE_CHANGE_FACTOR = 1.3;
+
+export interface SiteHistoryShape {
+  /** UTC midnight of the first day. */
+  firstDayMs: number;
+  days: number;
+  seed: number;
+  /** Mean bytes per day at the start (before the weekly factor). */
+  level: number;
+  /** Relative noise (default 0.05). */
+  noise?: number;
+  /** Growth per year (default +30 %). */
+  trendPerYear?: number;
+  /** First day (index) of the level change; default: two thirds in, for histories of 3 weeks or more. */
+  changeAt?: number | null;
+}
+
+/** The day from which the level is changed, or null (too short a history to show one). */
+export function siteChangeAt(shape: Pick<SiteHistoryShape, 'days' | 'changeAt'>): number | null {
+  if (shape.changeAt !== undefined) return shape.changeAt;
+  return shape.days >= 21 ? Math.floor(shape.days * SITE_CHANGE_AT) : null;
+}
+
+/**
+ * The demo's history, bytes per day: a trend, the weekly season on the real weekdays (so that
+ * the week the live demo continues is the same week), a level change, and noise.
+ */
+export function siteHistory(shape: SiteHistoryShape): number[] {
+  const trend = shape.trendPerYear ?? 0.3;
+  const changeAt = siteChangeAt(shape);
+  return series({ days: shape.days, seed: shape.seed, level: shape.level, noise: shape.noise ?? 0.05 }, (d, level) =>
+    level * (1 + (trend * d) / 365) * weekFactor(shape.firstDayMs + d * DAY_MS) * (changeAt !== null && d >= changeAt ? SITE_CHANGE_FACTOR : 1),
+  );
 }

@@ -95,8 +95,13 @@ export interface GeneratorOptions {
   errorShare?: number;
   /** Datestamps are "now" minus up to this many ms (clock skew, queueing in dCache). */
   clockSkewMs?: number;
-  /** Inject a burst of permission-denied errors from one client (demo "misuse"). */
+  /** The clock of the datestamps (Date.now by default; the demo's history sets its own). */
   now?: () => number;
+}
+
+/** A user's VO as the statistics name it: the FQAN's first group, or "(none)". */
+export function voOf(fqan: string | null): string {
+  return fqan?.match(/^\/([^/]+)/)?.[1] ?? '(none)';
 }
 
 /**
@@ -121,6 +126,13 @@ export const INJECTED_MISUSE_NETWORK = '198.18.7';
 export class TransferGenerator {
   /** Abnormal traffic to mix in from now on (none by default). */
   inject: Injection = {};
+  /**
+   * The mix of VOs (weight by VO, voOf; a VO not named has none) and each VO's storage class,
+   * from now on; null: every user and storage class alike (the live demo's mix). The demo's
+   * history sets them to give VOs and storage classes different shares.
+   */
+  voWeights: Readonly<Record<string, number>> | null = null;
+  storageClassOf: ((vo: string, random: () => number) => string | null) | null = null;
   private readonly random: () => number;
   private counter = 0;
   private readonly form: SchemaForm;
@@ -139,7 +151,8 @@ export class TransferGenerator {
     const r = this.random;
     const n = ++this.counter;
     const protocol = weighted(r, PROTOCOLS);
-    let user = pick(r, USERS);
+    // (One draw either way: seeded runs without a mix stay the same.)
+    let user = this.voWeights ? this.weightedUser(r()) : pick(r, USERS);
     const poolNo = 1 + Math.floor(r() * 8);
     const pool = `pool_r0${poolNo}@pool_r0${poolNo}Domain`;
     const p2p = this.form === 'modern' && r() < (this.options.p2pShare ?? 0.03);
@@ -175,7 +188,7 @@ export class TransferGenerator {
       pnfsid,
       fullsize: size,
       transfersize: broken ? -1 : size,
-      storageclass: pick(r, ['cms:default@osm', 'atlas:datadisk@osm', '<Unknown>:<Unknown>@osm', null]),
+      storageclass: this.storageClassOf ? this.storageClassOf(voOf(user.fqan), r) : pick(r, ['cms:default@osm', 'atlas:datadisk@osm', '<Unknown>:<Unknown>@osm', null]),
       isnew,
       client: p2p ? `pool-host-0${poolNo}.example.org` : client,
       connectiontime,
@@ -215,6 +228,20 @@ export class TransferGenerator {
           };
     const duplicated = !p2p && r() < (this.options.duplicateShare ?? 0.01);
     return { mover, door, duplicated, reportable: !p2p };
+  }
+
+  /** The user at `x` (0..1) of the cumulative VO weights. */
+  private weightedUser(x: number): (typeof USERS)[number] {
+    const weights = USERS.map((u) => this.voWeights![voOf(u.fqan)] ?? 0);
+    const total = weights.reduce((a, b) => a + b, 0);
+    let left = x * total;
+    let last = USERS[0]!;
+    for (let i = 0; i < USERS.length; i++) {
+      if (weights[i]! <= 0) continue;
+      last = USERS[i]!;
+      if ((left -= weights[i]!) < 0) break;
+    }
+    return last;
   }
 }
 
