@@ -214,6 +214,24 @@ const statisticsSchema = z.object({
         .prefault({}),
       newNetwork: z.object({ learnMinutes: threshold(1440), minTransfers: threshold(10), minBaselineTransfers: threshold(50), maxChance: threshold(0.001) }).prefault({}),
       stopped: z.object({ minSilenceSeconds: threshold(300), minExpected: threshold(30), minActiveMinutes: threshold(10) }).prefault({}),
+      /** The same hour of the week on previous weeks (surge, fault, misuse, level-change). */
+      hourOfWeek: z.object({ weeks: threshold(8), minWeeks: threshold(3) }).prefault({}),
+      poolOutlier: z
+        .object({
+          windowMinutes: threshold(30),
+          stepMinutes: z.coerce.number().positive().default(5),
+          /** The augurs MAD detector's sensitivity, in (0, 1). */
+          sensitivity: z.coerce.number().gt(0).lt(1).default(0.7),
+          minOutlyingSteps: threshold(5),
+          minStepTransfers: threshold(20),
+          minPools: threshold(4),
+          errorMinCount: threshold(20),
+          errorRatio: threshold(3),
+          errorZ: threshold(5),
+          slowRatio: threshold(4),
+        })
+        .prefault({}),
+      levelChange: z.object({ lookbackHours: threshold(168), minHours: threshold(4), maxAgeHours: threshold(24), ratio: threshold(1.6), hazardHours: z.coerce.number().gt(1).default(250) }).prefault({}),
     })
     .prefault({}),
 });
@@ -386,6 +404,23 @@ const STATISTICS_SETTINGS: readonly Setting[] = [
   statisticsSetting('detectors.stopped.minSilenceSeconds', 'DCACHE_PROBE_ANOMALY_STOPPED_MIN_SILENCE_SECONDS', 'silence of a pool while the site delivered'),
   statisticsSetting('detectors.stopped.minExpected', 'DCACHE_PROBE_ANOMALY_STOPPED_MIN_EXPECTED', 'transfers it would have served in that silence'),
   statisticsSetting('detectors.stopped.minActiveMinutes', 'DCACHE_PROBE_ANOMALY_STOPPED_MIN_ACTIVE_MINUTES', 'minutes with traffic it needs in the baseline'),
+  statisticsSetting('detectors.hourOfWeek.weeks', 'DCACHE_PROBE_ANOMALY_HOUR_OF_WEEK_WEEKS', 'past weeks read for the same hour of the week'),
+  statisticsSetting('detectors.hourOfWeek.minWeeks', 'DCACHE_PROBE_ANOMALY_HOUR_OF_WEEK_MIN_WEEKS', "weeks of the same hour of the week needed to use them instead of today's baselines"),
+  statisticsSetting('detectors.poolOutlier.windowMinutes', 'DCACHE_PROBE_ANOMALY_POOL_OUTLIER_WINDOW_MINUTES', 'window in which pools are compared with their peers (minutes)'),
+  statisticsSetting('detectors.poolOutlier.stepMinutes', 'DCACHE_PROBE_ANOMALY_POOL_OUTLIER_STEP_MINUTES', 'steps of that window (minutes)'),
+  statisticsSetting('detectors.poolOutlier.sensitivity', 'DCACHE_PROBE_ANOMALY_POOL_OUTLIER_SENSITIVITY', 'MAD outlier sensitivity, in (0, 1): higher flags more'),
+  statisticsSetting('detectors.poolOutlier.minOutlyingSteps', 'DCACHE_PROBE_ANOMALY_POOL_OUTLIER_MIN_OUTLYING_STEPS', "steps in which a pool must be outside its peers' band"),
+  statisticsSetting('detectors.poolOutlier.minStepTransfers', 'DCACHE_PROBE_ANOMALY_POOL_OUTLIER_MIN_STEP_TRANSFERS', 'transfers a pool needs in a step for the step to count'),
+  statisticsSetting('detectors.poolOutlier.minPools', 'DCACHE_PROBE_ANOMALY_POOL_OUTLIER_MIN_POOLS', 'pools with traffic needed to compare them'),
+  statisticsSetting('detectors.poolOutlier.errorMinCount', 'DCACHE_PROBE_ANOMALY_POOL_OUTLIER_ERROR_MIN_COUNT', 'fewest failures in the window for an error-rate outlier'),
+  statisticsSetting('detectors.poolOutlier.errorRatio', 'DCACHE_PROBE_ANOMALY_POOL_OUTLIER_ERROR_RATIO', "its rate must be this many times its peers'"),
+  statisticsSetting('detectors.poolOutlier.errorZ', 'DCACHE_PROBE_ANOMALY_POOL_OUTLIER_ERROR_Z', '... and this many standard deviations above it (binomial)'),
+  statisticsSetting('detectors.poolOutlier.slowRatio', 'DCACHE_PROBE_ANOMALY_POOL_OUTLIER_SLOW_RATIO', "a pool is slow at its peers' median speed / this"),
+  statisticsSetting('detectors.levelChange.lookbackHours', 'DCACHE_PROBE_ANOMALY_LEVEL_CHANGE_LOOKBACK_HOURS', "hours of the site's hourly traffic searched for a change"),
+  statisticsSetting('detectors.levelChange.minHours', 'DCACHE_PROBE_ANOMALY_LEVEL_CHANGE_MIN_HOURS', 'hours the new level must have lasted'),
+  statisticsSetting('detectors.levelChange.maxAgeHours', 'DCACHE_PROBE_ANOMALY_LEVEL_CHANGE_MAX_AGE_HOURS', 'a change older than this is no longer reported'),
+  statisticsSetting('detectors.levelChange.ratio', 'DCACHE_PROBE_ANOMALY_LEVEL_CHANGE_RATIO', 'the new level must be this many times the old (or 1 / this)'),
+  statisticsSetting('detectors.levelChange.hazardHours', 'DCACHE_PROBE_ANOMALY_LEVEL_CHANGE_HAZARD_HOURS', "the changepoint detector's prior mean hours between changes"),
 ];
 
 /** Every setting; the table the CLI, the environment reader and the README are built from. */

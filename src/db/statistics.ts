@@ -274,6 +274,25 @@ export async function hourBytesAt(pool: pg.Pool, hoursMs: readonly number[], dim
   return rows.map((r) => ({ dimension: r.dimension, key: r.key, t: Number(r.t), bytes: Number(r.bytes) }));
 }
 
+/** The hour rows at the given hours (epoch ms) of the given dimensions (include "all" to know which hours the site had data). */
+export async function hourCountsAt(pool: pg.Pool, hoursMs: readonly number[], dimensions: readonly string[]): Promise<(KeyCounts & { t: number })[]> {
+  const { rows } = await pool.query<CountRow & { dimension: string; key: string; t: string }>(
+    `SELECT dimension, key, (extract(epoch FROM bucket) * 1000)::bigint AS t, transfers, bytes, errors, denied, duration_ms FROM dcache_probe.stats_hour
+      WHERE bucket = ANY(SELECT to_timestamp(x / 1000.0) FROM unnest($1::bigint[]) AS x) AND dimension = ANY($2::text[])`,
+    [hoursMs, dimensions],
+  );
+  return rows.map((r) => ({ dimension: r.dimension, key: r.key, t: Number(r.t), ...countsOf(r) }));
+}
+
+/** The site's hour rows (dimension "all") over [from, to); t in epoch ms. */
+export async function siteHours(pool: pg.Pool, fromMs: number, toMs: number): Promise<{ t: number; transfers: number; bytes: number }[]> {
+  const { rows } = await pool.query<{ t: string; transfers: string; bytes: string }>(
+    `SELECT (extract(epoch FROM bucket) * 1000)::bigint AS t, transfers, bytes::numeric AS bytes FROM dcache_probe.stats_hour WHERE ${RANGE} AND dimension = 'all' ORDER BY bucket`,
+    [fromMs, toMs],
+  );
+  return rows.map((r) => ({ t: Number(r.t), transfers: Number(r.transfers), bytes: Number(r.bytes) }));
+}
+
 /** The first minute (epoch ms) at or after `fromMs` in which the site delivered anything, or null. */
 export async function firstSiteMinuteSince(pool: pg.Pool, fromMs: number): Promise<number | null> {
   const { rows } = await pool.query<{ t: string | null }>(

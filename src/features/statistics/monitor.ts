@@ -1,6 +1,8 @@
 /**
  * The detectors at work: every `detectIntervalSeconds` the probe reads the statistics of the
- * recent and the baseline windows (small tables only), runs the pure detectors, and keeps
+ * recent and the baseline windows, the same hour of the previous weeks, the pools' last half
+ * hour and the site's hours (small tables only), runs the pure detectors (with the augurs
+ * library's outlier and changepoint detectors, library.ts, given to them), and keeps
  * dcache_probe.stats_alert up to date: a new finding opens an alert (logged once, with its
  * evidence, by the probe that opened it), a finding seen again refreshes it, and an alert not
  * found for `clearAfterSeconds` is closed. Open alerts are exported as the Prometheus gauge
@@ -11,12 +13,25 @@
 import type pg from 'pg';
 import client from 'prom-client';
 import { isConnectionFault } from '../../db/pool';
-import { closeStaleAlerts, firstSiteMinuteSince, openAlerts, seen, upsertAlert, userTransfersAround, windowCounts, type Counts } from '../../db/statistics';
-import { MINUTE_MS, errorMessage } from '../../lib';
+import { closeStaleAlerts, firstSiteMinuteSince, openAlerts, seen, stepCounts, upsertAlert, userTransfersAround, windowCounts, type Counts } from '../../db/statistics';
+import { HOUR_MS, MINUTE_MS, errorMessage } from '../../lib';
 import type { Logger } from '../../logger';
-import { detectFaults, detectMisuse, detectNewNetworks, detectStoppedPools, detectSurges, type Finding, type NewNetworkInput, type Tally } from './detectors';
+import {
+  detectFaults,
+  detectLevelChange,
+  detectMisuse,
+  detectNewNetworks,
+  detectPoolOutliers,
+  detectStoppedPools,
+  detectSurges,
+  type Finding,
+  type NewNetworkInput,
+  type PoolSteps,
+  type Tally,
+} from './detectors';
+import { loadStatisticsLibrary } from './library';
 import type { StatisticsOptions } from './options';
-import { minuteSeries, seasonalBytes } from './store';
+import { hourOfWeekTallies, minuteSeries, seasonalBytes, siteHourly } from './store';
 
 function tallies(m: ReadonlyMap<string, Counts> | undefined, failures: (c: Counts) => number): Map<string, Tally> {
   return new Map([...(m ?? new Map<string, Counts>()).entries()].map(([k, c]) => [k, { transfers: c.transfers, failures: failures(c) }]));
@@ -40,18 +55,20 @@ export async function findAnomalies(pool: pg.Pool, o: StatisticsOptions, nowMs =
   const recent = await windowCounts(pool, ['door_pool', 'client_net', 'user', 'user_net', 'all'], recentFrom, end);
   const baseline = await windowCounts(pool, ['door', 'pool', 'client_net', 'user'], baseFrom, recentFrom);
   const findings: Finding[] = [];
+  const weekOf = (dimensions: readonly string[], failures: (c: Counts) => number) => hourOfWeekTallies(pool, dimensions, nowMs, d.hourOfWeek, failures);
+  const faultWeeks = await weekOf(['door', 'pool'], faultFailures);
 
   // Faults on doors and pools.
   const cells = [...recent.get('door_pool')!.entries()].map(([key, c]) => {
     const [door, poolName] = splitPair(key);
     return { door, pool: poolName, transfers: c.transfers, failures: faultFailures(c) };
   });
-  findings.push(...detectFaults(cells, new Map([['door', tallies(baseline.get('door'), faultFailures)], ['pool', tallies(baseline.get('pool'), faultFailures)]]), d.fault));
+  findings.push(...detectFaults(cells, new Map([['door', tallies(baseline.get('door'), faultFailures)], ['pool', tallies(baseline.get('pool'), faultFailures)]]), d.fault, faultWeeks ?? undefined));
 
   // Misuse: permission denied by client network and by user.
   const misuseRecent = new Map([['client_net', tallies(recent.get('client_net'), deniedFailures)], ['user', tallies(recent.get('user'), deniedFailures)]]);
   const misuseBaseline = new Map([['client_net', tallies(baseline.get('client_net'), deniedFailures)], ['user', tallies(baseline.get('user'), deniedFailures)]]);
-  findings.push(...detectMisuse(misuseRecent, misuseBaseline, d.misuse));
+  findings.push(...detectMisuse(misuseRecent, misuseBaseline, d.misuse, (await weekOf(['client_net', 'user'], deniedFailures)) ?? undefined));
 
   // Surges: users above the volume floor now, against their history since the site's first data.
   const heavy = [...recent.get('user')!.entries()].filter(([, c]) => c.bytes >= d.surge.minBytes).map(([k]) => k);
@@ -59,10 +76,12 @@ export async function findAnomalies(pool: pg.Pool, o: StatisticsOptions, nowMs =
     const siteFrom = Math.max(baseFrom, (await firstSiteMinuteSince(pool, baseFrom)) ?? recentFrom);
     const history = await minuteSeries(pool, 'user', 'bytes', siteFrom, recentFrom, heavy);
     const seasonal = await seasonalBytes(pool, 'user', heavy, nowMs, 28);
+    const weekly = await seasonalBytes(pool, 'user', heavy, nowMs, d.hourOfWeek.weeks, 168);
     findings.push(
       ...detectSurges(
-        heavy.map((key) => ({ key, recentBytes: recent.get('user')!.get(key)!.bytes, recentMinutes: d.windowMinutes, history: history.get(key) ?? [], seasonal: seasonal.get(key) ?? [] })),
+        heavy.map((key) => ({ key, recentBytes: recent.get('user')!.get(key)!.bytes, recentMinutes: d.windowMinutes, history: history.get(key) ?? [], seasonal: seasonal.get(key) ?? [], weekly: weekly.get(key) ?? [] })),
         d.surge,
+        d.hourOfWeek.minWeeks,
       ),
     );
   }
@@ -102,7 +121,43 @@ export async function findAnomalies(pool: pg.Pool, o: StatisticsOptions, nowMs =
     stoppedInputs.push({ pool: p.key, lastSeenMs: p.lastMs, history: first < 0 ? [] : history.get(p.key)!.slice(first) });
   }
   findings.push(...detectStoppedPools(stoppedInputs, siteLast, d.stopped));
+
+  // Pools unlike their peers (a pool already found faulty is not said twice), and the site's level.
+  const library = await loadStatisticsLibrary();
+  const faulty = new Set(findings.filter((f) => f.kind === 'fault' && f.dimension === 'pool').map((f) => f.key));
+  findings.push(...detectPoolOutliers(await poolSteps(pool, d.poolOutlier, end), d.poolOutlier, library.outlierBands).filter((f) => !faulty.has(f.key)));
+  const lastHour = Math.floor((nowMs - 10 * MINUTE_MS) / HOUR_MS) * HOUR_MS; // complete hours only, 10 min for late records
+  const site = await siteHourly(pool, lastHour - Math.max(d.levelChange.lookbackHours, Math.floor(d.hourOfWeek.weeks) * 168) * HOUR_MS, lastHour);
+  findings.push(
+    ...detectLevelChange(
+      [
+        { metric: 'transfers', startMs: site.startMs, values: site.transfers },
+        { metric: 'bytes', startMs: site.startMs, values: site.bytes },
+      ],
+      d.levelChange,
+      d.hourOfWeek.minWeeks,
+      library.changepoints,
+    ),
+  );
   return findings;
+}
+
+/** Each pool's counts per step of the pool-outlier window (whole steps up to `end`; a step without transfers: zeros). */
+async function poolSteps(pool: pg.Pool, o: StatisticsOptions['detectors']['poolOutlier'], end: number): Promise<PoolSteps[]> {
+  const stepMs = Math.max(1, Math.round(o.stepMinutes)) * MINUTE_MS;
+  const n = Math.max(1, Math.floor(o.windowMinutes / (stepMs / MINUTE_MS)));
+  const to = Math.floor(end / stepMs) * stepMs; // steps aligned as stepCounts groups them
+  const from = to - n * stepMs;
+  const rows = await stepCounts(pool, 'stats_minute', from, to, stepMs / 1000, 'pool');
+  const byPool = new Map<string, { transfers: number; failures: number; bytes: number; durationMs: number }[]>();
+  for (const r of rows) {
+    const i = Math.floor((r.t * 1000 - from) / stepMs);
+    if (i < 0 || i >= n) continue;
+    let steps = byPool.get(r.key);
+    if (!steps) byPool.set(r.key, (steps = Array.from({ length: n }, () => ({ transfers: 0, failures: 0, bytes: 0, durationMs: 0 }))));
+    steps[i] = { transfers: r.transfers, failures: faultFailures(r), bytes: r.bytes, durationMs: r.durationMs };
+  }
+  return [...byPool.entries()].map(([p, steps]) => ({ pool: p, steps }));
 }
 
 /** Dimensions whose keys name a person or where they connect from. */

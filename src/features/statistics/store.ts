@@ -8,8 +8,10 @@ import type { DeliveredRecord } from '../../pipeline/delivery';
 import {
   firstBucketSeconds,
   hourBytesAt,
+  hourCountsAt,
   minuteValues,
   pruneStatistics,
+  siteHours,
   stepCounts,
   topKeys,
   totalsByDirection,
@@ -176,11 +178,12 @@ export async function minuteSeries(pool: pg.Pool, dimension: string, column: 'by
 
 /**
  * Bytes of each key at the same hour of day on previous days (up to `days`), one value per
- * day on which the site delivered anything in that hour (0 for a key silent that day).
+ * day on which the site delivered anything in that hour (0 for a key silent that day); with
+ * `stepHours` 168, at the same hour of the week on previous weeks.
  */
-export async function seasonalBytes(pool: pg.Pool, dimension: string, keys: readonly string[], nowMs: number, days: number): Promise<Map<string, number[]>> {
+export async function seasonalBytes(pool: pg.Pool, dimension: string, keys: readonly string[], nowMs: number, days: number, stepHours = 24): Promise<Map<string, number[]>> {
   const hour = Math.floor(nowMs / HOUR_MS) * HOUR_MS;
-  const hours = Array.from({ length: days }, (_, i) => hour - (i + 1) * 24 * HOUR_MS);
+  const hours = Array.from({ length: days }, (_, i) => hour - (i + 1) * stepHours * HOUR_MS);
   const rows = await hourBytesAt(pool, hours, dimension, keys);
   const siteDays = new Set(rows.filter((r) => r.dimension === 'all').map((r) => r.t));
   const out = new Map<string, number[]>();
@@ -189,4 +192,57 @@ export async function seasonalBytes(pool: pg.Pool, dimension: string, keys: read
     out.set(k, [...siteDays].map((t) => mine.get(t) ?? 0));
   }
   return out;
+}
+
+/**
+ * The tallies of each key of the given dimensions at the same hour of the week as `nowMs` on
+ * the previous `weeks` weeks (failures counted by `failures`), summed over the weeks on which
+ * the site delivered in that hour; null when there were fewer than minWeeks such weeks.
+ */
+export async function hourOfWeekTallies(
+  pool: pg.Pool,
+  dimensions: readonly string[],
+  nowMs: number,
+  o: { weeks: number; minWeeks: number },
+  failures: (c: Counts) => number,
+): Promise<Map<string, Map<string, { transfers: number; failures: number }>> | null> {
+  const hour = Math.floor(nowMs / HOUR_MS) * HOUR_MS;
+  const hours = Array.from({ length: Math.floor(o.weeks) }, (_, i) => hour - (i + 1) * 168 * HOUR_MS);
+  if (hours.length === 0) return null;
+  const rows = await hourCountsAt(pool, hours, ['all', ...dimensions]);
+  const weeks = new Set(rows.filter((r) => r.dimension === 'all' && r.transfers > 0).map((r) => r.t));
+  if (weeks.size < Math.max(1, o.minWeeks)) return null;
+  const out = new Map(dimensions.map((d) => [d, new Map<string, { transfers: number; failures: number }>()]));
+  for (const r of rows) {
+    const m = out.get(r.dimension);
+    if (!m || !weeks.has(r.t)) continue;
+    const t = m.get(r.key) ?? { transfers: 0, failures: 0 };
+    t.transfers += r.transfers;
+    t.failures += failures(r);
+    m.set(r.key, t);
+  }
+  return out;
+}
+
+/**
+ * The site's hourly transfers and bytes over [from, to) (whole hours): 0 for an hour without
+ * a row between the first and the last hour the statistics hold (they count every delivered
+ * record by its own time, also those delivered late), NaN before and after them (nothing
+ * known yet: while the collector is away nothing is delivered, so nothing is counted).
+ */
+export async function siteHourly(pool: pg.Pool, fromMs: number, toMs: number): Promise<{ startMs: number; transfers: number[]; bytes: number[] }> {
+  const n = Math.max(0, Math.round((toMs - fromMs) / HOUR_MS));
+  const transfers = Array<number>(n).fill(NaN);
+  const bytes = Array<number>(n).fill(NaN);
+  for (const r of await siteHours(pool, fromMs, toMs)) {
+    const i = Math.round((r.t - fromMs) / HOUR_MS);
+    if (i < 0 || i >= n) continue;
+    transfers[i] = r.transfers;
+    bytes[i] = r.bytes;
+  }
+  const first = transfers.findIndex(Number.isFinite);
+  let last = n - 1;
+  while (last >= 0 && !Number.isFinite(transfers[last]!)) last--;
+  for (let i = Math.max(0, first); first >= 0 && i <= last; i++) if (!Number.isFinite(transfers[i]!)) transfers[i] = bytes[i] = 0;
+  return { startMs: fromMs, transfers, bytes };
 }
