@@ -417,8 +417,12 @@ describe('the monitor reads the weeks from stats_hour', () => {
   const monday = (t: number) => new Date(t).getUTCDay() === 1 && new Date(t).getUTCHours() >= 8 && new Date(t).getUTCHours() <= 10;
   const userBytes = (t: number) => (monday(t) ? 1.5e12 : 5e9);
 
-  /** Four weeks of hour rows (the site and a Monday-morning user), then the minutes of the last two hours before nowMs; `level` multiplies the site's last hours. */
-  async function write(nowMs: number, level?: { hours: number; factor: number }) {
+  /**
+   * Four weeks of hour rows (the site and a Monday-morning user), then the minutes of the last
+   * two hours before nowMs; `level` multiplies the site's last hours. `history`: the hours are
+   * the history builder's, which counts the site but no users (docs/DASHBOARD.md, "History").
+   */
+  async function write(nowMs: number, level?: { hours: number; factor: number }, history = false) {
     await pool.query('TRUNCATE dcache_probe.stats_minute, dcache_probe.stats_hour, dcache_probe.stats_seen, dcache_probe.stats_alert');
     const lastHour = Math.floor(nowMs / HOUR) * HOUR;
     const hour: StatRow[] = [];
@@ -426,7 +430,8 @@ describe('the monitor reads the weeks from stats_hour', () => {
     for (let t = lastHour - 4 * 168 * HOUR; t < lastHour; t += HOUR) {
       const f = level && t >= lastHour - level.hours * HOUR ? level.factor : 1;
       const n = Math.round(24_000 * shape(t) * f * logNormal(r, 0.05));
-      hour.push(row(t, 'all', '', n, n * 1.5e9), row(t, 'user', 'monday-0', 10, userBytes(t)));
+      hour.push(row(t, 'all', '', n, n * 1.5e9));
+      if (!history) hour.push(row(t, 'user', 'monday-0', 10, userBytes(t)));
     }
     const minute: StatRow[] = [];
     for (let t = Math.floor(nowMs / MINUTE) * MINUTE - 125 * MINUTE; t <= nowMs; t += MINUTE) minute.push(row(t, 'all', '', 400, 400 * 1.5e9), row(t, 'user', 'monday-0', 1, 1.5e12 / 60));
@@ -444,6 +449,12 @@ describe('the monitor reads the weeks from stats_hour', () => {
     const found = await findAnomalies(pool, DEFAULT_STATISTICS_OPTIONS, sundayNight);
     assert.deepEqual(kinds(found), ['surge user monday-0']);
     assert.equal(found[0]!.evidence.baseline, 'hour-of-week');
+  });
+
+  it("hours counted from the billing history, which hold no users, are not a user's norm of zero: no surge", async () => {
+    const mondayMorning = T0 + 4 * 168 * HOUR + 9 * HOUR + 30 * MINUTE;
+    await write(mondayMorning, undefined, true);
+    assert.deepEqual(kinds(await findAnomalies(pool, DEFAULT_STATISTICS_OPTIONS, mondayMorning)), []);
   });
 
   it("a sustained change of the site's hourly level is one level-change finding", async () => {

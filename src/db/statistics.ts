@@ -274,6 +274,20 @@ export async function hourBytesAt(pool: pg.Pool, hoursMs: readonly number[], dim
   return rows.map((r) => ({ dimension: r.dimension, key: r.key, t: Number(r.t), bytes: Number(r.bytes) }));
 }
 
+/**
+ * Which of the given hours (epoch ms) hold any row of `dimension`: the hours it was counted in.
+ * (The history builder counts some dimensions only, docs/DASHBOARD.md "History": an hour of
+ * history has "all" rows but no "user" rows, and must not read as every user silent.)
+ */
+export async function hoursWithDimension(pool: pg.Pool, hoursMs: readonly number[], dimension: string): Promise<Set<number>> {
+  const { rows } = await pool.query<{ t: string }>(
+    `SELECT DISTINCT (extract(epoch FROM bucket) * 1000)::bigint AS t FROM dcache_probe.stats_hour
+      WHERE bucket = ANY(SELECT to_timestamp(x / 1000.0) FROM unnest($1::bigint[]) AS x) AND dimension = $2`,
+    [hoursMs, dimension],
+  );
+  return new Set(rows.map((r) => Number(r.t)));
+}
+
 /** The hour rows at the given hours (epoch ms) of the given dimensions (include "all" to know which hours the site had data). */
 export async function hourCountsAt(pool: pg.Pool, hoursMs: readonly number[], dimensions: readonly string[]): Promise<(KeyCounts & { t: number })[]> {
   const { rows } = await pool.query<CountRow & { dimension: string; key: string; t: string }>(

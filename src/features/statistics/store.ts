@@ -8,6 +8,7 @@ import type { DeliveredRecord } from '../../pipeline/delivery';
 import {
   firstBucketSeconds,
   hourBytesAt,
+  hoursWithDimension,
   hourCountsAt,
   minuteValues,
   pruneStatistics,
@@ -178,14 +179,16 @@ export async function minuteSeries(pool: pg.Pool, dimension: string, column: 'by
 
 /**
  * Bytes of each key at the same hour of day on previous days (up to `days`), one value per
- * day on which the site delivered anything in that hour (0 for a key silent that day); with
- * `stepHours` 168, at the same hour of the week on previous weeks.
+ * day on which the site delivered anything in that hour and the dimension was counted (0 for a
+ * key silent that day; an hour of history, which counts no users, is no day of a user's norm);
+ * with `stepHours` 168, at the same hour of the week on previous weeks.
  */
 export async function seasonalBytes(pool: pg.Pool, dimension: string, keys: readonly string[], nowMs: number, days: number, stepHours = 24): Promise<Map<string, number[]>> {
   const hour = Math.floor(nowMs / HOUR_MS) * HOUR_MS;
   const hours = Array.from({ length: days }, (_, i) => hour - (i + 1) * stepHours * HOUR_MS);
   const rows = await hourBytesAt(pool, hours, dimension, keys);
-  const siteDays = new Set(rows.filter((r) => r.dimension === 'all').map((r) => r.t));
+  const counted = await hoursWithDimension(pool, hours, dimension);
+  const siteDays = new Set(rows.filter((r) => r.dimension === 'all' && counted.has(r.t)).map((r) => r.t));
   const out = new Map<string, number[]>();
   for (const k of keys) {
     const mine = new Map(rows.filter((r) => r.dimension === dimension && r.key === k).map((r) => [r.t, r.bytes]));
@@ -197,7 +200,9 @@ export async function seasonalBytes(pool: pg.Pool, dimension: string, keys: read
 /**
  * The tallies of each key of the given dimensions at the same hour of the week as `nowMs` on
  * the previous `weeks` weeks (failures counted by `failures`), summed over the weeks on which
- * the site delivered in that hour; null when there were fewer than minWeeks such weeks.
+ * the site delivered in that hour; null when there were fewer than minWeeks such weeks. A
+ * dimension not counted in enough of those weeks (the history counts no users or client
+ * networks) gets no tallies: its keys fall back to the other baselines.
  */
 export async function hourOfWeekTallies(
   pool: pg.Pool,
@@ -213,9 +218,11 @@ export async function hourOfWeekTallies(
   const weeks = new Set(rows.filter((r) => r.dimension === 'all' && r.transfers > 0).map((r) => r.t));
   if (weeks.size < Math.max(1, o.minWeeks)) return null;
   const out = new Map(dimensions.map((d) => [d, new Map<string, { transfers: number; failures: number }>()]));
+  const countedIn = new Map(dimensions.map((d) => [d, new Set(rows.filter((r) => r.dimension === d && weeks.has(r.t)).map((r) => r.t))]));
   for (const r of rows) {
     const m = out.get(r.dimension);
-    if (!m || !weeks.has(r.t)) continue;
+    const counted = countedIn.get(r.dimension);
+    if (!m || !counted?.has(r.t) || counted.size < Math.max(1, o.minWeeks)) continue;
     const t = m.get(r.key) ?? { transfers: 0, failures: 0 };
     t.transfers += r.transfers;
     t.failures += failures(r);
