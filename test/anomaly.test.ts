@@ -5,8 +5,9 @@
  * the statistics count under (client networks, IPv6 in dCache's long form, directions).
  */
 import assert from 'node:assert/strict';
-import { describe, it, type TestContext } from 'node:test';
+import { describe, it } from 'node:test';
 import { rng } from '../src/tools/demo/simulator';
+import { Score, between, gaussian } from './helpers/scoring';
 import {
   DEFAULT_DETECTOR_OPTIONS as D,
   detectFaults,
@@ -43,35 +44,7 @@ function poisson(r: () => number, lambda: number): number {
   } while (p > l);
   return k - 1;
 }
-function gaussian(r: () => number): number {
-  return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
-}
-const between = (r: () => number, a: number, b: number) => a + (b - a) * r();
 
-/** Counts true/false positives over scenarios; reports and checks precision and recall. */
-class Score {
-  tp = 0;
-  fp = 0;
-  fn = 0;
-  add(found: Iterable<string>, truth: Iterable<string>): void {
-    const f = new Set(found);
-    const t = new Set(truth);
-    for (const k of f) if (t.has(k)) this.tp++;
-      else this.fp++;
-    for (const k of t) if (!f.has(k)) this.fn++;
-  }
-  get precision(): number {
-    return this.tp + this.fp === 0 ? 1 : this.tp / (this.tp + this.fp);
-  }
-  get recall(): number {
-    return this.tp + this.fn === 0 ? 1 : this.tp / (this.tp + this.fn);
-  }
-  check(t: TestContext, name: string, floors: { precision: number; recall: number }): void {
-    t.diagnostic(`${name}: precision ${this.precision.toFixed(3)} recall ${this.recall.toFixed(3)} (tp ${this.tp}, fp ${this.fp}, fn ${this.fn})`);
-    assert.ok(this.precision >= floors.precision, `${name} precision ${this.precision} < ${floors.precision}`);
-    assert.ok(this.recall >= floors.recall, `${name} recall ${this.recall} < ${floors.recall}`);
-  }
-}
 
 describe('anomaly detectors on synthetic traffic', () => {
   it('rateSpike: a binomial test with a count, a ratio and a z-score', () => {

@@ -11,8 +11,9 @@
  * stats_hour and stats_minute: it reads the weeks, the pools' steps and the site's hours.
  */
 import assert from 'node:assert/strict';
-import { before, describe, it, type TestContext } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { rng } from '../src/tools/demo/simulator';
+import { Score, between, gaussian } from './helpers/scoring';
 import {
   DEFAULT_DETECTOR_OPTIONS as D,
   detectFaults,
@@ -41,8 +42,6 @@ const DAYS = 28;
 
 // --- samplers --------------------------------------------------------------------------
 type R = () => number;
-const gaussian = (r: R) => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
-const between = (r: R, a: number, b: number) => a + (b - a) * r();
 const logNormal = (r: R, sigma: number) => Math.exp(sigma * gaussian(r));
 function poisson(r: R, lambda: number): number {
   if (lambda > 30) return Math.max(0, Math.round(lambda + Math.sqrt(lambda) * gaussian(r)));
@@ -214,30 +213,7 @@ function levelInputs(series: { transfers: number[]; bytes: number[] }, end: numb
   ];
 }
 
-// --- scoring ---------------------------------------------------------------------------
-class Score {
-  tp = 0;
-  fp = 0;
-  fn = 0;
-  add(found: Iterable<string>, truth: Iterable<string>): void {
-    const f = new Set(found);
-    const t = new Set(truth);
-    for (const k of f) if (t.has(k)) this.tp++;
-      else this.fp++;
-    for (const k of t) if (!f.has(k)) this.fn++;
-  }
-  get precision(): number {
-    return this.tp + this.fp === 0 ? 1 : this.tp / (this.tp + this.fp);
-  }
-  get recall(): number {
-    return this.tp + this.fn === 0 ? 1 : this.tp / (this.tp + this.fn);
-  }
-  check(t: TestContext, name: string, floors: { precision: number; recall: number }): void {
-    t.diagnostic(`${name}: precision ${this.precision.toFixed(3)} recall ${this.recall.toFixed(3)} (tp ${this.tp}, fp ${this.fp}, fn ${this.fn})`);
-    assert.ok(this.precision >= floors.precision, `${name} precision ${this.precision} < ${floors.precision}`);
-    assert.ok(this.recall >= floors.recall, `${name} recall ${this.recall} < ${floors.recall}`);
-  }
-}
+// --- scoring (test/helpers/scoring.ts) ------------------------------------------------
 
 /** A random time in the last week of the history (the first three are its past weeks). */
 const lastWeek = (r: R) => T0 + (21 * 24 + Math.floor(r() * 7 * 24)) * HOUR + Math.floor(r() * 55 + 5) * MINUTE;
