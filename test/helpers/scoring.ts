@@ -1,6 +1,6 @@
 /**
  * Scoring the detectors' evaluations: true and false positives over simulated scenarios, and
- * the random draws the scenarios are made of (seeded: pass rng() of src/tools/demo/simulator).
+ * the random draws the scenarios are made of (seeded: pass rng() of src/tools/demo/simulator.ts).
  */
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
