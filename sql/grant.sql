@@ -19,6 +19,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON dcache_probe.stats_minute, dcache_probe.
 GRANT USAGE ON SEQUENCE dcache_probe.stats_alert_id_seq TO :"role";
 -- Per-day totals and the hours of history counted (010): the delivery's upsert, pruning, the history builder.
 GRANT SELECT, INSERT, UPDATE, DELETE ON dcache_probe.stats_day, dcache_probe.stats_history TO :"role";
+-- Removals per day and the days counted (011): the daily removal step, pruning, the outlook.
+GRANT SELECT, INSERT, UPDATE, DELETE ON dcache_probe.stats_removal_day, dcache_probe.stats_removal_counted TO :"role";
 -- "dcache-probe backfill" / "import-checkpoint": their progress (SELECT ... FOR UPDATE needs UPDATE).
 GRANT SELECT, INSERT, UPDATE ON dcache_probe.backfill_progress TO :"role";
 GRANT USAGE, SELECT, UPDATE ON SEQUENCE dcache_probe.wake_armed, dcache_probe.wake_fired, dcache_probe.capture_failure TO :"role";

@@ -28,12 +28,12 @@ export async function billingColumns(db: pg.Pool | pg.ClientBase, billingSchema:
 }
 
 /** What the mapping calls meaningful (meaningful() in src/record/mapping.ts): NULL for blank, "unknown", "<undefined>". */
-function meaningful(expr: string): string {
+export function meaningful(expr: string): string {
   return `nullif(regexp_replace(btrim((${expr})::text, E' \\t\\n\\r'), '^<?(unknown|undefined)>?$', '', 'i'), '')`;
 }
 
 /** The column, or NULL when this form of the schema lacks it. */
-function column(columns: Set<string>, alias: string, name: string, type = 'text'): string {
+export function column(columns: Set<string>, alias: string, name: string, type = 'text'): string {
   return columns.has(name) ? `${alias}.${pg.escapeIdentifier(name)}` : `NULL::${type}`;
 }
 
