@@ -1,14 +1,17 @@
 /**
  * `dcache-probe stats-history`: counts the billing history from before the capture's
  * installation into the statistics (per hour and per day; src/features/statistics/history.ts),
- * by hand: further back than statistics.historyDays, or again after an interruption. Safe to
- * rerun: hours already counted are skipped.
+ * by hand: further back than statistics.historyDays, or again after an interruption; then the
+ * removals of every complete UTC day from the same start up to yesterday (for the outlook's
+ * growth; src/features/statistics/removals.ts). Safe to rerun: hours and days already counted
+ * are skipped.
  */
 import type { Command } from 'commander';
 import { ConfigError } from '../config/schema';
 import { installationTimeMs } from '../db/backfill';
 import { createPool, withClient } from '../db/pool';
 import { buildHistory } from '../features/statistics/history';
+import { countRemovals } from '../features/statistics/removals';
 import { HOUR_MS } from '../lib';
 import { createLogger } from '../logger';
 import { configFrom, guarded, parseTime, withConfigOptions } from './options';
@@ -41,8 +44,9 @@ export function registerStatsHistory(program: Command): void {
         try {
           // (Not installed: buildHistory says so.)
           const installedMs = await withClient(pool, installationTimeMs).catch(() => Date.now());
+          const sinceMs = parseSince(String(options.since), '--since', installedMs);
           const result = await buildHistory(pool, {
-            sinceMs: parseSince(String(options.since), '--since', installedMs),
+            sinceMs,
             untilMs: options.until ? parseTime(String(options.until), '--until').getTime() : undefined,
             pauseMs,
             hourRetentionDays: config.statistics.hourRetentionDays,
@@ -57,6 +61,13 @@ export function registerStatsHistory(program: Command): void {
               `counted ${result.hoursCounted} hours (${result.rowsCounted} billing rows), ${result.hoursSkipped} counted before` +
               `${result.complete ? '' : '; interrupted, run it again to continue'}\n`,
           );
+          if (result.complete) {
+            const removals = await countRemovals(pool, { sinceMs, pauseMs, statementTimeoutMs: config.database.queryTimeoutSeconds * 1000 || undefined, signal: stop.signal, log });
+            process.stdout.write(
+              `removals ${removals.sinceDay} .. ${removals.untilDay} (UTC days, up to yesterday): counted ${removals.daysCounted} days (${removals.removalsCounted} removals), ${removals.daysSkipped} counted before` +
+                `${removals.complete ? '' : '; interrupted, run it again to continue'}\n`,
+            );
+          }
         } finally {
           process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
           await pool.end();

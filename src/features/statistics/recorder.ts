@@ -9,7 +9,9 @@
  *    Records from before the capture's installation (`installedAt`, read at prepare) count in
  *    the minute table only: the hour and day tables have them from the history builder.
  *  - `start()` (the daemon) prunes old rows every 10 minutes and, if statistics.historyDays >
- *    0, counts that much billing history in the background (history.ts); `stop()` ends both.
+ *    0, counts that much billing history in the background (history.ts); then it counts the
+ *    removals of every complete UTC day from the same start (removals.ts), and again once a
+ *    day shortly after UTC midnight; `stop()` ends all three.
  */
 import type pg from 'pg';
 import { isConnectionFault } from '../../db/pool';
@@ -18,6 +20,7 @@ import type { DeliveryOptions } from '../../pipeline/delivery';
 import type { Logger } from '../../logger';
 import { HOUR_MS, errorMessage } from '../../lib';
 import { buildHistory, type HistoryResult } from './history';
+import { countRemovals, nextRunDelayMs, type RemovalResult } from './removals';
 import type { StatisticsOptions } from './options';
 import { prune, recordBatch } from './store';
 
@@ -29,11 +32,14 @@ export interface HistoryContext {
 
 export class StatisticsRecorder {
   private pruneTimer: NodeJS.Timeout | null = null;
+  private removalTimer: NodeJS.Timeout | null = null;
   private lastFailureLog = 0;
   private pruning: Promise<void> = Promise.resolve();
   private readonly stopSignal = new AbortController();
   /** The background history build of the daemon (resolves, never rejects). */
   history: Promise<HistoryResult | undefined> = Promise.resolve(undefined);
+  /** The latest run of the removal step (resolves, never rejects). */
+  removals: Promise<RemovalResult | undefined> = Promise.resolve(undefined);
   /** Batches whose statistics could not be written (delivered all the same). */
   failures = 0;
   /** The capture's installation (epoch ms); until it is known nothing is taken for history. */
@@ -84,13 +90,37 @@ export class StatisticsRecorder {
         return undefined;
       });
     }
+    if (Number.isFinite(this.installedAtMs)) {
+      const sinceMs = this.installedAtMs - this.options.historyDays * 24 * HOUR_MS;
+      const countNow = () => {
+        this.removals = this.removals.then(() =>
+          countRemovals(this.pool, { sinceMs, pauseMs: this.options.historyPauseMs, signal: this.stopSignal.signal, log: this.log }).catch((err) => {
+            if (!this.stopSignal.signal.aborted && !isConnectionFault(err)) this.log.warn('could not count the removals of the billing tables; the next run continues it', { error: errorMessage(err) });
+            return undefined;
+          }),
+        );
+      };
+      const daily = () => {
+        this.removalTimer = setTimeout(() => {
+          countNow();
+          daily();
+        }, nextRunDelayMs(Date.now()));
+      };
+      // After the history build (one throttled step at a time), then once a day.
+      this.removals = this.history.then(() => undefined);
+      countNow();
+      daily();
+    }
   }
 
   async stop(): Promise<void> {
     this.stopSignal.abort();
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     this.pruneTimer = null;
+    if (this.removalTimer) clearTimeout(this.removalTimer);
+    this.removalTimer = null;
     await this.pruning;
     await this.history;
+    await this.removals;
   }
 }
