@@ -123,7 +123,7 @@ describe('the capacity outlook API', () => {
   it('answers the contract: continuous history up to yesterday, 365 forecast days from today, months and horizons that add up', async () => {
     for (const path of ['/api/outlook?scope=site&metric=written', `/api/outlook?scope=vo&key=atlas&metric=written`, `/api/outlook?scope=storage_class&key=${encodeURIComponent(SC)}&metric=written`]) {
       const a = await json(path);
-      assert.deepEqual(Object.keys(a).sort(), ['basis', 'capacity', 'forecast', 'generatedAt', 'growthMeasured', 'historyDays', 'history', 'horizons', 'key', 'method', 'metric', 'monthly', 'scope', 'unit'].sort());
+      assert.deepEqual(Object.keys(a).sort(), ['basis', 'capacity', 'forecast', 'generatedAt', 'growthMeasured', 'historyDays', 'history', 'horizons', 'key', 'method', 'metric', 'monthly', 'removals', 'scope', 'unit'].sort());
       assert.equal(a.unit, 'bytes/day');
       assert.equal(a.metric, 'written');
       assert.equal(a.method, 'MSTL(7) + AutoETS');
@@ -279,7 +279,7 @@ describe('the capacity outlook API', () => {
     clock = NOW + 6 * 60_000;
     try {
       const again = await json(path);
-      assert.equal(again.history.at(-1)!.value, 2 * first.history.at(-1)!.value);
+      assert.equal(again.history.at(-1)!.value, 2 * first.history.at(-1)!.value!);
     } finally {
       clock = NOW;
       await db.query(`UPDATE dcache_probe.stats_day SET bytes = bytes / 2 WHERE dimension = 'direction' AND key = 'write' AND day = $1::date - 1`, [TODAY]);

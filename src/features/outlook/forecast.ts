@@ -12,6 +12,10 @@
  * Everything else here is pure: the cleaning of the history, the choice of method by how much
  * history there is, the seasonal-naive baseline, and sums over days (months) with intervals.
  * No database, no clock: callers pass the series and, for months, the first forecast day.
+ *
+ * A series of bytes is never negative: a negative day is missing and every bound is clamped at
+ * zero. A signed series (the outlook's growth, written minus removed, `signed: true`) keeps its
+ * negative days and is not clamped.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -47,6 +51,8 @@ export interface DailyForecast {
   spread95: number[];
   /** How the intervals were calibrated on the history's own recent past, or null if not. */
   calibration: Calibration | null;
+  /** A signed series (ForecastOptions.signed): nothing was clamped at zero, nor are its totals. */
+  signed?: true;
 }
 
 /**
@@ -98,9 +104,9 @@ export interface CleanHistory {
   imputed: number;
 }
 
-/** A missing day: not a finite number, or negative (bytes cannot be). Zero is a real zero. */
-export function isMissing(value: number | null | undefined): boolean {
-  return value === null || value === undefined || !Number.isFinite(value) || value < 0;
+/** A missing day: not a finite number, or negative (bytes cannot be; a signed series can). Zero is a real zero. */
+export function isMissing(value: number | null | undefined, signed = false): boolean {
+  return value === null || value === undefined || !Number.isFinite(value) || (!signed && value < 0);
 }
 
 /**
@@ -109,10 +115,10 @@ export function isMissing(value: number | null | undefined): boolean {
  * dropped; interior ones are filled by linear interpolation between the known days around them;
  * trailing ones carry the last known day forward (the caller sees how many in `imputed`).
  */
-export function cleanHistory(daily: readonly (number | null | undefined)[]): CleanHistory {
-  const first = daily.findIndex((v) => !isMissing(v));
+export function cleanHistory(daily: readonly (number | null | undefined)[], signed = false): CleanHistory {
+  const first = daily.findIndex((v) => !isMissing(v, signed));
   if (first < 0) return { values: [], dropped: daily.length, imputed: 0 };
-  const values = daily.slice(first).map((v) => (isMissing(v) ? Number.NaN : (v as number)));
+  const values = daily.slice(first).map((v) => (isMissing(v, signed) ? Number.NaN : (v as number)));
   let imputed = 0;
   let lastKnown = 0;
   for (let i = 1; i < values.length; i++) {
@@ -139,8 +145,8 @@ export function methodFor(days: number): { periods: number[]; name: string } | {
   return { periods: null, name: `mean of ${days} day${days === 1 ? '' : 's'}` };
 }
 
-function fromSpread(method: string, history: CleanHistory, point: readonly number[], sd80: readonly number[], sd95: readonly number[] = sd80, calibration: Calibration | null = null): DailyForecast {
-  const clamp = (x: number) => Math.max(0, x);
+function fromSpread(method: string, history: CleanHistory, point: readonly number[], sd80: readonly number[], sd95: readonly number[] = sd80, calibration: Calibration | null = null, signed = false): DailyForecast {
+  const clamp = signed ? (x: number) => x : (x: number) => Math.max(0, x);
   return {
     method,
     historyDays: history.values.length,
@@ -153,6 +159,7 @@ function fromSpread(method: string, history: CleanHistory, point: readonly numbe
     spread80: sd80.map((s) => Z80 * s),
     spread95: sd95.map((s) => Z95 * s),
     calibration,
+    ...(signed ? { signed: true as const } : {}),
   };
 }
 
@@ -162,12 +169,12 @@ function sdFrom(point: readonly number[], upper: readonly number[] | undefined, 
 }
 
 /** Too little history for a season or a trend: the mean, with the spread of the days seen. */
-function meanForecast(history: CleanHistory, horizon: number, name: string): DailyForecast {
+function meanForecast(history: CleanHistory, horizon: number, name: string, signed = false): DailyForecast {
   const y = history.values;
   const mean = y.reduce((s, v) => s + v, 0) / y.length;
   const variance = y.length > 1 ? y.reduce((s, v) => s + (v - mean) ** 2, 0) / (y.length - 1) : 0;
   const sd = Math.sqrt(variance * (1 + 1 / y.length)); // a new day's spread plus the mean's own
-  return fromSpread(name, history, Array(horizon).fill(mean), Array(horizon).fill(sd));
+  return fromSpread(name, history, Array(horizon).fill(mean), Array(horizon).fill(sd), undefined, null, signed);
 }
 
 export interface ForecastOptions {
@@ -176,6 +183,8 @@ export interface ForecastOptions {
    * Costs up to CALIBRATION.origins more fits. Off: the intervals as the library gives them.
    */
   calibrate?: boolean;
+  /** The series may be negative (growth): negative days are kept, nothing is clamped at zero. */
+  signed?: boolean;
 }
 
 /** A fitted model's forecast: point and standard deviation per day (unclamped, normal). */
@@ -235,24 +244,25 @@ function calibrate(augurs: Augurs, periods: number[], minDays: number, y: readon
  * two weeks: weekly only; less: the mean. The trend of the deseasonalised series is AutoETS
  * (chosen by AICc among error/trend forms, damped trends included). The intervals are then
  * calibrated on the history's own recent past (Calibration), where there is enough of it.
- * Forecasts and interval bounds are clamped at zero.
+ * Forecasts and interval bounds are clamped at zero (not for a signed series, options.signed).
  */
 export async function forecastDaily(daily: readonly (number | null | undefined)[], horizon: number, options: ForecastOptions = {}): Promise<DailyForecast> {
   if (!Number.isInteger(horizon) || horizon < 1) throw new RangeError(`horizon must be a positive whole number of days, not ${horizon}`);
-  const history = cleanHistory(daily);
+  const signed = options.signed === true;
+  const history = cleanHistory(daily, signed);
   if (history.values.length === 0) throw new RangeError('no known day in the history: nothing to forecast from');
   const method = methodFor(history.values.length);
-  if (method.periods === null) return meanForecast(history, horizon, method.name);
+  if (method.periods === null) return meanForecast(history, horizon, method.name, signed);
   // Every day the same (often all zeros: a VO that never wrote): nothing to model, and the
   // library's fit would only add rounding noise to it.
-  if (history.values.every((v) => v === history.values[0])) return meanForecast(history, horizon, `constant (${history.values.length} equal days)`);
+  if (history.values.every((v) => v === history.values[0])) return meanForecast(history, horizon, `constant (${history.values.length} equal days)`, signed);
   const augurs = await loadAugurs();
   const f = fitAndPredict(augurs, method.periods, history.values, horizon);
   const minDays = method.periods.includes(365) ? YEARLY_MIN_DAYS : WEEKLY_MIN_DAYS;
   const calibration = options.calibrate === false ? null : calibrate(augurs, method.periods, minDays, history.values, horizon);
   const sd80 = calibration ? f.sd.map((s) => s * calibration.scale80) : f.sd;
   const sd95 = calibration ? f.sd.map((s) => s * calibration.scale95) : f.sd;
-  return fromSpread(method.name, history, f.point, sd80, sd95, calibration);
+  return fromSpread(method.name, history, f.point, sd80, sd95, calibration, signed);
 }
 
 /**
@@ -301,7 +311,7 @@ export function totalOf(forecast: DailyForecast, from = 0, to = forecast.point.l
   const widen = forecast.calibration?.scaleTotal ?? 1;
   const w80 = widen * totalSigma(forecast.spread80, from, from + days); // spreads are z·σ: the same formula, scaled
   const w95 = widen * totalSigma(forecast.spread95, from, from + days);
-  const clamp = (x: number) => Math.max(0, x);
+  const clamp = forecast.signed ? (x: number) => x : (x: number) => Math.max(0, x);
   return { days, point, lower80: clamp(point - w80), upper80: point + w80, lower95: clamp(point - w95), upper95: point + w95 };
 }
 

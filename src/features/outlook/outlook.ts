@@ -4,11 +4,14 @@
  * the next 365 days (forecast.ts), its calendar months, its totals 3, 6 and 12 months ahead, and
  * the day the forecast fills the free space an operator configured (statistics.capacity).
  *
- * Growth (written minus removed) is not measured: dCache's removal rows carry no size, and the
- * size found from the file's write mover is missing or wrong too often to be trusted (the
- * reasons are in docs/OUTLOOK.md, "Growth"). metric=growth is therefore answered from the bytes
- * written, an upper bound of growth, and every answer says what its series is (`basis`,
- * `capacity.basis`).
+ * Growth is the bytes written minus the bytes removed, per day: dCache's removal rows carry no
+ * size, so the daily removal step (src/features/statistics/removals.ts) sizes each removal by
+ * its file's write mover where the billing history holds it, and the answer says how many
+ * removals were sized (`removals.coverage`): growth is too high by the bytes of the removals
+ * that were not (docs/OUTLOOK.md, "Growth"). Growth is measured for the site and a storage
+ * class once removal days are counted; a removal's VO is not known, so a VO's growth, and any
+ * growth before removal days exist, is its bytes written (an upper bound), and says so. Every
+ * answer says what its series is (`basis`, `growthMeasured`, `capacity.basis`).
  *
  * A forecast costs 50–150 ms of the event loop and the days it is made from change once a day, so each
  * (scope, key, direction) is computed once per CACHE_MS and shared by concurrent requests.
@@ -16,6 +19,7 @@
  */
 import type pg from 'pg';
 import { dailySeries, outlookKeys, type DayDirection, type DayValue, type OutlookScope } from '../../db/outlook';
+import { removalTotals, removedBytesPerDay } from '../../db/removals';
 import { forecastDaily, monthlyTotals, totalOf, type DailyForecast } from './forecast';
 
 export type { OutlookScope } from '../../db/outlook';
@@ -40,15 +44,50 @@ const MAX_KEY_LENGTH = 256;
 
 const DAY_MS = 86_400_000;
 
-/** Growth is not measured (see the top of this module): it is the bytes written. */
-export const GROWTH_MEASURED = false;
-
-/** What each metric's series is, as the answer says it. */
+/** What each metric's series is, as the answer says it (growth: when it is not measured). */
 export const BASIS: Record<OutlookMetric, string> = {
   written: 'bytes written per UTC day (write movers, stats_day direction write)',
   read: 'bytes read per UTC day (read movers, stats_day direction read)',
   growth: 'bytes written per UTC day: removals are not measured (docs/OUTLOOK.md, "Growth"), so growth is taken as the bytes written, an upper bound of it',
 };
+/** A VO's growth: removals have no VO. */
+export const VO_GROWTH_BASIS =
+  "bytes written per UTC day: a removal's VO is not known (docs/OUTLOOK.md, \"Growth\"), so a VO's growth is taken as its bytes written, an upper bound of it";
+
+/** The site's removals over the history: counted days, removals, those sized, and their share. */
+export interface Removals {
+  countedDays: number;
+  removals: number;
+  sized: number;
+  /** sized / removals; null without removals. */
+  coverage: number | null;
+}
+
+/** The coverage of removals as a percentage in words ("87 %", "n/a"). */
+export function coverageText(r: Removals): string {
+  return r.coverage === null ? 'no removals recorded' : `${Math.floor(r.coverage * 1000) / 10} %`;
+}
+
+/** The basis of measured growth, with its coverage. */
+export function measuredGrowthBasis(r: Removals): string {
+  return `bytes written minus the bytes of removed files whose write is in the billing history (coverage ${coverageText(r)}; docs/OUTLOOK.md, "Growth")`;
+}
+
+/** Whether growth is measured for a scope: removal days are counted, and the scope is not a VO. */
+export function growthMeasuredFor(scope: OutlookScope, r: Removals): boolean {
+  return scope !== 'vo' && r.countedDays > 0;
+}
+
+/**
+ * Growth per day: the bytes written minus those removed, on the days whose removals are
+ * counted; null (missing) on a day that is not (pure).
+ */
+export function growthOf(written: readonly DayValue[], removed: ReadonlyMap<string, number>): HistoryDay[] {
+  return written.map((w) => {
+    const r = removed.get(w.day);
+    return { day: w.day, value: r === undefined ? null : w.value - r };
+  });
+}
 
 /** A bad parameter of the outlook's API (answered 400 with its message). */
 export class OutlookRequestError extends Error {}
@@ -67,6 +106,12 @@ export interface Capacity {
   storageClasses: Record<string, number>;
 }
 
+/** A day of an answer's history: null when unknown (growth on a day whose removals are not counted). */
+export interface HistoryDay {
+  day: string;
+  value: number | null;
+}
+
 export interface Interval80 {
   point: number;
   lower80: number;
@@ -78,19 +123,22 @@ export interface OutlookAnswer {
   key: string | null;
   metric: OutlookMetric;
   unit: 'bytes/day';
-  /** What the series is (metric=growth: the bytes written, see BASIS). */
+  /** What the series is (metric=growth: measured, or the bytes written, see BASIS). */
   basis: string;
+  /** Growth is measured for this scope (removal days counted; never for a VO). */
   growthMeasured: boolean;
+  /** The site's removals over the history (what growth's coverage is). */
+  removals: Removals;
   method: string;
   historyDays: number;
-  history: DayValue[];
+  history: HistoryDay[];
   forecast: { day: string; point: number; lower80: number; upper80: number; lower95: number; upper95: number }[];
   monthly: (Interval80 & { month: string; lower95: number; upper95: number; days: number; partial: boolean })[];
   /** Totals over the next 91, 182 and 365 days; null without history. */
   horizons: { months3: Interval80 | null; months6: Interval80 | null; months12: Interval80 | null };
   capacity: null | {
     bytes: number;
-    /** The series whose cumulative forecast is compared with the free space: 'written' (growth is not measured). */
+    /** The series whose cumulative forecast is compared with the free space: growth when measured, else written. */
     basis: 'growth' | 'written';
     reachedOn: { point: string | null; earliest: string | null; latest: string | null };
   };
@@ -147,15 +195,24 @@ export function daysToFill(f: DailyForecast, bytes: number): { point: number; ea
 
 interface Computed {
   today: string;
-  history: DayValue[];
+  history: HistoryDay[];
   forecast: DailyForecast | null;
 }
+
+/** The series of an answer: bytes of one direction, or growth (measured). */
+type Series = DayDirection | 'growth';
 
 const round = (x: number) => Math.round(x);
 const interval80 = (t: { point: number; lower80: number; upper80: number }): Interval80 => ({ point: round(t.point), lower80: round(t.lower80), upper80: round(t.upper80) });
 
 /** The answer from a computed history and forecast (pure). */
-export function answerOf(request: OutlookRequest, computed: Computed, capacity: { bytes: number; basis: 'written'; fill: Computed } | undefined): OutlookAnswer {
+export function answerOf(
+  request: OutlookRequest,
+  computed: Computed,
+  capacity: { bytes: number; basis: 'growth' | 'written'; fill: Computed } | undefined,
+  removals: Removals = { countedDays: 0, removals: 0, sized: 0, coverage: null },
+): OutlookAnswer {
+  const measured = growthMeasuredFor(request.scope, removals);
   const f = computed.forecast;
   const at = (i: number) => addDays(computed.today, i);
   const horizon = (days: number) => (f ? interval80(totalOf(f, 0, days)) : null);
@@ -170,8 +227,9 @@ export function answerOf(request: OutlookRequest, computed: Computed, capacity: 
     key: request.key,
     metric: request.metric,
     unit: 'bytes/day',
-    basis: BASIS[request.metric],
-    growthMeasured: GROWTH_MEASURED,
+    basis: request.metric !== 'growth' ? BASIS[request.metric] : measured ? measuredGrowthBasis(removals) : request.scope === 'vo' ? VO_GROWTH_BASIS : BASIS.growth,
+    growthMeasured: measured,
+    removals,
     method: f ? f.method : 'none (no history)',
     historyDays: computed.history.length,
     history: computed.history,
@@ -192,7 +250,7 @@ export const CSV_HEADER = 'day,kind,value,point,lower80,upper80,lower95,upper95'
 /** An outlook as CSV: the history's days (value), then the forecast's (point and bounds). */
 export function outlookCsv(a: OutlookAnswer): string {
   const lines = [CSV_HEADER];
-  for (const h of a.history) lines.push(`${h.day},history,${h.value},,,,,`);
+  for (const h of a.history) lines.push(`${h.day},history,${h.value ?? ''},,,,,`);
   for (const f of a.forecast) lines.push(`${f.day},forecast,,${f.point},${f.lower80},${f.upper80},${f.lower95},${f.upper95}`);
   return lines.join('\n') + '\n';
 }
@@ -207,6 +265,7 @@ export function csvFilename(r: OutlookRequest, today: string): string {
 export class Outlook {
   private readonly forecasts = new Map<string, { at: number; value: Promise<Computed> }>();
   private keysCache: { at: number; value: Promise<{ vo: string[]; storage_class: string[] }> } | undefined;
+  private removalsCache: { at: number; value: Promise<Removals> } | undefined;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -228,18 +287,36 @@ export class Outlook {
     return this.keysCache.value;
   }
 
+  /** The site's removals over the history's range (cached as the keys). */
+  removals(): Promise<Removals> {
+    const now = this.now();
+    if (!this.removalsCache || now - this.removalsCache.at > this.cacheMs || dayOf(this.removalsCache.at) !== dayOf(now)) {
+      const today = dayOf(now);
+      const value = removalTotals(this.pool, addDays(today, -MAX_HISTORY_DAYS), today).then((t) => ({ countedDays: t.days, removals: t.removals, sized: t.sized, coverage: t.removals > 0 ? t.sized / t.removals : null }));
+      this.removalsCache = { at: now, value };
+      value.catch(() => {
+        if (this.removalsCache?.value === value) this.removalsCache = undefined;
+      });
+    }
+    return this.removalsCache.value;
+  }
+
   /** The outlook of a request (GET /api/outlook); an unknown key is an OutlookRequestError. */
   async answer(request: OutlookRequest): Promise<OutlookAnswer> {
     if (request.scope !== 'site') {
       const keys = (await this.keys())[request.scope];
       if (!keys.includes(request.key!)) throw new OutlookRequestError(`no history for ${request.scope} "${request.key}" (GET /api/outlook/keys lists them)`);
     }
-    const direction: DayDirection = request.metric === 'read' ? 'read' : 'write';
-    const computed = await this.computed(request.scope, request.key ?? '', direction);
+    const removals = await this.removals();
+    const measured = growthMeasuredFor(request.scope, removals);
+    const growth: Series = measured ? 'growth' : 'write';
+    const series: Series = request.metric === 'read' ? 'read' : request.metric === 'growth' ? growth : 'write';
+    const key = request.key ?? '';
+    const computed = await this.computed(request.scope, key, series);
     const bytes = capacityOf(this.capacity, request.scope, request.key);
-    // The free space is filled by growth; growth is not measured, so by the bytes written.
-    const capacity = bytes === undefined ? undefined : { bytes, basis: 'written' as const, fill: direction === 'write' ? computed : await this.computed(request.scope, request.key ?? '', 'write') };
-    return answerOf(request, computed, capacity);
+    // The free space is filled by growth; where growth is not measured, by the bytes written.
+    const capacity = bytes === undefined ? undefined : { bytes, basis: measured ? ('growth' as const) : ('written' as const), fill: series === growth ? computed : await this.computed(request.scope, key, growth) };
+    return answerOf(request, computed, capacity, removals);
   }
 
   /** The CSV of a request (GET /api/outlook.csv). */
@@ -249,16 +326,19 @@ export class Outlook {
   }
 
   /** The history and forecast of one series, from the cache while fresh and of today. */
-  private computed(scope: OutlookScope, key: string, direction: DayDirection): Promise<Computed> {
+  private computed(scope: OutlookScope, key: string, series: Series): Promise<Computed> {
     const now = this.now();
     const today = dayOf(now);
-    const id = `${scope}\u0000${key}\u0000${direction}`;
+    const id = `${scope}\u0000${key}\u0000${series}`;
     const hit = this.forecasts.get(id);
     if (hit && now - hit.at <= this.cacheMs && dayOf(hit.at) === today) return hit.value;
     for (const [k, v] of this.forecasts) if (now - v.at > this.cacheMs) this.forecasts.delete(k);
     const value = (async (): Promise<Computed> => {
-      const history = await dailySeries(this.pool, scope, key, direction, addDays(today, -MAX_HISTORY_DAYS), today);
-      const forecast = history.length ? await forecastDaily(history.map((h) => h.value), HORIZON_DAYS) : null;
+      const since = addDays(today, -MAX_HISTORY_DAYS);
+      const written = await dailySeries(this.pool, scope, key, series === 'growth' ? 'write' : series, since, today);
+      const history: HistoryDay[] = series === 'growth' ? growthOf(written, await removedBytesPerDay(this.pool, scope === 'site' ? null : key, since, today)) : written;
+      const known = history.some((h) => h.value !== null);
+      const forecast = known ? await forecastDaily(history.map((h) => h.value), HORIZON_DAYS, { signed: series === 'growth' }) : null;
       return { today, history, forecast };
     })();
     this.forecasts.set(id, { at: now, value });
