@@ -139,6 +139,8 @@ export interface PruneResult {
   minute: number;
   hour: number;
   day: number;
+  /** stats_removal_day rows (011); the days' marks stay, so that no pruned day is counted again. */
+  removalDays: number;
   seen: number;
   alerts: number;
 }
@@ -150,6 +152,7 @@ export async function pruneStatistics(pool: pg.Pool, keep: { minuteHours: number
     minute: await q(`DELETE FROM dcache_probe.stats_minute WHERE bucket < now() - make_interval(hours => $1::int)`, keep.minuteHours),
     hour: await q(`DELETE FROM dcache_probe.stats_hour WHERE bucket < now() - make_interval(days => $1::int)`, keep.hourDays),
     day: await q(`DELETE FROM dcache_probe.stats_day WHERE day < (now() AT TIME ZONE 'UTC')::date - $1::int`, keep.dayDays),
+    removalDays: await q(`DELETE FROM dcache_probe.stats_removal_day WHERE day < (now() AT TIME ZONE 'UTC')::date - $1::int`, keep.dayDays),
     seen: await q(`DELETE FROM dcache_probe.stats_seen WHERE last_seen < now() - make_interval(days => $1::int)`, keep.hourDays),
     alerts: await q(`DELETE FROM dcache_probe.stats_alert WHERE closed_at < now() - make_interval(days => $1::int)`, keep.alertDays),
   };
