@@ -208,6 +208,9 @@ describe('removal counts and measured growth', () => {
           );
           assert.equal(site.forecast.length, 365);
           assert.equal(site.capacity!.basis, 'growth');
+          const csv = (await outlook.csv({ scope: 'site', key: null, metric: 'growth' })).body;
+          assert.match(csv, new RegExp(`^${day(-6)},history,,`, 'm'), 'a day not counted is empty, not "null"');
+          assert.match(csv, new RegExp(`^${day(-1)},history,${written[day(-1)]! - 2000},`, 'm'));
 
           const sc = await outlook.answer({ scope: 'storage_class', key: ATLAS, metric: 'growth' });
           assert.equal(sc.growthMeasured, true);
