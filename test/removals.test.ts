@@ -5,18 +5,21 @@
  * and a newer write of one file, a failed write), counted per UTC day and storage class; a rerun
  * and an interrupted run count every day once; days after the installation are counted too;
  * the plan probes billinginfo's pnfsid index per removal; and the outlook's growth is the bytes
- * written minus those removed, for the site and a storage class, not for a VO.
+ * written minus those removed, for the site and a storage class, not for a VO; the runtime role
+ * of migrate --grant-to can count and prune.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type pg from 'pg';
-import { installedBillingSchema } from '../src/db/migrations';
+import { grantRuntimeRole, installedBillingSchema } from '../src/db/migrations';
 import { createPool, withClient } from '../src/db/pool';
 import { explainRemovalDay, removalDaySql } from '../src/db/removals';
+import { pruneStatistics } from '../src/db/statistics';
 import { billingColumns } from '../src/db/stats-history';
 import { Outlook, VO_GROWTH_BASIS } from '../src/features/outlook/outlook';
 import { countRemovals, nextRunDelayMs, settledDaysNewestFirst, type RemovalOptions } from '../src/features/statistics/removals';
-import { createBillingDatabase, type BillingDatabase } from './helpers/database';
+import { adminQuery, createBillingDatabase, type BillingDatabase } from './helpers/database';
+import { databaseUrl } from './helpers/env';
 
 const DAY_MS = 86_400_000;
 /** Today 12:00 UTC; day(n) is n days from today (n < 0: before). */
@@ -230,6 +233,24 @@ describe('removal counts and measured growth', () => {
           const w = await outlook.answer({ scope: 'site', key: null, metric: 'written' });
           assert.deepEqual(w.history, Object.keys(written).map((d) => ({ day: d, value: written[d] })));
           assert.deepEqual(w.capacity, site.capacity);
+        });
+
+        it('runs as the runtime role of migrate --grant-to', async () => {
+          const role = `probe_removals_${process.pid}`;
+          await adminQuery(`DROP ROLE IF EXISTS ${role}`);
+          await adminQuery(`CREATE ROLE ${role} LOGIN`);
+          const rolePool = createPool({ url: databaseUrl(db.name, role), timeZone: 'UTC' });
+          try {
+            await grantRuntimeRole(db.url, role);
+            const r = await countRemovals(rolePool, options({ sinceMs: TODAY_MS - 7 * DAY_MS }));
+            assert.deepEqual([r.daysCounted, r.daysSkipped, r.complete], [2, 5, true]);
+            await pruneStatistics(rolePool, { minuteHours: 1, hourDays: 1, dayDays: 3650, alertDays: 1 });
+          } finally {
+            await rolePool.end();
+            await db.query(`REASSIGN OWNED BY ${role} TO CURRENT_USER`);
+            await db.query(`DROP OWNED BY ${role}`);
+            await adminQuery(`DROP ROLE IF EXISTS ${role}`);
+          }
         });
       }
     });
