@@ -63,6 +63,10 @@ function outlook(scope: string, key: string | null, metric: string) {
           ? { bytes: 2e15, basis: 'quota', reachedOn: { point: null, earliest: '2027-09-01', latest: null } }
           : null,
     generatedAt: '2026-12-01T06:00:00.000Z',
+    // The fields of measured growth (issue 14), on growth's answers only.
+    ...(metric === 'growth'
+      ? { basis: "bytes written per UTC day: a removal's VO is not known", growthMeasured: false, removals: { countedDays: 90, removals: 1200, sized: 900, coverage: 0.75 } }
+      : {}),
   };
 }
 
@@ -279,6 +283,7 @@ describe('the page’s outlook', () => {
       assert.deepEqual(Object.fromEntries(href.searchParams), { scope: 'vo', key: 'cms', metric: 'growth' }, id);
     }
     assert.match((await page.locator('#outlook-title').textContent()) ?? '', /Growth per day, VO cms/);
+    assert.match((await page.locator('[data-testid="outlook-method"]').textContent()) ?? '', /Series: bytes written per UTC day: a removal's VO is not known\.$/);
     assert.equal(await page.locator('[data-testid="capacity-date"]').textContent(), 'not reached within the forecast (earliest 2027-09-01, latest after the forecast)');
 
     // A key that needs escaping.

@@ -489,8 +489,9 @@
   function drawOutlook(o) {
     drawOutlookChart(o);
     $('outlook-title').textContent = outlookTitle(o);
-    $('outlook-method').textContent = 'Forecast by ' + o.method + ' from ' + o.historyDays + ' days of history; shaded: the 80 % and 95 % prediction intervals (' + (o.unit || 'bytes/day') + '). Made ' + String(o.generatedAt).replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC') + '.';
+    $('outlook-method').textContent = 'Forecast by ' + o.method + ' from ' + o.historyDays + ' days of history; shaded: the 80 % and 95 % prediction intervals (' + (o.unit || 'bytes/day') + '). Made ' + String(o.generatedAt).replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC') + '.' + (o.basis ? ' Series: ' + o.basis + '.' : '');
     $('outlook-method').setAttribute('data-method', o.method);
+    $('outlook-method').setAttribute('data-growth-measured', String(o.growthMeasured === true));
     drawHorizons(o);
     drawCapacity(o);
   }
