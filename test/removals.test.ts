@@ -245,6 +245,10 @@ describe('removal counts and measured growth', () => {
             const r = await countRemovals(rolePool, options({ sinceMs: TODAY_MS - 7 * DAY_MS }));
             assert.deepEqual([r.daysCounted, r.daysSkipped, r.complete], [2, 5, true]);
             await pruneStatistics(rolePool, { minuteHours: 1, hourDays: 1, dayDays: 3650, alertDays: 1 });
+            // Not granted the removal tables (an upgrade without --grant-to): growth is the bytes written, the outlook still answers.
+            await db.query(`REVOKE ALL ON dcache_probe.stats_removal_day, dcache_probe.stats_removal_counted FROM ${role}`);
+            const a = await new Outlook(rolePool, { siteBytes: 0, storageClasses: {} }, () => NOW).answer({ scope: 'site', key: null, metric: 'growth' });
+            assert.deepEqual([a.growthMeasured, a.removals.countedDays, a.history.at(-1)!.value], [false, 0, 10_000 - 100]);
           } finally {
             await rolePool.end();
             await db.query(`REASSIGN OWNED BY ${role} TO CURRENT_USER`);
