@@ -373,7 +373,7 @@ const STATISTICS_SETTINGS: readonly Setting[] = [
   statisticsSetting('dayRetentionDays', 'DCACHE_PROBE_STATS_DAY_RETENTION_DAYS', 'days per-day statistics are kept'),
   statisticsSetting('alertRetentionDays', 'DCACHE_PROBE_STATS_ALERT_RETENTION_DAYS', 'days closed alerts are kept'),
   statisticsSetting('historyDays', 'DCACHE_PROBE_STATS_HISTORY_DAYS', 'days of billing history before the installation counted at start (0: none)'),
-  statisticsSetting('historyPauseMs', 'DCACHE_PROBE_STATS_HISTORY_PAUSE_MS', 'pause of the history builder between hours (ms)'),
+  statisticsSetting('historyPauseMs', 'DCACHE_PROBE_STATS_HISTORY_PAUSE_MS', 'pause of the history builder between hours, and of the removal count between days (ms)'),
   statisticsSetting('detectIntervalSeconds', 'DCACHE_PROBE_ANOMALY_INTERVAL_SECONDS', 'seconds between detector runs (0: off)'),
   statisticsSetting('clearAfterSeconds', 'DCACHE_PROBE_ANOMALY_CLEAR_AFTER_SECONDS', 'an alert not found again for this long is closed'),
   statisticsSetting('capacity.siteBytes', 'DCACHE_PROBE_STATS_CAPACITY_SITE_BYTES', 'free space left at the site now (bytes; 2e15, 2P, 1.5PiB); the outlook dates when the forecast fills it (0: none)'),
