@@ -15,15 +15,16 @@
  *   the builder uses at most half of one server process's time; no transaction is open during
  *   the pause. Newest hours first: an interrupted run has counted the most useful part.
  *
- * The statements are src/db/stats-history.ts.
+ * The statements are src/db/stats-history.ts; the pacing rule is src/features/statistics/paced.ts.
  */
 import type pg from 'pg';
 import { hasStorageTable, installationTimeMs, type Source } from '../../db/backfill';
 import { installedBillingSchema, requireInstalled } from '../../db/migrations';
-import { inTransaction, withClient } from '../../db/pool';
-import { billingColumns, claimHour, countHour, countedHours, hourSql, limitStatements, markHour } from '../../db/stats-history';
+import { withClient } from '../../db/pool';
+import { billingColumns, claimHour, countHour, countedHours, hourSql, markHour } from '../../db/stats-history';
 import { HOUR_MS, pause } from '../../lib';
 import type { Logger } from '../../logger';
+import { countPaced } from './paced';
 
 /** How late a row stamped before the installation may still be captured (the backfill's default overlap). */
 export const SETTLE_MS = 5 * 60_000;
@@ -114,9 +115,7 @@ export async function buildHistory(pool: pg.Pool, o: HistoryOptions): Promise<Hi
         stopped = true;
         break;
       }
-      const started = Date.now();
-      const rows = await inTransaction(pool, async (client) => {
-        await limitStatements(client, o.statementTimeoutMs ?? 300_000);
+      const rows = await countPaced(pool, o, async (client) => {
         if (!(await claimHour(client, source, hour))) return null;
         const n = await countHour(client, statements.get(source)!, hour, Math.min(hour + HOUR_MS, untilMs), o.hourRetentionDays);
         await markHour(client, source, hour, n);
@@ -127,7 +126,6 @@ export async function buildHistory(pool: pg.Pool, o: HistoryOptions): Promise<Hi
         result.hoursCounted++;
         result.rowsCounted += rows;
       }
-      await pause(o.unpaced ? o.pauseMs : Math.max(o.pauseMs, Date.now() - started), o.signal);
     }
     if (stopped) break;
   }

@@ -20,12 +20,12 @@
  */
 import type pg from 'pg';
 import { installedBillingSchema, requireInstalled } from '../../db/migrations';
-import { inTransaction, withClient } from '../../db/pool';
+import { withClient } from '../../db/pool';
 import { claimRemovalDay, countRemovalDay, countedRemovalDays, hasPnfsidIndex, markRemovalDay, removalDaySql } from '../../db/removals';
-import { billingColumns, limitStatements } from '../../db/stats-history';
-import { pause } from '../../lib';
+import { billingColumns } from '../../db/stats-history';
 import type { Logger } from '../../logger';
 import { SETTLE_MS } from './history';
+import { countPaced } from './paced';
 
 const DAY_MS = 86_400_000;
 
@@ -114,9 +114,7 @@ export async function countRemovals(pool: pg.Pool, o: RemovalOptions): Promise<R
       stopped = true;
       break;
     }
-    const started = Date.now();
-    const removals = await inTransaction(pool, async (client) => {
-      await limitStatements(client, o.statementTimeoutMs ?? 300_000);
+    const removals = await countPaced(pool, o, async (client) => {
       if (!(await claimRemovalDay(client, day))) return null;
       const n = await countRemovalDay(client, sql, day);
       await markRemovalDay(client, day, n);
@@ -127,7 +125,6 @@ export async function countRemovals(pool: pg.Pool, o: RemovalOptions): Promise<R
       result.daysCounted++;
       result.removalsCounted += removals;
     }
-    await pause(o.unpaced ? o.pauseMs : Math.max(o.pauseMs, Date.now() - started), o.signal);
   }
   result.complete = !stopped;
   if (result.daysCounted || stopped) {
