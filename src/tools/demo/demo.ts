@@ -13,6 +13,7 @@ import { SETTINGS, loadConfig } from '../../config/schema';
 import { accessEnvironment } from '../../service/http-auth';
 import { createLogger } from '../../logger';
 import { SQL_DIR, migrate } from '../../db/migrations';
+import { queueDepth } from '../../db/queue';
 import { Probe } from '../../service/probe';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded';
 import { INJECTED_FAULT_POOL, INJECTED_MISUSE_NETWORK, LiveTraffic, runWriters, type Injection } from './simulator';
@@ -258,7 +259,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       }, options.injectMisuseAfterSeconds * 1000).unref());
     }
 
-    const depth = async () => Number((await probe!.pool.query('SELECT count(*) AS n FROM dcache_probe.capture_queue')).rows[0].n);
+    const depth = () => queueDepth(probe!.pool);
     let lastDelivered = 0;
     let lastCommitted = 0;
     const deadline = options.durationSeconds === undefined ? Infinity : Date.now() + options.durationSeconds * 1000;
