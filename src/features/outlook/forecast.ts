@@ -17,8 +17,7 @@
  * zero. A signed series (the outlook's growth, written minus removed, `signed: true`) keeps its
  * negative days and is not clamped.
  */
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { instantiated, loadOnce } from '../augurs';
 
 type Augurs = typeof import('@bsull/augurs/mstl', { with: { 'resolution-mode': 'import' } });
 
@@ -80,21 +79,8 @@ export interface Calibration {
 /** Where the calibration looks: up to 4 origins, 14 days apart, 28 days ahead (less if the horizon is shorter). */
 export const CALIBRATION = { origins: 4, step: 14, horizon: 28 } as const;
 
-let loading: Promise<Augurs> | undefined;
-
-/** The augurs MSTL module, loaded and instantiated once per process. */
-export function loadAugurs(): Promise<Augurs> {
-  loading ??= (async () => {
-    const augurs = await import('@bsull/augurs/mstl');
-    const wasm = join(dirname(require.resolve('@bsull/augurs/mstl')), 'mstl_bg.wasm');
-    augurs.initSync({ module: readFileSync(wasm) });
-    return augurs;
-  })().catch((err: unknown) => {
-    loading = undefined; // a later call may try again
-    throw err;
-  });
-  return loading;
-}
+/** The augurs MSTL module, loaded and instantiated once per process (src/features/augurs.ts). */
+export const loadAugurs: () => Promise<Augurs> = loadOnce(async () => instantiated(await import('@bsull/augurs/mstl'), 'mstl'));
 
 export interface CleanHistory {
   values: number[];

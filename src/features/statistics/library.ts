@@ -6,11 +6,9 @@
  * "double MAD" with Harrell-Davis medians, so skewed peers are handled).
  *
  * The package is ESM only: each module is loaded once with a dynamic `import()` and its WASM
- * instantiated from the file next to it with `initSync` (as src/features/outlook/forecast.ts
- * does). The detectors themselves (detectors.ts) stay pure: they get these as functions.
+ * instantiated from the file next to it (src/features/augurs.ts). The detectors themselves (detectors.ts) stay pure: they get these as functions.
  */
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { instantiated, loadOnce } from '../augurs';
 import type { Changepoints, OutlierBands } from './detectors';
 
 type Outlier = typeof import('@bsull/augurs/outlier', { with: { 'resolution-mode': 'import' } });
@@ -21,22 +19,12 @@ export interface StatisticsLibrary {
   changepoints: Changepoints;
 }
 
-let loading: Promise<StatisticsLibrary> | undefined;
-
 /** The library's outlier and changepoint modules, loaded and instantiated once per process. */
-export function loadStatisticsLibrary(): Promise<StatisticsLibrary> {
-  loading ??= (async () => {
-    const outlier: Outlier = await import('@bsull/augurs/outlier');
-    outlier.initSync({ module: readFileSync(join(dirname(require.resolve('@bsull/augurs/outlier')), 'outlier_bg.wasm')) });
-    const changepoint: Changepoint = await import('@bsull/augurs/changepoint');
-    changepoint.initSync({ module: readFileSync(join(dirname(require.resolve('@bsull/augurs/changepoint')), 'changepoint_bg.wasm')) });
-    return { outlierBands: madBands(outlier), changepoints: normalGammaChangepoints(changepoint) };
-  })().catch((err: unknown) => {
-    loading = undefined; // a later call may try again
-    throw err;
-  });
-  return loading;
-}
+export const loadStatisticsLibrary: () => Promise<StatisticsLibrary> = loadOnce(async () => {
+  const outlier: Outlier = instantiated(await import('@bsull/augurs/outlier'), 'outlier');
+  const changepoint: Changepoint = instantiated(await import('@bsull/augurs/changepoint'), 'changepoint');
+  return { outlierBands: madBands(outlier), changepoints: normalGammaChangepoints(changepoint) };
+});
 
 /** The MAD detector's normal band; null when the peers' deviation is 0 (the library refuses to divide by it). */
 function madBands(outlier: Outlier): OutlierBands {
