@@ -1,5 +1,6 @@
 /**
- * Small helpers every part of the probe shares: the minute and the hour in ms, waiting
+ * Small helpers every part of the probe shares: the minute, the hour and the day in ms, the UTC
+ * day as text, waiting
  * (abortable), backing off, turning whatever was thrown into words, and the shape of an HTTP
  * route the server and the features (the dashboard) agree on. Kept apart so that every layer
  * uses one definition of each without importing another layer for it.
@@ -8,6 +9,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 
 export const MINUTE_MS = 60_000;
 export const HOUR_MS = 3_600_000;
+export const DAY_MS = 86_400_000;
+
+/** The UTC day of epoch ms, as YYYY-MM-DD. */
+export function utcDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
 
 /** More routes on the probe's HTTP server (e.g. the dashboard's); resolves true if it answered. */
 export type ExtraRoutes = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;

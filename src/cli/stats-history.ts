@@ -12,14 +12,14 @@ import { installationTimeMs } from '../db/backfill';
 import { createPool, withClient } from '../db/pool';
 import { buildHistory } from '../features/statistics/history';
 import { countRemovals } from '../features/statistics/removals';
-import { HOUR_MS } from '../lib';
+import { DAY_MS } from '../lib';
 import { createLogger } from '../logger';
 import { configFrom, guarded, parseTime, withConfigOptions } from './options';
 
 /** "90d" (days before `nowMs`), or a time. */
 export function parseSince(value: string, option: string, nowMs: number): number {
   const days = /^(\d+(?:\.\d+)?)d$/.exec(value.trim());
-  if (days) return nowMs - Number(days[1]) * 24 * HOUR_MS;
+  if (days) return nowMs - Number(days[1]) * DAY_MS;
   return parseTime(value, option).getTime();
 }
 

@@ -13,6 +13,7 @@
  */
 import pg from 'pg';
 import { column, meaningful, type BillingColumns } from './stats-history';
+import { DAY_MS } from '../lib';
 
 /** The storage class of a removal whose write mover is not in the billing tables. */
 export const UNKNOWN_STORAGE_CLASS = '(unknown)';
@@ -79,7 +80,7 @@ export async function hasPnfsidIndex(db: pg.Pool | pg.ClientBase, billingSchema:
 /** Counts one day (YYYY-MM-DD, UTC) with the statement of removalDaySql; returns the removals counted. */
 export async function countRemovalDay(client: pg.ClientBase, sql: string, day: string): Promise<number> {
   const start = Date.parse(`${day}T00:00:00Z`);
-  const { rows } = await client.query<{ removals: string }>(sql, [new Date(start).toISOString(), new Date(start + 86_400_000).toISOString(), day]);
+  const { rows } = await client.query<{ removals: string }>(sql, [new Date(start).toISOString(), new Date(start + DAY_MS).toISOString(), day]);
   return Number(rows[0]!.removals);
 }
 
@@ -134,6 +135,6 @@ export async function removalTotals(pool: pg.Pool, sinceDay: string, untilDay: s
 /** The plan of one day's statement (EXPLAIN, not run): for the tests and for an operator's check. */
 export async function explainRemovalDay(db: pg.Pool | pg.ClientBase, sql: string, day: string): Promise<string> {
   const start = Date.parse(`${day}T00:00:00Z`);
-  const { rows } = await db.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${sql}`, [new Date(start).toISOString(), new Date(start + 86_400_000).toISOString(), day]);
+  const { rows } = await db.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${sql}`, [new Date(start).toISOString(), new Date(start + DAY_MS).toISOString(), day]);
   return rows.map((r) => r['QUERY PLAN']).join('\n');
 }

@@ -42,7 +42,7 @@ import {
 } from '../db/backfill';
 import { queueDepth } from '../db/queue';
 import { wakeProbes } from '../db/wake-up';
-import { backoffDelay, pause } from '../lib';
+import { DAY_MS, backoffDelay, pause } from '../lib';
 import type { Logger } from '../logger';
 import { installedBillingSchema, requireInstalled } from '../db/migrations';
 
@@ -165,9 +165,9 @@ export function addTally(into: Tally, t: Tally): void {
 
 /** Refuses a `since` further back than maxHistoryDays (MaxBillingHistoryDays). */
 export function checkHistoryBound(since: TimeArg, maxHistoryDays: number, now: number, flag = '--since'): void {
-  const oldest = now - maxHistoryDays * 86_400_000;
+  const oldest = now - maxHistoryDays * DAY_MS;
   if (since.ms < oldest) {
-    const days = ((now - since.ms) / 86_400_000).toFixed(1);
+    const days = ((now - since.ms) / DAY_MS).toFixed(1);
     throw new ConfigError(
       `${flag} ${since.text} is ${days} days ago, further back than --max-history-days ${maxHistoryDays} (the old probe's MaxBillingHistoryDays); ` +
         `give a larger --max-history-days to go further back`,

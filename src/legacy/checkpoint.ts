@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../config/schema';
-import { errorMessage } from '../lib';
+import { DAY_MS, errorMessage } from '../lib';
 import { isBytes, isDatetime, unpickle, UnpicklingError, type PyDatetime, type PyValue } from './pickle';
 
 export interface OldCheckpoint {
@@ -125,8 +125,8 @@ export interface Instant {
 export function wallTimeToInstant(d: PyDatetime, zone: string): Instant {
   const wall = Date.UTC(d.year, d.month - 1, d.day, d.hour, d.minute, d.second, Math.floor(d.microsecond / 1000));
   if (d.year < 100) throw new ConfigError('a checkpoint before the year 100 is not a real checkpoint');
-  const before = zoneOffsetMs(zone, wall - 86_400_000);
-  const after = zoneOffsetMs(zone, wall + 86_400_000);
+  const before = zoneOffsetMs(zone, wall - DAY_MS);
+  const after = zoneOffsetMs(zone, wall + DAY_MS);
   const candidates = [...new Set([wall - before, wall - after])].filter((t) => zoneOffsetMs(zone, t) === wall - t).sort((a, b) => a - b);
   let ms: number;
   let placement: Instant['placement'];

@@ -18,6 +18,7 @@
  * negative days and is not clamped.
  */
 import { instantiated, loadOnce } from '../augurs';
+import { DAY_MS } from '../../lib';
 
 type Augurs = typeof import('@bsull/augurs/mstl', { with: { 'resolution-mode': 'import' } });
 
@@ -327,7 +328,7 @@ export function monthlyTotals(forecast: DailyForecast, firstDay: string): MonthT
   const months: MonthTotal[] = [];
   let from = 0;
   while (from < forecast.point.length) {
-    const day = new Date(start + from * 86_400_000);
+    const day = new Date(start + from * DAY_MS);
     const month = day.toISOString().slice(0, 7);
     const daysInMonth = new Date(Date.UTC(day.getUTCFullYear(), day.getUTCMonth() + 1, 0)).getUTCDate();
     const to = Math.min(forecast.point.length, from + daysInMonth - day.getUTCDate() + 1);

@@ -21,6 +21,7 @@ import type pg from 'pg';
 import { dailySeries, outlookKeys, type DayDirection, type DayValue, type OutlookScope } from '../../db/outlook';
 import { removalTotals, removedBytesPerDay } from '../../db/removals';
 import { forecastDaily, monthlyTotals, totalOf, type DailyForecast } from './forecast';
+import { DAY_MS, utcDay } from '../../lib';
 
 export type { OutlookScope } from '../../db/outlook';
 export const OUTLOOK_SCOPES: readonly OutlookScope[] = ['site', 'vo', 'storage_class'];
@@ -42,7 +43,6 @@ export const CACHE_MS = 5 * 60_000;
 /** The longest key taken (storage classes and VOs are far shorter). */
 const MAX_KEY_LENGTH = 256;
 
-const DAY_MS = 86_400_000;
 
 /** What each metric's series is, as the answer says it (growth: when it is not measured). */
 export const BASIS: Record<OutlookMetric, string> = {
@@ -144,14 +144,9 @@ export interface OutlookAnswer {
   };
 }
 
-/** YYYY-MM-DD of epoch ms (UTC). */
-export function dayOf(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
-}
-
 /** The day `n` days after a YYYY-MM-DD day. */
 export function addDays(day: string, n: number): string {
-  return dayOf(Date.parse(`${day}T00:00:00Z`) + n * DAY_MS);
+  return utcDay(Date.parse(`${day}T00:00:00Z`) + n * DAY_MS);
 }
 
 /** The request's parameters, checked (the key's existence is checked against the statistics later). */
@@ -290,8 +285,8 @@ export class Outlook {
   /** The site's removals over the history's range (cached as the keys). */
   removals(): Promise<Removals> {
     const now = this.now();
-    if (!this.removalsCache || now - this.removalsCache.at > this.cacheMs || dayOf(this.removalsCache.at) !== dayOf(now)) {
-      const today = dayOf(now);
+    if (!this.removalsCache || now - this.removalsCache.at > this.cacheMs || utcDay(this.removalsCache.at) !== utcDay(now)) {
+      const today = utcDay(now);
       const value = removalTotals(this.pool, addDays(today, -MAX_HISTORY_DAYS), today).then(
         (t): Removals => ({ countedDays: t.days, removals: t.removals, sized: t.sized, coverage: t.removals > 0 ? t.sized / t.removals : null }),
         // A runtime role not granted the removal tables yet (migrate --grant-to not rerun after
@@ -330,16 +325,16 @@ export class Outlook {
   /** The CSV of a request (GET /api/outlook.csv). */
   async csv(request: OutlookRequest): Promise<{ filename: string; body: string }> {
     const a = await this.answer(request);
-    return { filename: csvFilename(request, dayOf(this.now())), body: outlookCsv(a) };
+    return { filename: csvFilename(request, utcDay(this.now())), body: outlookCsv(a) };
   }
 
   /** The history and forecast of one series, from the cache while fresh and of today. */
   private computed(scope: OutlookScope, key: string, series: Series): Promise<Computed> {
     const now = this.now();
-    const today = dayOf(now);
+    const today = utcDay(now);
     const id = `${scope}\u0000${key}\u0000${series}`;
     const hit = this.forecasts.get(id);
-    if (hit && now - hit.at <= this.cacheMs && dayOf(hit.at) === today) return hit.value;
+    if (hit && now - hit.at <= this.cacheMs && utcDay(hit.at) === today) return hit.value;
     for (const [k, v] of this.forecasts) if (now - v.at > this.cacheMs) this.forecasts.delete(k);
     const value = (async (): Promise<Computed> => {
       const since = addDays(today, -MAX_HISTORY_DAYS);

@@ -7,7 +7,7 @@
  */
 import type { DeliveredRecord } from '../../pipeline/delivery';
 import type { BatchRows, Counts, SeenRow, StatRow } from '../../db/statistics';
-import { MINUTE_MS, HOUR_MS } from '../../lib';
+import { MINUTE_MS, HOUR_MS, DAY_MS } from '../../lib';
 import { meaningful, text } from '../../record/mapping';
 
 /** dCache's CacheException.PERMISSION_DENIED. */
@@ -206,7 +206,6 @@ function compareRows(a: { bucketMs?: number; dimension: string; key: string }, b
   return (a.bucketMs ?? 0) - (b.bucketMs ?? 0) || (a.dimension < b.dimension ? -1 : a.dimension > b.dimension ? 1 : 0) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 }
 
-const DAY_MS = 24 * HOUR_MS;
 
 /**
  * A delivered batch as upsert rows, one per (bucket, dimension, key), sorted. Records older

@@ -18,7 +18,7 @@ import { isConnectionFault } from '../../db/pool';
 import { underStatisticsSavepoint } from '../../db/statistics';
 import type { DeliveryOptions } from '../../pipeline/delivery';
 import type { Logger } from '../../logger';
-import { HOUR_MS, errorMessage } from '../../lib';
+import { HOUR_MS, errorMessage, DAY_MS } from '../../lib';
 import { buildHistory, type HistoryResult } from './history';
 import { countRemovals, nextRunDelayMs, type RemovalResult } from './removals';
 import type { StatisticsOptions } from './options';
@@ -55,7 +55,7 @@ export class StatisticsRecorder {
   readonly onDelivered: NonNullable<DeliveryOptions['onDelivered']> = async (client, delivered) => {
     if (delivered.length === 0) return;
     const o = this.options;
-    const retention = { minuteMs: o.minuteRetentionHours * HOUR_MS, hourMs: o.hourRetentionDays * 24 * HOUR_MS, dayMs: o.dayRetentionDays * 24 * HOUR_MS, historyBeforeMs: this.installedAtMs };
+    const retention = { minuteMs: o.minuteRetentionHours * HOUR_MS, hourMs: o.hourRetentionDays * DAY_MS, dayMs: o.dayRetentionDays * DAY_MS, historyBeforeMs: this.installedAtMs };
     const outcome = await underStatisticsSavepoint(client, () => recordBatch(client, delivered, retention));
     if (outcome) {
       this.failures++;
@@ -77,9 +77,11 @@ export class StatisticsRecorder {
     };
     this.pruneTimer = setInterval(pruneNow, 10 * 60_000);
     pruneNow();
+    // The history window, the same for the hours and the removals: historyDays before the installation.
+    const sinceMs = this.installedAtMs - this.options.historyDays * DAY_MS;
     if (this.options.historyDays > 0 && Number.isFinite(this.installedAtMs)) {
       this.history = buildHistory(this.pool, {
-        sinceMs: this.installedAtMs - this.options.historyDays * 24 * HOUR_MS,
+        sinceMs,
         pauseMs: this.options.historyPauseMs,
         hourRetentionDays: this.options.hourRetentionDays,
         ...context,
@@ -91,7 +93,6 @@ export class StatisticsRecorder {
       });
     }
     if (Number.isFinite(this.installedAtMs)) {
-      const sinceMs = this.installedAtMs - this.options.historyDays * 24 * HOUR_MS;
       const countNow = () => {
         this.removals = this.removals.then(() =>
           countRemovals(this.pool, { sinceMs, pauseMs: this.options.historyPauseMs, signal: this.stopSignal.signal, log: this.log }).catch((err) => {

@@ -26,8 +26,7 @@ import { billingColumns } from '../../db/stats-history';
 import type { Logger } from '../../logger';
 import { SETTLE_MS } from './history';
 import { countPaced } from './paced';
-
-const DAY_MS = 86_400_000;
+import { DAY_MS, utcDay } from '../../lib';
 
 export interface RemovalOptions {
   /** First datestamp counted (epoch ms; rounded down to its UTC day). */
@@ -59,11 +58,6 @@ export interface RemovalResult {
   complete: boolean;
   /** Why no day can be counted in this billing database (then nothing is), or null. */
   unavailable: string | null;
-}
-
-/** YYYY-MM-DD of epoch ms (UTC). */
-export function utcDay(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
 }
 
 /** The UTC days (YYYY-MM-DD) from the day of `sinceMs` whose end + settle is at or before `nowMs`, newest first. */

@@ -6,6 +6,7 @@
  * it as billing rows). Deterministic for a seed, so the back-test's table can be reproduced.
  */
 import { rng, TransferGenerator } from './simulator';
+import { DAY_MS } from '../../lib';
 
 /** A standard normal draw (Box-Muller) from a uniform source. */
 export function gaussian(random: () => number): () => number {
@@ -15,7 +16,6 @@ export function gaussian(random: () => number): () => number {
 /** Weekday factors, Monday first: weekends are quieter. */
 export const WEEK: readonly number[] = [1.1, 1.15, 1.12, 1.1, 1.0, 0.75, 0.78];
 
-const DAY_MS = 86_400_000;
 
 /** The weekday factor of the UTC day that contains `ms` (WEEK). */
 export function weekFactor(ms: number): number {

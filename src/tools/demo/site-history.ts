@@ -21,11 +21,10 @@ import pg from 'pg';
 import { installationTimeMs } from '../../db/backfill';
 import { createPool, withClient } from '../../db/pool';
 import { buildHistory, type HistoryResult } from '../../features/statistics/history';
-import { HOUR_MS } from '../../lib';
+import { HOUR_MS, DAY_MS } from '../../lib';
 import { SITE_CHANGE_FACTOR, siteChangeAt, siteHistory } from './history';
 import { rng, TransferGenerator, type Row, type SimTransfer } from './simulator';
 
-export const DAY_MS = 24 * HOUR_MS;
 
 /**
  * The VOs' shares of the transfers ("(none)": the simulator's local user without an FQAN),
