@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { rng } from '../src/tools/demo/simulator';
-import { Score, between, gaussian } from './helpers/scoring';
+import { Score, between, binomial, gaussian, poisson as poissonDraw } from './helpers/scoring';
 import {
   DEFAULT_DETECTOR_OPTIONS as D,
   detectFaults,
@@ -28,22 +28,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 // --- samplers --------------------------------------------------------------------------
-function binomial(r: () => number, n: number, p: number): number {
-  let x = 0;
-  for (let i = 0; i < n; i++) if (r() < p) x++;
-  return x;
-}
-function poisson(r: () => number, lambda: number): number {
-  if (lambda > 50) return Math.max(0, Math.round(lambda + Math.sqrt(lambda) * gaussian(r)));
-  const l = Math.exp(-lambda);
-  let k = 0;
-  let p = 1;
-  do {
-    k++;
-    p *= r();
-  } while (p > l);
-  return k - 1;
-}
+const poisson = (r: () => number, lambda: number) => poissonDraw(r, lambda, 50);
 
 
 describe('anomaly detectors on synthetic traffic', () => {

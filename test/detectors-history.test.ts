@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { rng } from '../src/tools/demo/simulator';
-import { Score, between, gaussian } from './helpers/scoring';
+import { Score, between, binomial as binomialDraw, gaussian, poisson as poissonDraw } from './helpers/scoring';
 import {
   DEFAULT_DETECTOR_OPTIONS as D,
   detectFaults,
@@ -43,23 +43,8 @@ const DAYS = 28;
 // --- samplers --------------------------------------------------------------------------
 type R = () => number;
 const logNormal = (r: R, sigma: number) => Math.exp(sigma * gaussian(r));
-function poisson(r: R, lambda: number): number {
-  if (lambda > 30) return Math.max(0, Math.round(lambda + Math.sqrt(lambda) * gaussian(r)));
-  const l = Math.exp(-lambda);
-  let k = 0;
-  let p = 1;
-  do {
-    k++;
-    p *= r();
-  } while (p > l);
-  return k - 1;
-}
-function binomial(r: R, n: number, p: number): number {
-  if (n * p > 20 && n * (1 - p) > 20) return Math.min(n, Math.max(0, Math.round(n * p + Math.sqrt(n * p * (1 - p)) * gaussian(r))));
-  let x = 0;
-  for (let i = 0; i < n; i++) if (r() < p) x++;
-  return x;
-}
+const poisson = (r: R, lambda: number) => poissonDraw(r, lambda, 30);
+const binomial = (r: R, n: number, p: number) => binomialDraw(r, n, p, 20);
 
 // --- the site --------------------------------------------------------------------------
 /** The site's shape at an hour: weekdays busy, weekends and nights quiet, Monday mornings busiest. */

@@ -13,6 +13,30 @@ export function gaussian(r: () => number): number {
 /** A uniform draw in [a, b). */
 export const between = (r: () => number, a: number, b: number) => a + (b - a) * r();
 
+/**
+ * A Poisson draw: Knuth's method, or the normal approximation above `normalAbove` (a speed
+ * bound; each evaluation keeps the one its figures were measured with, so its seeded draws stay).
+ */
+export function poisson(r: () => number, lambda: number, normalAbove: number): number {
+  if (lambda > normalAbove) return Math.max(0, Math.round(lambda + Math.sqrt(lambda) * gaussian(r)));
+  const l = Math.exp(-lambda);
+  let k = 0;
+  let p = 1;
+  do {
+    k++;
+    p *= r();
+  } while (p > l);
+  return k - 1;
+}
+
+/** A binomial draw: n trials, or the normal approximation when n·p and n·(1−p) both exceed `normalAbove`. */
+export function binomial(r: () => number, n: number, p: number, normalAbove = Infinity): number {
+  if (n * p > normalAbove && n * (1 - p) > normalAbove) return Math.min(n, Math.max(0, Math.round(n * p + Math.sqrt(n * p * (1 - p)) * gaussian(r))));
+  let x = 0;
+  for (let i = 0; i < n; i++) if (r() < p) x++;
+  return x;
+}
+
 /** Counts true/false positives over scenarios; reports and checks precision and recall. */
 export class Score {
   tp = 0;
