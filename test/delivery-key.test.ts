@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pg from 'pg';
-import { countRangeRows, billingTable } from '../src/db/backfill';
+import { countRangeRows } from '../src/db/backfill';
+import { billingTable } from '../src/db/billing';
 import { deliveryKey, deliveryKeySql } from '../src/db/delivery-key';
 import { retryQuarantine } from '../src/features/quarantine';
 import type { BillingDatabase } from './helpers/database';

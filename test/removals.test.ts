@@ -15,7 +15,7 @@ import { grantRuntimeRole, installedBillingSchema } from '../src/db/migrations';
 import { createPool, withClient } from '../src/db/pool';
 import { explainRemovalDay, removalDaySql } from '../src/db/removals';
 import { pruneStatistics } from '../src/db/statistics';
-import { billingColumns } from '../src/db/stats-history';
+import { billingColumns } from '../src/db/billing';
 import { Outlook, VO_GROWTH_BASIS } from '../src/features/outlook/outlook';
 import { countRemovals, nextRunDelayMs, settledDaysNewestFirst, type RemovalOptions } from '../src/features/statistics/removals';
 import { adminQuery, createBillingDatabase, type BillingDatabase } from './helpers/database';

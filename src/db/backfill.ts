@@ -6,15 +6,16 @@
  * src/pipeline/poll-window.ts.
  */
 import pg from 'pg';
+import type { BillingSource } from '../record/types';
+import { billingTable } from './billing';
 import { deliveryKeySql } from './delivery-key';
 
-export type Source = 'billinginfo' | 'storageinfo';
 
 /** A range's progress row: its key, one per source. Times are RFC 3339 text. */
 export interface ProgressKey {
   since: string;
   until: string;
-  source: Source;
+  source: BillingSource;
 }
 
 export interface Progress {
@@ -54,17 +55,6 @@ const keyValues = (k: ProgressKey): unknown[] => [k.since, k.until, k.source];
 export async function installationTimeMs(client: pg.ClientBase): Promise<number> {
   const { rows } = await client.query<{ ms: string }>('SELECT floor(extract(epoch FROM min(applied_at)) * 1000)::bigint AS ms FROM dcache_probe.schema_migration');
   return Number(rows[0]!.ms);
-}
-
-/** The quoted name of a billing table in the billing schema. */
-export function billingTable(billingSchema: string, source: Source): string {
-  return `${pg.escapeIdentifier(billingSchema)}.${pg.escapeIdentifier(source)}`;
-}
-
-/** The legacy billing schema may lack storageinfo. */
-export async function hasStorageTable(client: pg.ClientBase, billingSchema: string): Promise<boolean> {
-  const { rows } = await client.query<{ present: boolean }>('SELECT to_regclass($1) IS NOT NULL AS present', [billingTable(billingSchema, 'storageinfo')]);
-  return Boolean(rows[0]?.present);
 }
 
 /** Creates the range's progress row unless it exists. */

@@ -12,7 +12,7 @@
  * daily timer) is src/features/statistics/removals.ts.
  */
 import pg from 'pg';
-import { column, meaningful, type BillingColumns } from './stats-history';
+import { column, meaningful, type BillingColumns } from './billing';
 import { DAY_MS } from '../lib';
 
 /** The storage class of a removal whose write mover is not in the billing tables. */

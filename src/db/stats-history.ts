@@ -10,32 +10,8 @@
  * identity files; the differences are listed in docs/DASHBOARD.md ("History").
  */
 import pg from 'pg';
-import type { Source } from './backfill';
-
-/** The columns of the billing tables that exist in this billing schema (older forms lack some). */
-export type BillingColumns = Record<'billinginfo' | 'doorinfo' | 'storageinfo', Set<string>>;
-
-/** Which columns the billing tables have (a table that is missing has none). */
-export async function billingColumns(db: pg.Pool | pg.ClientBase, billingSchema: string): Promise<BillingColumns> {
-  const { rows } = await db.query<{ t: string; c: string }>(
-    `SELECT table_name AS t, column_name AS c FROM information_schema.columns
-      WHERE table_schema = $1 AND table_name IN ('billinginfo', 'doorinfo', 'storageinfo')`,
-    [billingSchema],
-  );
-  const out: BillingColumns = { billinginfo: new Set(), doorinfo: new Set(), storageinfo: new Set() };
-  for (const r of rows) out[r.t as keyof BillingColumns].add(r.c);
-  return out;
-}
-
-/** What the mapping calls meaningful (meaningful() in src/record/mapping.ts): NULL for blank, "unknown", "<undefined>". */
-export function meaningful(expr: string): string {
-  return `nullif(regexp_replace(btrim((${expr})::text, E' \\t\\n\\r'), '^<?(unknown|undefined)>?$', '', 'i'), '')`;
-}
-
-/** The column, or NULL when this form of the schema lacks it. */
-export function column(columns: Set<string>, alias: string, name: string, type = 'text'): string {
-  return columns.has(name) ? `${alias}.${pg.escapeIdentifier(name)}` : `NULL::${type}`;
-}
+import { column, meaningful, type BillingColumns } from './billing';
+import type { BillingSource } from '../record/types';
 
 /** Dimensions of the hour table and of the day table that the history fills (keys.ts, keysOf and dayKeysOf). */
 const HOUR_ONLY = ['error', 'door_pool', 'duration_bin', 'rate_bin'];
@@ -49,7 +25,7 @@ const BOTH = ['all', 'direction', 'protocol', 'vo', 'pool', 'door'];
  * other actions than store/restore are left out, as the delivery leaves them out; copies of one
  * transaction (its delivery key) count once, as the delivery's dedup counts them.
  */
-function factsSql(billingSchema: string, source: Source, cols: BillingColumns, opts: { onlyInterSite: boolean }): string {
+function factsSql(billingSchema: string, source: BillingSource, cols: BillingColumns, opts: { onlyInterSite: boolean }): string {
   const schema = pg.escapeIdentifier(billingSchema);
   const c = (name: string, type?: string) => column(cols[source], 'b', name, type);
   const window = `b.datestamp >= $1::timestamptz AND b.datestamp < $2::timestamptz AND btrim(coalesce(b.transaction, '')) <> ''`;
@@ -107,7 +83,7 @@ function bin(expr: string, max: number): string {
  * so that the two cannot deadlock) into stats_hour (only buckets within its retention, $3
  * days) and stats_day; returns the rows counted. $1, $2: the datestamp range.
  */
-export function hourSql(billingSchema: string, source: Source, cols: BillingColumns, opts: { onlyInterSite: boolean }): string {
+export function hourSql(billingSchema: string, source: BillingSource, cols: BillingColumns, opts: { onlyInterSite: boolean }): string {
   const pairs = [
     ...BOTH.map((dim) => [dim, dim === 'all' ? "''" : dim === 'vo' ? "coalesce(f.vo, '(none)')" : `f.${dim}`, true, true] as const),
     ['error', 'f.status::text', true, false] as const,
@@ -161,18 +137,18 @@ export async function countHour(client: pg.ClientBase, sql: string, fromMs: numb
  * Claims an hour for counting: true if it was not counted before (the mark is the claim, in
  * the caller's transaction; a second builder waits on it and then finds it taken).
  */
-export async function claimHour(client: pg.ClientBase, source: Source, hourMs: number): Promise<boolean> {
+export async function claimHour(client: pg.ClientBase, source: BillingSource, hourMs: number): Promise<boolean> {
   const { rowCount } = await client.query(`INSERT INTO dcache_probe.stats_history (source, hour, rows) VALUES ($1, to_timestamp($2 / 1000.0), 0) ON CONFLICT DO NOTHING`, [source, hourMs]);
   return rowCount === 1;
 }
 
 /** Records how many billing rows the claimed hour counted. */
-export async function markHour(client: pg.ClientBase, source: Source, hourMs: number, rows: number): Promise<void> {
+export async function markHour(client: pg.ClientBase, source: BillingSource, hourMs: number, rows: number): Promise<void> {
   await client.query(`UPDATE dcache_probe.stats_history SET rows = $3, built_at = now() WHERE source = $1 AND hour = to_timestamp($2 / 1000.0)`, [source, hourMs, rows]);
 }
 
 /** The hours of [from, to) of `source` already counted (epoch ms). */
-export async function countedHours(db: pg.Pool | pg.ClientBase, source: Source, fromMs: number, toMs: number): Promise<Set<number>> {
+export async function countedHours(db: pg.Pool | pg.ClientBase, source: BillingSource, fromMs: number, toMs: number): Promise<Set<number>> {
   const { rows } = await db.query<{ ms: string }>(
     `SELECT (extract(epoch FROM hour) * 1000)::bigint AS ms FROM dcache_probe.stats_history
       WHERE source = $1 AND hour >= to_timestamp($2 / 1000.0) AND hour < to_timestamp($3 / 1000.0)`,

@@ -4,8 +4,7 @@
  * in the queue or the quarantine. src/features/verify.ts puts them side by side.
  */
 import pg from 'pg';
-
-export type BillingSource = 'billinginfo' | 'storageinfo';
+import type { BillingSource } from '../record/types';
 
 async function columnType(db: pg.Pool, schema: string, table: string, column: string): Promise<string | null> {
   const { rows } = await db.query<{ data_type: string }>(

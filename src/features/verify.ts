@@ -11,7 +11,8 @@
  * The queries are in src/db/verify.ts, the printing in src/cli/verify.ts.
  */
 import type pg from 'pg';
-import { expectedPerHour, ledgerHours, oursPerHour, type BillingSource } from '../db/verify';
+import { expectedPerHour, ledgerHours, oursPerHour } from '../db/verify';
+import type { BillingSource } from '../record/types';
 
 export interface HourCheck {
   hour: string;

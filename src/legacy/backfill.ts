@@ -26,11 +26,9 @@ import pg from 'pg';
 import { ConfigError } from '../config/schema';
 import { DatabaseOutage, connectionConfig, inTransaction, isConnectionFault } from '../db/pool';
 import {
-  billingTable,
   copyChunkRows,
   countRangeRows,
   ensureProgress,
-  hasStorageTable,
   installationTimeMs,
   readProgress,
   resetProgress,
@@ -38,8 +36,9 @@ import {
   useIsoDateStyle,
   type ChunkRow,
   type ProgressKey,
-  type Source,
 } from '../db/backfill';
+import { billingSources, billingTable } from '../db/billing';
+import type { BillingSource } from '../record/types';
 import { queueDepth } from '../db/queue';
 import { wakeProbes } from '../db/wake-up';
 import { DAY_MS, backoffDelay, pause } from '../lib';
@@ -142,7 +141,7 @@ export interface BackfillResult {
   until: string;
   installedAt: string;
   /** Per source: this run's tally. */
-  sources: Partial<Record<Source, Tally>>;
+  sources: Partial<Record<BillingSource, Tally>>;
   total: Tally;
   /** The whole range has been copied (now or before). */
   complete: boolean;
@@ -279,7 +278,7 @@ export interface CopyOptions {
 
 /** The copy of a range, source by source. */
 export interface CopyResult {
-  sources: Partial<Record<Source, Tally>>;
+  sources: Partial<Record<BillingSource, Tally>>;
   /** Every source's range is finished (now or before); false for a dry run. */
   allComplete: boolean;
   /** Some source's range had been finished by an earlier run. */
@@ -295,15 +294,8 @@ interface CopyState {
   stoppedBy?: 'limit' | 'signal';
 }
 
-/** The sources to copy: billinginfo, and storageinfo when it exists and tape is reported. */
-export async function sourcesToCopy(client: pg.ClientBase, billingSchema: string, reportTape: boolean): Promise<Source[]> {
-  const sources: Source[] = ['billinginfo'];
-  if ((await hasStorageTable(client, billingSchema)) && reportTape) sources.push('storageinfo');
-  return sources;
-}
-
 /** Copies (or, dry, counts) each source's rows in [since, until), resuming the saved progress. */
-export async function copyRange(conn: BackfillConnection, billingSchema: string, sources: readonly Source[], o: CopyOptions): Promise<CopyResult> {
+export async function copyRange(conn: BackfillConnection, billingSchema: string, sources: readonly BillingSource[], o: CopyOptions): Promise<CopyResult> {
   const now = o.now();
   const state: CopyState = { remaining: o.limit ?? Infinity, pacedUntil: now, lastReport: now };
   const result: CopyResult = { sources: {}, allComplete: true, anyWasComplete: false };
@@ -469,7 +461,7 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillResult> {
           `rows the probe delivered back then are no longer remembered and would be sent again (byte-identical but for createTime)`,
       );
     }
-    const sources = await sourcesToCopy(conn.client, billing, o.reportTape);
+    const sources = await billingSources(conn.client, billing, o.reportTape);
     const copy = await copyRange(conn, billing, sources, {
       since: o.since,
       until,
@@ -506,7 +498,7 @@ export function formatBackfillResult(r: BackfillResult, dryRun: boolean): string
     t.notTape ? `${t.notTape} storageinfo rows that are not store/restore` : '',
     t.noTransaction ? `${t.noTransaction} without a transaction` : '',
   ].filter(Boolean);
-  const per = (Object.entries(r.sources) as [Source, Tally][]).map(([s, x]) => `${s} ${x.copied}`).join(', ');
+  const per = (Object.entries(r.sources) as [BillingSource, Tally][]).map(([s, x]) => `${s} ${x.copied}`).join(', ');
   if (dryRun) {
     lines.push(`dry run: would copy ${t.copied} rows into the delivery queue (${per || 'nothing left'}); ${t.scanned} rows in the range${skipped.length ? `, skipping ${skipped.join(', ')}` : ''}`);
     return lines;

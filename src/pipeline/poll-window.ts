@@ -9,10 +9,11 @@
  * wait for it), not bounded by a history limit, and never a dry run.
  */
 import type pg from 'pg';
-import { BackfillConnection, addTally, copyRange, emptyTally, formatUtc, sourcesToCopy, timeArgOf, type Tally, type TimeArg } from '../legacy/backfill';
+import { BackfillConnection, addTally, copyRange, emptyTally, formatUtc, timeArgOf, type Tally, type TimeArg } from '../legacy/backfill';
 import type { Config } from '../config/schema';
 import type { DatabaseOutage } from '../db/pool';
 import { lastWindowEndMs } from '../db/backfill';
+import { billingSources } from '../db/billing';
 import type { Logger } from '../logger';
 import { installedBillingSchema, requireInstalled } from '../db/migrations';
 
@@ -63,7 +64,7 @@ export async function copyWindow(o: PollWindowOptions & { since: TimeArg; until:
   try {
     await requireInstalled(conn.client, 'this command');
     const billing = (await installedBillingSchema(conn.client))!;
-    const sources = await sourcesToCopy(conn.client, billing, o.config.pipeline.reportTape);
+    const sources = await billingSources(conn.client, billing, o.config.pipeline.reportTape);
     const result = await copyRange(conn, billing, sources, {
       since: o.since,
       until: o.until,

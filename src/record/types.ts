@@ -5,10 +5,13 @@
  */
 
 /** A row as the queue hands it out: the billing row as jsonb plus what SQL computed. */
+/** The billing tables a transfer is recorded in: movers (billinginfo) and tape flush/stage (storageinfo). */
+export type BillingSource = 'billinginfo' | 'storageinfo';
+
 export interface CapturedRow {
   /** capture_queue.id */
   id: string;
-  source: 'billinginfo' | 'storageinfo';
+  source: BillingSource;
   /** When our trigger captured the row (epoch ms): its age in the queue, and latencies. */
   capturedAtMs: number;
   /** The billing row, column name -> JSON value (both schema forms). */

@@ -18,10 +18,12 @@
  * The statements are src/db/stats-history.ts; the pacing rule is src/features/statistics/paced.ts.
  */
 import type pg from 'pg';
-import { hasStorageTable, installationTimeMs, type Source } from '../../db/backfill';
+import { installationTimeMs } from '../../db/backfill';
+import { billingColumns, billingSources } from '../../db/billing';
+import type { BillingSource } from '../../record/types';
 import { installedBillingSchema, requireInstalled } from '../../db/migrations';
 import { withClient } from '../../db/pool';
-import { billingColumns, claimHour, countHour, countedHours, hourSql, markHour } from '../../db/stats-history';
+import { claimHour, countHour, countedHours, hourSql, markHour } from '../../db/stats-history';
 import { HOUR_MS, pause } from '../../lib';
 import type { Logger } from '../../logger';
 import { countPaced } from './paced';
@@ -81,16 +83,14 @@ export async function buildHistory(pool: pg.Pool, o: HistoryOptions): Promise<Hi
   const { billing, installedMs, sources, cols } = await withClient(pool, async (client) => {
     await requireInstalled(client, 'the statistics history');
     const billing = (await installedBillingSchema(client))!;
-    const sources: Source[] = ['billinginfo'];
-    if (o.reportTape && (await hasStorageTable(client, billing))) sources.push('storageinfo');
-    return { billing, installedMs: await installationTimeMs(client), sources, cols: await billingColumns(client, billing) };
+    return { billing, installedMs: await installationTimeMs(client), sources: await billingSources(client, billing, o.reportTape), cols: await billingColumns(client, billing) };
   });
   const sinceMs = Math.floor(o.sinceMs / HOUR_MS) * HOUR_MS;
   const untilMs = Math.min(o.untilMs ?? installedMs, installedMs);
   const result: HistoryResult = { installedAtMs: installedMs, sinceMs, untilMs, hoursCounted: 0, hoursSkipped: 0, rowsCounted: 0, complete: false };
   const hours = hoursNewestFirst(sinceMs, untilMs);
   const statements = new Map(sources.map((s) => [s, hourSql(billing, s, cols, { onlyInterSite: o.onlyInterSiteTransfers })]));
-  const done = new Map<Source, Set<number>>();
+  const done = new Map<BillingSource, Set<number>>();
   for (const s of sources) done.set(s, await countedHours(pool, s, sinceMs, untilMs));
   o.log?.info('counting billing history into the statistics', { since: new Date(sinceMs).toISOString(), until: new Date(untilMs).toISOString(), hours: hours.length, sources });
   // dCache stamps a row a moment before it inserts it (and pool clocks differ): rows stamped

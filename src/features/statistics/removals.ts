@@ -22,7 +22,7 @@ import type pg from 'pg';
 import { installedBillingSchema, requireInstalled } from '../../db/migrations';
 import { withClient } from '../../db/pool';
 import { claimRemovalDay, countRemovalDay, countedRemovalDays, hasPnfsidIndex, markRemovalDay, removalDaySql } from '../../db/removals';
-import { billingColumns } from '../../db/stats-history';
+import { billingColumns } from '../../db/billing';
 import type { Logger } from '../../logger';
 import { SETTLE_MS } from './history';
 import { countPaced } from './paced';
