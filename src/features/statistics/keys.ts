@@ -165,23 +165,22 @@ export function storageClassOf(d: DeliveredRecord): string {
   return meaningful(text(d.row.record.storageclass)) ?? '(none)';
 }
 
+/** The dimensions of keysOf that the per-day totals keep as they are. */
+const DAY_DIMENSIONS = new Set(['all', 'direction', 'protocol', 'vo', 'pool', 'door']);
+
 /**
  * Every (dimension, key) a record counts under in the per-day totals (stats_day, kept for
- * years): few dimensions of small cardinality, and the pairs the outlook needs.
+ * years): few dimensions of small cardinality, and the pairs the outlook needs. Made from the
+ * record's keysOf (computed once per record), plus its storage class.
  */
-export function dayKeysOf(d: DeliveredRecord): [string, string][] {
-  const direction = directionOf(d);
-  const vo = d.record.voName ?? '(none)';
+export function dayKeysOf(d: DeliveredRecord, keys: readonly [string, string][] = keysOf(d)): [string, string][] {
+  const of = (dimension: string) => keys.find(([k]) => k === dimension)![1];
+  const direction = of('direction');
   const storageClass = storageClassOf(d);
   return [
-    ['all', ''],
-    ['direction', direction],
-    ['protocol', resource(d, 'Protocol') ?? '(unknown)'],
-    ['vo', vo],
+    ...keys.filter(([dimension]) => DAY_DIMENSIONS.has(dimension)),
     ['storage_class', storageClass],
-    ['pool', meaningful(text(d.row.record.cellname)) ?? '(unknown)'],
-    ['door', doorOf(d)],
-    ['vo_direction', `${vo} ${direction}`],
+    ['vo_direction', `${of('vo')} ${direction}`],
     ['storage_class_direction', `${storageClass} ${direction}`],
   ];
 }
@@ -233,7 +232,7 @@ export function batchRows(delivered: readonly DeliveredRecord[], nowMs: number, 
     for (const [table, step, keep, dimensions, fromHistory] of [
       [minute, MINUTE_MS, retention.minuteMs, keys, false],
       [hour, HOUR_MS, retention.hourMs, keys, true],
-      [day, DAY_MS, retention.dayMs ?? Infinity, dayKeysOf(d), true],
+      [day, DAY_MS, retention.dayMs ?? Infinity, dayKeysOf(d, keys), true],
     ] as const) {
       if (t < nowMs - keep || (fromHistory && historic)) continue;
       const bucketMs = Math.floor(t / step) * step;
