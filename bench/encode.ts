@@ -6,6 +6,13 @@
  * (checked for every record). The form's bytes are checked against URLSearchParams by
  * test/xml.test.ts.
  *
+ * The delivery's own path is measured both ways in one run: before, a record's XML, then
+ * planBodies form-encoding it; now one pass per record (usageRecordForm: escaped and encoded
+ * together, over a template form-encoded once per shape), then planEncodedBodies only
+ * concatenating. DCACHE_PROBE_BENCH_ENCODE_BASELINE=<another build's dist/> times that build's
+ * usageRecordXml + planBodies too, in the same process (e.g. /work/wt/base/dist for the code
+ * before issue 15).
+ *
  * The shipped functions are looked up at run time (other developers move them between modules),
  * so this file does not break the build when they do; a missing one makes the section "n/a".
  */
@@ -40,6 +47,17 @@ export interface EncodeResult {
   planUs: number;
   identicalXml: boolean;
   bytesPerRecord: number;
+  /** The delivery's path per record, 1,000-record bundles: XML, then planBodies (before); NaN if absent */
+  xmlPlanUs: number;
+  /** … now: usageRecordForm, then planEncodedBodies; and the two steps alone */
+  onePassPlanUs: number;
+  onePassUs: number;
+  planEncodedUs: number;
+  /** usageRecordForm gave what encoding the XML gives, and the same bodies */
+  identicalForm: boolean;
+  /** usageRecordXml + planBodies of the build named by DCACHE_PROBE_BENCH_ENCODE_BASELINE (NaN without) */
+  baselineXmlPlanUs: number;
+  baselineDir?: string;
   error?: string;
 }
 
@@ -69,7 +87,7 @@ function timeIt(fn: () => void, minMs: number): number {
 }
 
 export function encodeBench(n = 4000, minMs = 400): EncodeResult {
-  const empty = { records: n, mapUs: NaN, xmlUs: NaN, fastXmlUs: NaN, builtXmlUs: NaN, formUs: NaN, planUs: NaN, identicalXml: false, bytesPerRecord: NaN };
+  const empty = { records: n, mapUs: NaN, xmlUs: NaN, fastXmlUs: NaN, builtXmlUs: NaN, formUs: NaN, planUs: NaN, identicalXml: false, bytesPerRecord: NaN, xmlPlanUs: NaN, onePassPlanUs: NaN, onePassUs: NaN, planEncodedUs: NaN, identicalForm: false, baselineXmlPlanUs: NaN };
   try {
     const mapping = ['../src/record/mapping', '../src/mapping'];
     const mapRow = find('mapRow', mapping);
@@ -127,6 +145,18 @@ export function encodeBench(n = 4000, minMs = 400): EncodeResult {
       big.map((b) => planBodies(b, options.probeName, maxBytes, 0));
     }, minMs);
 
+    // The delivery's path, before and now (bench/encode.ts's header).
+    const onePass = onePassPath(records, options.probeName, maxBytes, minMs);
+    const baselineDir = process.env.DCACHE_PROBE_BENCH_ENCODE_BASELINE;
+    let baselineMs = NaN;
+    if (baselineDir) {
+      const xmlOf = find('usageRecordXml', [`${baselineDir}/src/record/xml`]);
+      const planOf = find('planBodies', [`${baselineDir}/src/record/envelope`]);
+      baselineMs = timeIt(() => {
+        for (let i = 0; i < records.length; i += 1000) planOf(records.slice(i, i + 1000).map((r) => xmlOf(r)), options.probeName, maxBytes, 0);
+      }, minMs);
+    }
+
     const per = (ms: number, count: number) => (ms * 1000) / count;
     return {
       records: records.length,
@@ -138,8 +168,48 @@ export function encodeBench(n = 4000, minMs = 400): EncodeResult {
       planUs: per(planMs, records.length),
       identicalXml,
       bytesPerRecord: forms.reduce((s, f) => s + f.length, 0) / records.length,
+      xmlPlanUs: per(onePass.xmlPlanMs, records.length),
+      onePassPlanUs: per(onePass.onePassPlanMs, records.length),
+      onePassUs: per(onePass.onePassMs, records.length),
+      planEncodedUs: per(onePass.planEncodedMs, records.length),
+      identicalForm: onePass.identical,
+      baselineXmlPlanUs: per(baselineMs, records.length),
+      baselineDir,
     };
   } catch (err) {
     return { ...empty, error: (err as Error).message };
   }
+}
+
+/** The delivery's encoding of `records` in 1,000-record bundles, the way before and in one pass (CPU ms per run). */
+function onePassPath(records: Anything[], probeName: string, maxBytes: number, minMs: number) {
+  const usageRecordXml = find('usageRecordXml', ['../src/record/xml']);
+  const planBodies = find('planBodies', ['../src/record/envelope']);
+  let usageRecordForm: Anything;
+  let planEncodedBodies: Anything;
+  try {
+    usageRecordForm = find('usageRecordForm', ['../src/record/xml']);
+    planEncodedBodies = find('planEncodedBodies', ['../src/record/envelope']);
+  } catch {
+    return { xmlPlanMs: NaN, onePassPlanMs: NaN, onePassMs: NaN, planEncodedMs: NaN, identical: false };
+  }
+  const bundles: Anything[][] = [];
+  for (let i = 0; i < records.length; i += 1000) bundles.push(records.slice(i, i + 1000));
+  let before: { form: string }[][] = [];
+  let now: { form: string }[][] = [];
+  const xmlPlanMs = timeIt(() => {
+    before = bundles.map((b) => planBodies(b.map((r) => usageRecordXml(r)), probeName, maxBytes, 0));
+  }, minMs);
+  const onePassPlanMs = timeIt(() => {
+    now = bundles.map((b) => planEncodedBodies(b.map((r) => usageRecordForm(r)), probeName, maxBytes, 0));
+  }, minMs);
+  let encoded: string[][] = [];
+  const onePassMs = timeIt(() => {
+    encoded = bundles.map((b) => b.map((r) => usageRecordForm(r)));
+  }, minMs);
+  const planEncodedMs = timeIt(() => {
+    encoded.map((e) => planEncodedBodies(e, probeName, maxBytes, 0));
+  }, minMs);
+  const identical = before.length === now.length && before.every((bodies, i) => bodies.length === now[i]!.length && bodies.every((b, j) => b.form === now[i]![j]!.form));
+  return { xmlPlanMs, onePassPlanMs, onePassMs, planEncodedMs, identical };
 }

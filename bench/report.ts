@@ -266,6 +266,21 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
         ),
       );
       out.push(`   ${int(e.records)} simulated records, ${int(e.bytesPerRecord)} bytes of form body each; includes the garbage collection the step causes.`);
+      if (Number.isFinite(e.onePassPlanUs)) {
+        out.push(
+          '   The delivery\'s encoding, 1,000-record bundles (planned under the size limit: split), per record:',
+          table(
+            ['path', 'µs/record', 'same bodies'],
+            [
+              ['before: usageRecordXml, then planBodies (encodes each line)', fixed(e.xmlPlanUs, 1), ''],
+              ...(Number.isFinite(e.baselineXmlPlanUs) ? [[`… the same in ${e.baselineDir}`, fixed(e.baselineXmlPlanUs, 1), '']] : []),
+              ['now: usageRecordForm (one pass), then planEncodedBodies', fixed(e.onePassPlanUs, 1), e.identicalForm ? 'yes' : 'NO'],
+              ['… usageRecordForm alone', fixed(e.onePassUs, 1), ''],
+              ['… planEncodedBodies alone', fixed(e.planEncodedUs, 1), ''],
+            ],
+          ),
+        );
+      }
     }
   }
 

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser';
 import type { UsageRecord } from '../src/record/mapping';
-import { formEncode, multiupdateForm, planBodies, recordEnvelope } from '../src/record/envelope';
-import { usageRecordXml, usageRecordXmlBuilt, xmlSafe, xmlText } from '../src/record/xml';
+import { encodedRecord, formEncode, multiupdateForm, planBodies, planEncodedBodies, recordEnvelope } from '../src/record/envelope';
+import { usageRecordForm, usageRecordXml, usageRecordXmlBuilt, xmlSafe, xmlText } from '../src/record/xml';
 import { mapRow } from '../src/record/mapping';
 import { TransferGenerator } from '../src/tools/demo/simulator';
 import { parseEnvelope } from '../src/tools/collector/envelope';
@@ -91,6 +91,7 @@ describe('record templates (the builder once per record shape)', () => {
       const mapped = mapRow({ id: String(i), source: 'billinginfo', capturedAtMs: Date.now(), record: json(t.mover), datestampMs: (t.mover.datestamp as Date).getTime(), door: t.door ? json(t.door) : null }, options);
       if (mapped.kind !== 'record') continue;
       assert.equal(usageRecordXml(mapped.record), usageRecordXmlBuilt(mapped.record));
+      assert.equal(usageRecordForm(mapped.record), encodedRecord(usageRecordXmlBuilt(mapped.record)));
       compared++;
     }
     assert.ok(compared > 2000, `compared ${compared} simulated records`);
@@ -105,6 +106,27 @@ describe('record templates (the builder once per record shape)', () => {
         { ...RECORD, voName: value, reportableVoName: undefined, submitHost: undefined, njobs: 3 },
       ];
       for (const record of variants) assert.equal(usageRecordXml(record), usageRecordXmlBuilt(record), JSON.stringify(value));
+    }
+  });
+
+  it('form-encode the record line as encoding the built XML does, for awkward values in every field', () => {
+    // Each value in turn, then all together, twice (the second time the values repeat: the
+    // encoder reuses what it made for the same value in the same place).
+    const values = [...AWKWARD, '<&>"', 'Zoë Ünïcode ß € \u00A0 \u07FF \u0800 \uFFFD', '🚀 𝄞 \u{10FFFF}', '\uDC00', 'a\uD83Db', '\uDE00\uD83D', "!'()~*-._ +%=&", '%20%2B%7E%', '\u00010\u0001'];
+    for (let round = 0; round < 2; round++) {
+      for (const value of values) {
+        const variants: UsageRecord[] = [
+          { ...RECORD, dn: value },
+          { ...RECORD, recordId: value, localJobId: value, dn: value, localUserId: value, voName: value, reportableVoName: value, submitHost: value, action: value, probeName: value, siteName: value, grid: value },
+          { ...RECORD, resources: [{ description: value, value }, { description: 'Protocol', value }], status: value as unknown as number },
+          { ...RECORD, dn: undefined, localUserId: value, resources: [], njobs: 2 },
+        ];
+        for (const record of variants) {
+          const xml = usageRecordXmlBuilt(record);
+          assert.equal(usageRecordForm(record), encodedRecord(xml), JSON.stringify(value));
+          assert.equal(usageRecordXml(record), xml, JSON.stringify(value));
+        }
+      }
     }
   });
 });
@@ -243,6 +265,7 @@ describe('form encoding, byte-identical to URLSearchParams', () => {
       for (const bundle of [records, records.slice(0, 9), records.slice(0, 1), []]) {
         const planned = planBodies(bundle, name, maxBytes, 3);
         assert.deepEqual(planned, referencePlan(bundle, name, maxBytes, 3), `${bundle.length} records, maxBytes ${maxBytes}`);
+        assert.deepEqual(planEncodedBodies(bundle.map(encodedRecord), name, maxBytes, 3), planned);
         if (planned.length > 1) splits++;
       }
     }

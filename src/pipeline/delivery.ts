@@ -30,11 +30,11 @@ import { errorMessage } from '../lib';
 import { mapRow, type MappingOptions, type UsageRecord } from '../record/mapping';
 import { deliveryKey } from '../db/delivery-key';
 import { CaptureQueue, ClaimBusy, ledgerEntries, type QuarantineEntry } from '../db/queue';
-import { planBodies } from '../record/envelope';
+import { planEncodedBodies } from '../record/envelope';
 import { EncodeError, type CapturedRow } from '../record/types';
 import type { RecordSender } from './sender';
 import { addToSummaries, aggregate } from './summaries';
-import { usageRecordXml } from '../record/xml';
+import { usageRecordForm } from '../record/xml';
 
 /** A record the collector acknowledged, with the row it came from. */
 export interface DeliveredRecord {
@@ -82,7 +82,8 @@ export function emptyResult(): BatchResult {
 interface Encoded {
   row: CapturedRow;
   record: UsageRecord;
-  xml: string;
+  /** Its line of the multiupdate body, form-encoded (usageRecordForm): all a body needs of it. */
+  form: string;
 }
 
 /** A claimed row with a delivery key: to send, or held back by a switch (identity quarantine). */
@@ -314,7 +315,7 @@ export class Delivery {
         }
         const key = deliveryKey(row.source, String(row.record.transaction));
         if (mapped.kind === 'quarantine') batch.keyed.push({ row, key, heldBack: mapped.reason });
-        else batch.keyed.push({ row, key, encoded: { row, record: mapped.record, xml: usageRecordXml(mapped.record) } });
+        else batch.keyed.push({ row, key, encoded: { row, record: mapped.record, form: usageRecordForm(mapped.record) } });
       } catch (err) {
         const reason = err instanceof EncodeError ? err.message : `cannot encode: ${errorMessage(err)}`;
         batch.quarantine.push({ id: row.id, door: row.door, stage: 'encode', reason });
@@ -365,7 +366,7 @@ export class Delivery {
   private async sendAll(records: Encoded[], quarantine: QuarantineEntry[], result: BatchResult, signal?: AbortSignal): Promise<void> {
     const send = async (part: Encoded[]): Promise<void> => {
       if (part.length === 0) return;
-      for (const body of planBodies(part.map((e) => e.xml), this.options.mapping.probeName, this.bodyLimit, 0)) {
+      for (const body of planEncodedBodies(part.map((e) => e.form), this.options.mapping.probeName, this.bodyLimit, 0)) {
         const slice = part.slice(body.start, body.end);
         result.requests++;
         const outcome = await this.sender.send(body.form, signal);

@@ -39,14 +39,20 @@ export interface BundleInfo {
 /** encodeURIComponent's output where URLSearchParams writes something else. */
 const NOT_AS_URLSEARCHPARAMS = /%20|[!'()~]/g;
 const AS_URLSEARCHPARAMS: Record<string, string> = { '%20': '+', '!': '%21', "'": '%27', '(': '%28', ')': '%29', '~': '%7E' };
+/** The characters of a value that make encodeURIComponent's output differ from URLSearchParams'. */
+const ENCODED_OTHERWISE = /[ !'()~]/;
+/** A value both leave as it is. */
+const FORM_PLAIN = /^[A-Za-z0-9*._-]*$/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 /**
  * One form value exactly as URLSearchParams encodes it: UTF-8, percent-escapes in upper case,
  * space as '+', only alphanumerics and `*-._` left as they are (encodeURIComponent also leaves
- * `!'()~`). The result is ASCII, so its length is its size in bytes.
+ * `!'()~`). The result is ASCII, so its length is its size in bytes. A value with nothing to
+ * encode is returned as it is, and one without `[ !'()~]` as encodeURIComponent gives it.
  */
 export function formEncode(value: string): string {
+  if (FORM_PLAIN.test(value)) return value;
   let encoded: string;
   try {
     encoded = encodeURIComponent(value);
@@ -55,7 +61,7 @@ export function formEncode(value: string): string {
     if (!(err instanceof URIError)) throw err;
     encoded = encodeURIComponent(value.replace(LONE_SURROGATE, '\uFFFD'));
   }
-  return encoded.replace(NOT_AS_URLSEARCHPARAMS, (s) => AS_URLSEARCHPARAMS[s]!);
+  return ENCODED_OTHERWISE.test(value) ? encoded.replace(NOT_AS_URLSEARCHPARAMS, (s) => AS_URLSEARCHPARAMS[s]!) : encoded;
 }
 
 /**
@@ -96,7 +102,11 @@ export function multiupdateForm(recordsXml: readonly string[], probeName: string
  * fields, so only the bodies that are sent get built.
  */
 export function planBodies(records: readonly string[], probeName: string, maxBytes: number, backlog: number): { start: number; end: number; form: string }[] {
-  const encoded = records.map(encodedRecord);
+  return planEncodedBodies(records.map(encodedRecord), probeName, maxBytes, backlog);
+}
+
+/** planBodies for records already encoded (encodedRecord, or usageRecordForm in src/record/xml.ts). */
+export function planEncodedBodies(encoded: readonly string[], probeName: string, maxBytes: number, backlog: number): { start: number; end: number; form: string }[] {
   // before[i]: bytes of the encoded records before record i.
   const before = [0];
   for (const part of encoded) before.push(before[before.length - 1]! + part.length);
@@ -113,6 +123,6 @@ export function planBodies(records: readonly string[], probeName: string, maxByt
     plan(start, mid);
     plan(mid, end);
   };
-  plan(0, records.length);
+  plan(0, encoded.length);
   return out;
 }

@@ -6,6 +6,7 @@
  * stop the old probe for good).
  */
 import { XMLBuilder } from 'fast-xml-parser';
+import { encodedRecord, envelopeLine, formEncode } from './envelope';
 import type { UsageRecord } from './mapping';
 import { isoDuration, rfc3339, rfc3339Seconds } from './time';
 import { EncodeError } from './types';
@@ -133,28 +134,133 @@ export function usageRecordXmlBuilt(record: UsageRecord): string {
 
 /**
  * Templates of record shapes, built by fast-xml-parser's builder: the markup between the values,
- * keyed by the slots a record has and which of its values are empty (an empty value makes
+ * and the same markup form-encoded for the multiupdate body. A shape is which optional elements
+ * a record has, how many resources, and which of its values are empty (an empty value makes
  * `<X/>`, so it is part of the shape). A site's records come in a handful of shapes.
  */
 interface Template {
   /** The markup: parts[0], a value, parts[1], … */
   parts: string[];
-  /** Which value (in the order recordTree met them) goes after parts[i]. */
+  /** The same, form-encoded; the last one ends with the record line's newline (envelopeLine). */
+  formParts: string[];
+  /** Which value (its place in the record's values, in document order) goes after parts[i]. */
   order: number[];
 }
-const templates = new Map<string, Template>();
+/** Keyed by shapeKey: a number for records without empty values, else a string. */
+const templates = new Map<number | string, Template>();
 const MAX_TEMPLATES = 1000;
 // Values are escaped with xmlText, which removes every C0 control character but tab, LF and CR,
 // and the builder writes none: so \u0001 can only come from a placeholder.
 const PLACEHOLDER = /\u0001(\d+)\u0001/;
 
-/** Splits a record built with placeholders into its template; null unless each value appears once. */
-function templateOf(built: string, valueCount: number): Template | null {
-  const pieces = built.split(PLACEHOLDER); // [part, index, part, index, …, part]
-  const parts = pieces.filter((_, i) => i % 2 === 0);
-  const order = pieces.filter((_, i) => i % 2 === 1).map(Number);
-  const each = new Set(order);
-  return order.length === valueCount && each.size === valueCount ? { parts, order } : null;
+// A record's values, in document order (the order recordTree meets them), collected without
+// building its tree: module-level arrays reused from record to record (encoding is synchronous),
+// so a record allocates no arrays and no objects. Position i also remembers the last value seen
+// there with its escaped and form-encoded forms: most fields repeat from record to record (names,
+// constants, the VO, the hosts), and those are then neither escaped nor encoded again.
+const raw: string[] = [];
+let count = 0;
+const lastRaw: string[] = [];
+const lastXml: string[] = [];
+const lastForm: (string | undefined)[] = [];
+
+/** Nothing xmlText would change: no markup, no forbidden character, no surrogate (pairs too go the slow way). */
+const XML_PLAIN = /^[^&<>"'\u0000-\u0008\u000B\u000C\u000E-\u001F\uD800-\uDFFF\uFFFE\uFFFF]*$/;
+
+const present = (value: string | undefined): value is string => value !== undefined && value !== '';
+
+function put(value: string): void {
+  raw[count++] = value;
+}
+
+/**
+ * Collects the record's values into `raw`, in the order recordTree meets them, and returns the
+ * part of its shape key that the values' emptiness does not give: which optional elements it
+ * has, and how many resources. (The first record of every shape checks the order against
+ * recordTree's own.)
+ */
+function collect(record: UsageRecord): number {
+  count = 0;
+  const duration = isoDuration(record.durationMs);
+  let key = 0;
+  put(record.recordId);
+  put(rfc3339Seconds(record.createTimeMs));
+  put(String(record.localJobId));
+  if (present(record.dn)) (key |= 1), put(record.dn);
+  if (present(record.localUserId)) (key |= 2), put(record.localUserId);
+  if (present(record.voName)) (key |= 4), put(record.voName);
+  if (present(record.reportableVoName)) (key |= 8), put(record.reportableVoName);
+  for (const r of record.resources) put(r.description), put(String(r.value));
+  put(rfc3339(record.startTimeMs));
+  put(rfc3339(record.endTimeMs));
+  put('b'), put(duration), put('total'), put(record.action), put(String(Math.trunc(record.networkBytes)));
+  put(duration);
+  if (present(record.submitHost)) (key |= 16), put(record.submitHost);
+  put(String(record.status));
+  put(String(record.probeName));
+  put(String(record.siteName));
+  put(String(record.grid));
+  put(String(record.njobs ?? 1));
+  put('ResourceType'), put('Storage');
+  return key + record.resources.length * 32;
+}
+
+/** The value at position i, escaped for the document (as xmlText does). */
+function xmlValue(i: number): string {
+  const value = raw[i]!;
+  if (lastRaw[i] === value) return lastXml[i]!;
+  const xml = XML_PLAIN.test(value) ? value : xmlText(value);
+  lastRaw[i] = value;
+  lastXml[i] = xml;
+  lastForm[i] = undefined;
+  return xml;
+}
+
+/** The value at position i, escaped and form-encoded (xmlValue(i) first). */
+function formValue(i: number): string {
+  return (lastForm[i] ??= formEncode(lastXml[i]!));
+}
+
+/** Escapes the collected values; the shape key: the numeric key, or with the empty values' places added. */
+function shapeKey(key: number): number | string {
+  let empty: string | undefined;
+  for (let i = 0; i < count; i++) if (xmlValue(i) === '') empty = `${empty ?? key}:${i}`;
+  return empty ?? key;
+}
+
+/**
+ * The record's template: found by its shape, or made with fast-xml-parser's builder from the
+ * record's tree with placeholders for its values. Null if the tree does not hold exactly the
+ * collected values in that order (never expected: then the record is built whole).
+ */
+function templateFor(record: UsageRecord, key: number | string): Template | null {
+  const known = templates.get(key);
+  if (known) return known;
+  let i = 0;
+  let same = true;
+  const tree = recordTree(record, (_slot, value) => {
+    same &&= i < count && value === lastXml[i];
+    return value === '' ? (i++, '') : `\u0001${i++}\u0001`;
+  });
+  if (!same || i !== count) return null;
+  const pieces = (builder.build(tree) as string).split(PLACEHOLDER); // [part, index, part, index, …, part]
+  const parts = pieces.filter((_, j) => j % 2 === 0);
+  const order = pieces.filter((_, j) => j % 2 === 1).map(Number);
+  // The placeholders must be the non-empty values, each once.
+  let filled = 0;
+  for (let j = 0; j < count; j++) if (lastXml[j] !== '') filled++;
+  if (order.length !== filled || new Set(order).size !== filled || !order.every((j) => j < count && lastXml[j] !== '')) return null;
+  const formParts = parts.map((part, j) => formEncode(j === parts.length - 1 ? envelopeLine(part) : part));
+  if (templates.size >= MAX_TEMPLATES) templates.clear();
+  const template = { parts, formParts, order };
+  templates.set(key, template);
+  return template;
+}
+
+/** Collects and escapes the record's values; its template (null: build it whole). */
+function prepare(record: UsageRecord): Template | null {
+  checkNumbers(record);
+  return templateFor(record, shapeKey(collect(record)));
 }
 
 /**
@@ -167,26 +273,28 @@ function templateOf(built: string, valueCount: number): Template | null {
  * largest single cost of catch-up (docs/PERFORMANCE.md).
  */
 export function usageRecordXml(record: UsageRecord): string {
-  checkNumbers(record);
-  const values: string[] = [];
-  let shape = '';
-  const tree = recordTree(record, (slot, value) => {
-    shape += value === '' ? `${slot}=;` : `${slot};`;
-    if (value === '') return '';
-    values.push(value);
-    return `\u0001${values.length - 1}\u0001`;
-  });
-  let template: Template | null | undefined = templates.get(shape);
-  if (!template) {
-    template = templateOf(builder.build(tree) as string, values.length);
-    if (!template) return usageRecordXmlBuilt(record); // never expected; stay correct
-    if (templates.size >= MAX_TEMPLATES) templates.clear();
-    templates.set(shape, template);
-  }
+  const template = prepare(record);
+  if (!template) return usageRecordXmlBuilt(record);
   const { parts, order } = template;
   let xml = parts[0]!;
-  for (let i = 0; i < order.length; i++) xml += values[order[i]!]! + parts[i + 1]!;
+  for (let i = 0; i < order.length; i++) xml += lastXml[order[i]!]! + parts[i + 1]!;
   return xml;
+}
+
+/**
+ * The record's line of the multiupdate body's arg1, form-encoded: exactly
+ * encodedRecord(usageRecordXml(record)) (a test compares them), made in the same one pass:
+ * the template's markup was form-encoded once for its shape, so only the values are escaped
+ * and encoded (most are copied as they are, or come from the last record), and the XML itself
+ * is never made. What delivery keeps of a record until it is sent (planEncodedBodies).
+ */
+export function usageRecordForm(record: UsageRecord): string {
+  const template = prepare(record);
+  if (!template) return encodedRecord(usageRecordXmlBuilt(record));
+  const { formParts, order } = template;
+  let form = formParts[0]!;
+  for (let i = 0; i < order.length; i++) form += formValue(order[i]!) + formParts[i + 1]!;
+  return form;
 }
 
 export interface ProbeDetails {
