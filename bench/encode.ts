@@ -6,10 +6,11 @@
  * (checked for every record). The form's bytes are checked against URLSearchParams by
  * test/xml.test.ts.
  *
- * The delivery's own path is measured both ways in one run: before, a record's XML, then
- * planBodies form-encoding it; now one pass per record (usageRecordForm: escaped and encoded
- * together, over a template form-encoded once per shape), then planEncodedBodies only
- * concatenating. DCACHE_PROBE_BENCH_ENCODE_BASELINE=<another build's dist/> times that build's
+ * The delivery's own path, as far as the bytes of the bodies, is measured both ways in one run:
+ * before, a record's XML, then planBodies form-encoding it into a string body, which the HTTP
+ * client (undici) turned into bytes (Buffer.from); now one pass per record (usageRecordForm:
+ * escaped and encoded together, over a template form-encoded once per shape), then
+ * planEncodedBodies writing the encoded lines straight into each body's bytes. DCACHE_PROBE_BENCH_ENCODE_BASELINE=<another build's dist/> times that build's
  * usageRecordXml + planBodies too, in the same process (e.g. /work/wt/base/dist for the code
  * before issue 15).
  *
@@ -47,7 +48,7 @@ export interface EncodeResult {
   planUs: number;
   identicalXml: boolean;
   bytesPerRecord: number;
-  /** The delivery's path per record, 1,000-record bundles: XML, then planBodies (before); NaN if absent */
+  /** The delivery's path per record, 1,000-record bundles: XML, then planBodies, then the bytes (before); NaN if absent */
   xmlPlanUs: number;
   /** … now: usageRecordForm, then planEncodedBodies; and the two steps alone */
   onePassPlanUs: number;
@@ -55,7 +56,7 @@ export interface EncodeResult {
   planEncodedUs: number;
   /** usageRecordForm gave what encoding the XML gives, and the same bodies */
   identicalForm: boolean;
-  /** usageRecordXml + planBodies of the build named by DCACHE_PROBE_BENCH_ENCODE_BASELINE (NaN without) */
+  /** The same path in the build named by DCACHE_PROBE_BENCH_ENCODE_BASELINE (NaN without) */
   baselineXmlPlanUs: number;
   baselineDir?: string;
   error?: string;
@@ -153,7 +154,7 @@ export function encodeBench(n = 4000, minMs = 400): EncodeResult {
       const xmlOf = find('usageRecordXml', [`${baselineDir}/src/record/xml`]);
       const planOf = find('planBodies', [`${baselineDir}/src/record/envelope`]);
       baselineMs = timeIt(() => {
-        for (let i = 0; i < records.length; i += 1000) planOf(records.slice(i, i + 1000).map((r) => xmlOf(r)), options.probeName, maxBytes, 0);
+        for (let i = 0; i < records.length; i += 1000) for (const b of planOf(records.slice(i, i + 1000).map((r) => xmlOf(r)), options.probeName, maxBytes, 0)) Buffer.from(b.form);
       }, minMs);
     }
 
@@ -195,10 +196,10 @@ function onePassPath(records: Anything[], probeName: string, maxBytes: number, m
   }
   const bundles: Anything[][] = [];
   for (let i = 0; i < records.length; i += 1000) bundles.push(records.slice(i, i + 1000));
-  let before: { form: string }[][] = [];
-  let now: { form: string }[][] = [];
+  let before: Buffer[][] = [];
+  let now: { form: Buffer }[][] = [];
   const xmlPlanMs = timeIt(() => {
-    before = bundles.map((b) => planBodies(b.map((r) => usageRecordXml(r)), probeName, maxBytes, 0));
+    before = bundles.map((b) => planBodies(b.map((r) => usageRecordXml(r)), probeName, maxBytes, 0).map((body: { form: string }) => Buffer.from(body.form)));
   }, minMs);
   const onePassPlanMs = timeIt(() => {
     now = bundles.map((b) => planEncodedBodies(b.map((r) => usageRecordForm(r)), probeName, maxBytes, 0));
@@ -210,6 +211,6 @@ function onePassPath(records: Anything[], probeName: string, maxBytes: number, m
   const planEncodedMs = timeIt(() => {
     encoded.map((e) => planEncodedBodies(e, probeName, maxBytes, 0));
   }, minMs);
-  const identical = before.length === now.length && before.every((bodies, i) => bodies.length === now[i]!.length && bodies.every((b, j) => b.form === now[i]![j]!.form));
+  const identical = before.length === now.length && before.every((bodies, i) => bodies.length === now[i]!.length && bodies.every((b, j) => b.equals(now[i]![j]!.form)));
   return { xmlPlanMs, onePassPlanMs, onePassMs, planEncodedMs, identical };
 }

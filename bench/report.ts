@@ -272,9 +272,9 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
           table(
             ['path', 'µs/record', 'same bodies'],
             [
-              ['before: usageRecordXml, then planBodies (encodes each line)', fixed(e.xmlPlanUs, 1), ''],
+              ['before: usageRecordXml, planBodies (encodes each line), Buffer.from', fixed(e.xmlPlanUs, 1), ''],
               ...(Number.isFinite(e.baselineXmlPlanUs) ? [[`… the same in ${e.baselineDir}`, fixed(e.baselineXmlPlanUs, 1), '']] : []),
-              ['now: usageRecordForm (one pass), then planEncodedBodies', fixed(e.onePassPlanUs, 1), e.identicalForm ? 'yes' : 'NO'],
+              ['now: usageRecordForm (one pass), planEncodedBodies (bytes)', fixed(e.onePassPlanUs, 1), e.identicalForm ? 'yes' : 'NO'],
               ['… usageRecordForm alone', fixed(e.onePassUs, 1), ''],
               ['… planEncodedBodies alone', fixed(e.planEncodedUs, 1), ''],
             ],

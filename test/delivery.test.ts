@@ -40,7 +40,8 @@ class ScriptedCollector implements RecordSender {
   private readonly answers: SendOutcome[] = [];
   constructor(private readonly answer: (jobIds: string[]) => SendOutcome) {}
 
-  async send(form: string): Promise<SendOutcome> {
+  async send(body: string | Buffer): Promise<SendOutcome> {
+    const form = typeof body === 'string' ? body : body.toString('latin1');
     const answer = this.answer(jobIdsOf(form));
     this.bodies.push(form);
     this.answers.push(answer);

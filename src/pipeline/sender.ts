@@ -28,7 +28,8 @@ export type SendOutcome =
  * CollectorSender is the real one; tests hand Delivery a fake.
  */
 export interface RecordSender {
-  send(form: string, signal?: AbortSignal): Promise<SendOutcome>;
+  /** The body: the urlencoded form, as a string or as its bytes. */
+  send(form: string | Buffer, signal?: AbortSignal): Promise<SendOutcome>;
 }
 
 export interface SenderOptions {
@@ -96,7 +97,7 @@ export class CollectorSender implements RecordSender {
   }
 
   /** One POST; returns status and body, throws on network errors and timeouts. */
-  async post(form: string, signal?: AbortSignal): Promise<{ status: number; body: string }> {
+  async post(form: string | Buffer, signal?: AbortSignal): Promise<{ status: number; body: string }> {
     const timeout = AbortSignal.timeout(this.options.timeoutMs);
     const response = await request(this.options.endpoint, {
       method: 'POST',
@@ -110,7 +111,7 @@ export class CollectorSender implements RecordSender {
   }
 
   /** Delivers one bundle body, retrying what may succeed later, within the retry budget. */
-  async send(form: string, signal?: AbortSignal): Promise<SendOutcome> {
+  async send(form: string | Buffer, signal?: AbortSignal): Promise<SendOutcome> {
     const deadline = Date.now() + this.options.retryBudgetMs;
     for (let attempt = 1; ; attempt++) {
       let answer: string;

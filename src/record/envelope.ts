@@ -3,7 +3,8 @@
  * records' XML, and the application/x-www-form-urlencoded body that carries it (command, arg1,
  * and the fields the Gratia library sent with it), cut into bodies under a size limit.
  * Pure functions: what is sent again must come out byte-identical (collectors deduplicate by
- * content). Sending the bodies is the sender's business (src/pipeline/sender.ts).
+ * content). The bodies delivery sends are planned from records form-encoded in advance
+ * (planEncodedBodies) and come out as bytes. Sending the bodies is the sender's business (src/pipeline/sender.ts).
  */
 
 export const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>';
@@ -96,27 +97,30 @@ export function multiupdateForm(recordsXml: readonly string[], probeName: string
   return formOfEncoded(encoded, 0, encoded.length, probeName, info.backlog ?? 0, info.bundleSize ?? recordsXml.length);
 }
 
-/**
- * Cuts records into request bodies that stay under maxBytes (halving where one is too big).
- * Each record is encoded once; a range's size is the sum of its parts' lengths plus the fixed
- * fields, so only the bodies that are sent get built.
- */
-export function planBodies(records: readonly string[], probeName: string, maxBytes: number, backlog: number): { start: number; end: number; form: string }[] {
-  return planEncodedBodies(records.map(encodedRecord), probeName, maxBytes, backlog);
+/** Where a bundle is cut: records start..end-1, in a body of `bytes` bytes. */
+interface Cut {
+  start: number;
+  end: number;
+  bytes: number;
 }
 
-/** planBodies for records already encoded (encodedRecord, or usageRecordForm in src/record/xml.ts). */
-export function planEncodedBodies(encoded: readonly string[], probeName: string, maxBytes: number, backlog: number): { start: number; end: number; form: string }[] {
+/**
+ * Cuts encoded records into ranges whose bodies stay under maxBytes (halving where one is too
+ * big; a single record always goes alone). A range's size is the sum of its parts' lengths plus
+ * the fixed fields, so no body is built to learn its size.
+ */
+function cuts(encoded: readonly string[], probeName: string, maxBytes: number, backlog: number): Cut[] {
   // before[i]: bytes of the encoded records before record i.
   const before = [0];
   for (const part of encoded) before.push(before[before.length - 1]! + part.length);
   const size = (start: number, end: number) => FORM_HEAD.length + before[end]! - before[start]! + formTail(probeName, backlog, end - start).length;
 
-  const out: { start: number; end: number; form: string }[] = [];
+  const out: Cut[] = [];
   const plan = (start: number, end: number): void => {
     if (start >= end) return;
-    if (size(start, end) <= maxBytes || end - start === 1) {
-      out.push({ start, end, form: formOfEncoded(encoded, start, end, probeName, backlog) });
+    const bytes = size(start, end);
+    if (bytes <= maxBytes || end - start === 1) {
+      out.push({ start, end, bytes });
       return;
     }
     const mid = start + Math.ceil((end - start) / 2);
@@ -125,4 +129,32 @@ export function planEncodedBodies(encoded: readonly string[], probeName: string,
   };
   plan(0, encoded.length);
   return out;
+}
+
+/**
+ * Cuts records into request bodies that stay under maxBytes (halving where one is too big).
+ * Each record is encoded once, and only the bodies that are sent get built.
+ */
+export function planBodies(records: readonly string[], probeName: string, maxBytes: number, backlog: number): { start: number; end: number; form: string }[] {
+  const encoded = records.map(encodedRecord);
+  return cuts(encoded, probeName, maxBytes, backlog).map(({ start, end }) => ({ start, end, form: formOfEncoded(encoded, start, end, probeName, backlog) }));
+}
+
+/**
+ * planBodies for records already encoded (encodedRecord, or usageRecordForm in src/record/xml.ts),
+ * each body as the bytes to send: the parts are written once, straight into a buffer of the size
+ * planned (the form is ASCII: a character is a byte). Building the body as a string first cost
+ * a copy of it, and the HTTP client another to make bytes of it (bench/encode.ts).
+ */
+export function planEncodedBodies(encoded: readonly string[], probeName: string, maxBytes: number, backlog: number): { start: number; end: number; form: Buffer }[] {
+  return cuts(encoded, probeName, maxBytes, backlog).map(({ start, end, bytes }) => ({ start, end, form: bodyOfEncoded(encoded, start, end, probeName, backlog, bytes) }));
+}
+
+function bodyOfEncoded(encoded: readonly string[], start: number, end: number, probeName: string, backlog: number, bytes: number): Buffer {
+  const body = Buffer.allocUnsafe(bytes);
+  let at = body.write(FORM_HEAD, 0, 'latin1');
+  for (let i = start; i < end; i++) at += body.write(encoded[i]!, at, 'latin1');
+  at += body.write(formTail(probeName, backlog, end - start), at, 'latin1');
+  if (at !== bytes) throw new Error(`a planned body came out ${at} bytes, not ${bytes}: a part was not form-encoded`);
+  return body;
 }
