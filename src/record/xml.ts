@@ -1,6 +1,7 @@
 /**
- * Gratia XML: a UsageRecord -> one JobUsageRecord element (no XML declaration), and the
- * ProbeDetails handshake; the RecordEnvelope around records is src/record/envelope.ts. Built
+ * Gratia XML: a UsageRecord -> one JobUsageRecord element (no XML declaration), or straight to
+ * its form-encoded line of the multiupdate body (one pass, no XML made), and the ProbeDetails
+ * handshake; the RecordEnvelope around records is src/record/envelope.ts. Built
  * with fast-xml-parser's builder, which escapes & < > " ' in text and attributes; characters
  * XML 1.0 forbids are removed first, so the output always parses (one bad character used to
  * stop the old probe for good).
@@ -53,28 +54,28 @@ const builder = new XMLBuilder({
 type Node = Record<string, unknown>;
 
 /**
- * Where a record's values go. Building a record's tree calls `text(slot, value)` for every text
- * and attribute value (already escaped with xmlText), in document order; `slot` names the place
- * (element or attribute), so that the sequence of slots says which elements the record has.
+ * Where a record's values go. Building a record's tree calls `text(value)` for every text and
+ * attribute value (already escaped with xmlText), in document order, and puts what it returns
+ * in the tree (a template puts placeholders there).
  */
-type TextSink = (slot: string, value: string) => string;
+type TextSink = (value: string) => string;
 
 /** Writes each value into the tree itself: the reference way of building a record. */
-const inline: TextSink = (_slot, value) => value;
+const inline: TextSink = (value) => value;
 
 /** Node builders for fast-xml-parser's preserveOrder tree; every value goes through xmlText and `text`. */
 function nodes(text: TextSink) {
-  const attributesOf = (name: string, attributes: Record<string, string>) =>
-    Object.fromEntries(Object.entries(attributes).map(([k, v]) => [k, text(`${name}@${k}`, xmlText(v))]));
+  const attributesOf = (attributes: Record<string, string>) =>
+    Object.fromEntries(Object.entries(attributes).map(([k, v]) => [k, text(xmlText(v))]));
   const element = (name: string, value: string | number, attributes?: Record<string, string>): Node => {
     const node: Node = {};
-    if (attributes) node[':@'] = attributesOf(name, attributes); // attributes first: document order
-    node[name] = [{ '#text': text(name, xmlText(String(value))) }];
+    if (attributes) node[':@'] = attributesOf(attributes); // attributes first: document order
+    node[name] = [{ '#text': text(xmlText(String(value))) }];
     return node;
   };
   const parent = (name: string, children: Node[], attributes?: Record<string, string>): Node => {
     const node: Node = {};
-    if (attributes) node[':@'] = attributesOf(name, attributes);
+    if (attributes) node[':@'] = attributesOf(attributes);
     node[name] = children;
     return node;
   };
@@ -238,7 +239,7 @@ function templateFor(record: UsageRecord, key: number | string): Template | null
   if (known) return known;
   let i = 0;
   let same = true;
-  const tree = recordTree(record, (_slot, value) => {
+  const tree = recordTree(record, (value) => {
     same &&= i < count && value === lastXml[i];
     return value === '' ? (i++, '') : `\u0001${i++}\u0001`;
   });
