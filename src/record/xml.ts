@@ -168,10 +168,18 @@ const lastForm: (string | undefined)[] = [];
 /** Nothing xmlText would change: no markup, no forbidden character, no surrogate (pairs too go the slow way). */
 const XML_PLAIN = /^[^&<>"'\u0000-\u0008\u000B\u000C\u000E-\u001F\uD800-\uDFFF\uFFFE\uFFFF]*$/;
 
-const present = (value: string | undefined): value is string => value !== undefined && value !== '';
+/** Which optional elements the record being collected has, a bit each. */
+let present = 0;
 
 function put(value: string): void {
   raw[count++] = value;
+}
+
+/** An optional element's value, if the record has the element (as recordTree's optional()). */
+function optional(bit: number, value: string | undefined): void {
+  if (value === undefined || value === '') return;
+  present |= bit;
+  put(value);
 }
 
 /**
@@ -182,28 +190,36 @@ function put(value: string): void {
  */
 function collect(record: UsageRecord): number {
   count = 0;
+  present = 0;
   const duration = isoDuration(record.durationMs);
-  let key = 0;
   put(record.recordId);
   put(rfc3339Seconds(record.createTimeMs));
   put(String(record.localJobId));
-  if (present(record.dn)) (key |= 1), put(record.dn);
-  if (present(record.localUserId)) (key |= 2), put(record.localUserId);
-  if (present(record.voName)) (key |= 4), put(record.voName);
-  if (present(record.reportableVoName)) (key |= 8), put(record.reportableVoName);
-  for (const r of record.resources) put(r.description), put(String(r.value));
+  optional(1, record.dn);
+  optional(2, record.localUserId);
+  optional(4, record.voName);
+  optional(8, record.reportableVoName);
+  for (const r of record.resources) {
+    put(r.description);
+    put(String(r.value));
+  }
   put(rfc3339(record.startTimeMs));
   put(rfc3339(record.endTimeMs));
-  put('b'), put(duration), put('total'), put(record.action), put(String(Math.trunc(record.networkBytes)));
+  put('b'); // the Network element's attributes, then its value
   put(duration);
-  if (present(record.submitHost)) (key |= 16), put(record.submitHost);
+  put('total');
+  put(record.action);
+  put(String(Math.trunc(record.networkBytes)));
+  put(duration);
+  optional(16, record.submitHost);
   put(String(record.status));
   put(String(record.probeName));
   put(String(record.siteName));
   put(String(record.grid));
   put(String(record.njobs ?? 1));
-  put('ResourceType'), put('Storage');
-  return key + record.resources.length * 32;
+  put('ResourceType');
+  put('Storage');
+  return present + record.resources.length * 32;
 }
 
 /** The value at position i, escaped for the document (as xmlText does). */
