@@ -132,32 +132,86 @@ export function pad2(n: number): string {
   return String(n).padStart(2, '0');
 }
 
-/** Every (dimension, key) a delivered record counts under. */
-export function keysOf(d: DeliveredRecord): [string, string][] {
+/** The text of every histogram bin (0–47), made once rather than per record. */
+const BIN_TEXT = Array.from({ length: 48 }, (_, b) => pad2(b));
+const binText = (b: number) => BIN_TEXT[b] ?? pad2(b);
+
+/**
+ * The dimensions a record can count under, in keysOf's order: the first KEY_SLOTS of them are
+ * keysOf's (the last three of these only some records have), the rest the per-day totals' own
+ * (dayKeysOf). batchRows keeps a record's keys as an array indexed by these slots.
+ */
+const SLOTS = [
+  'all', 'direction', 'protocol', 'vo', 'user', 'pool', 'door', 'error', 'door_pool', 'duration_bin', 'client_net', 'user_net', 'rate_bin',
+  'storage_class', 'vo_direction', 'storage_class_direction',
+] as const;
+const KEY_SLOTS = 13;
+const slot = (dimension: (typeof SLOTS)[number]) => SLOTS.indexOf(dimension);
+const S_DIRECTION = slot('direction');
+const S_VO = slot('vo');
+const S_CLIENT_NET = slot('client_net');
+const S_USER_NET = slot('user_net');
+const S_RATE_BIN = slot('rate_bin');
+const S_STORAGE_CLASS = slot('storage_class');
+
+/** The dimensions of keysOf that the per-day totals keep as they are. */
+const DAY_DIMENSIONS = new Set(['all', 'direction', 'protocol', 'vo', 'pool', 'door']);
+/** The slots of the per-day totals (stats_day), in dayKeysOf's order. */
+const DAY_SLOTS = SLOTS.map((_, i) => i).filter((i) => i >= KEY_SLOTS || DAY_DIMENSIONS.has(SLOTS[i]!));
+/** The slots of the per-minute and per-hour tables (keysOf's). */
+const KEY_SLOT_LIST = SLOTS.map((_, i) => i).filter((i) => i < KEY_SLOTS);
+
+/**
+ * The one definition of a record's keys: writes into `into` (indexed by SLOTS) the key of each
+ * dimension it counts under, undefined for those it has none of. `networks` remembers the
+ * client networks of a batch (the same clients come again and again; the parse is the cost).
+ */
+function fillKeys(d: DeliveredRecord, into: (string | undefined)[], networks?: Map<string, string>): void {
   const user = userOf(d);
   const pool = meaningful(text(d.row.record.cellname)) ?? '(unknown)';
   const door = doorOf(d);
-  const keys: [string, string][] = [
-    ['all', ''],
-    ['direction', directionOf(d)],
-    ['protocol', resource(d, 'Protocol') ?? '(unknown)'],
-    ['vo', d.record.voName ?? '(none)'],
-    ['user', user],
-    ['pool', pool],
-    ['door', door],
-    ['error', String(d.record.status)],
-    ['door_pool', `${door} ${pool}`],
-    ['duration_bin', pad2(durationBin(d.record.durationMs))],
-  ];
+  const direction = directionOf(d);
+  const vo = d.record.voName ?? '(none)';
+  into[0] = '';
+  into[1] = direction;
+  into[2] = resource(d, 'Protocol') ?? '(unknown)';
+  into[3] = vo;
+  into[4] = user;
+  into[5] = pool;
+  into[6] = door;
+  into[7] = String(d.record.status);
+  into[8] = `${door} ${pool}`;
+  into[9] = binText(durationBin(d.record.durationMs));
   if (d.row.source === 'billinginfo') {
     // The mover's client is the data connection's peer; the door's is the fallback.
-    const net = clientNetwork(meaningful(text(d.row.record.client)) ?? text(d.row.door?.client));
-    keys.push(['client_net', net], ['user_net', `${net} ${user}`]);
-  }
-  if (d.record.status === 0 && d.record.networkBytes > 0 && d.record.durationMs > 0) {
-    keys.push(['rate_bin', pad2(rateBin((d.record.networkBytes * 1000) / d.record.durationMs))]);
-  }
-  return keys;
+    const client = meaningful(text(d.row.record.client)) ?? text(d.row.door?.client);
+    let net = client === undefined ? undefined : networks?.get(client);
+    if (net === undefined) {
+      net = clientNetwork(client);
+      if (client !== undefined) networks?.set(client, net);
+    }
+    into[S_CLIENT_NET] = net;
+    into[S_USER_NET] = `${net} ${user}`;
+  } else into[S_CLIENT_NET] = into[S_USER_NET] = undefined;
+  into[S_RATE_BIN] =
+    d.record.status === 0 && d.record.networkBytes > 0 && d.record.durationMs > 0 ? binText(rateBin((d.record.networkBytes * 1000) / d.record.durationMs)) : undefined;
+  const storageClass = storageClassOf(d);
+  into[S_STORAGE_CLASS] = storageClass;
+  into[S_STORAGE_CLASS + 1] = `${vo} ${direction}`;
+  into[S_STORAGE_CLASS + 2] = `${storageClass} ${direction}`;
+}
+
+function pairs(keys: readonly (string | undefined)[], slots: readonly number[]): [string, string][] {
+  const out: [string, string][] = [];
+  for (const i of slots) if (keys[i] !== undefined) out.push([SLOTS[i]!, keys[i]!]);
+  return out;
+}
+
+/** Every (dimension, key) a delivered record counts under. */
+export function keysOf(d: DeliveredRecord): [string, string][] {
+  const keys: (string | undefined)[] = [];
+  fillKeys(d, keys);
+  return pairs(keys, KEY_SLOT_LIST);
 }
 
 /** The storage class of the billing row ("cms:default@osm"), "(none)" when it has none. */
@@ -165,28 +219,20 @@ export function storageClassOf(d: DeliveredRecord): string {
   return meaningful(text(d.row.record.storageclass)) ?? '(none)';
 }
 
-/** The dimensions of keysOf that the per-day totals keep as they are. */
-const DAY_DIMENSIONS = new Set(['all', 'direction', 'protocol', 'vo', 'pool', 'door']);
-
 /**
  * Every (dimension, key) a record counts under in the per-day totals (stats_day, kept for
- * years): few dimensions of small cardinality, and the pairs the outlook needs. Made from the
- * record's keysOf (computed once per record), plus its storage class.
+ * years): few dimensions of small cardinality, and the pairs the outlook needs: those of
+ * keysOf in DAY_DIMENSIONS, its storage class, and its VO and storage class per direction.
  */
-export function dayKeysOf(d: DeliveredRecord, keys: readonly [string, string][] = keysOf(d)): [string, string][] {
-  const of = (dimension: string) => keys.find(([k]) => k === dimension)![1];
-  const direction = of('direction');
-  const storageClass = storageClassOf(d);
-  return [
-    ...keys.filter(([dimension]) => DAY_DIMENSIONS.has(dimension)),
-    ['storage_class', storageClass],
-    ['vo_direction', `${of('vo')} ${direction}`],
-    ['storage_class_direction', `${storageClass} ${direction}`],
-  ];
+export function dayKeysOf(d: DeliveredRecord): [string, string][] {
+  const keys: (string | undefined)[] = [];
+  fillKeys(d, keys);
+  return pairs(keys, DAY_SLOTS);
 }
 
 /** Dimensions whose first and last transfer are remembered (stats_seen). */
 export const SEEN_DIMENSIONS = new Set(['pool', 'door', 'user', 'client_net', 'user_net']);
+const SEEN_SLOTS = SLOTS.map((_, i) => i).filter((i) => SEEN_DIMENSIONS.has(SLOTS[i]!));
 
 export interface Retention {
   minuteMs: number;
@@ -205,6 +251,45 @@ function compareRows(a: { bucketMs?: number; dimension: string; key: string }, b
   return (a.bucketMs ?? 0) - (b.bucketMs ?? 0) || (a.dimension < b.dimension ? -1 : a.dimension > b.dimension ? 1 : 0) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 }
 
+/** What a batch's records of one minute and one key add up to, and when the first and last ended. */
+interface Tally extends Counts {
+  firstMs: number;
+  lastMs: number;
+}
+
+/**
+ * The records of a batch that ended in one minute and go to the same tables: per slot, a tally
+ * per key. (A batch's records mostly share a few such groups, so the per-record work is one
+ * Map lookup per slot by the key itself; the rows of the tables are made per group.)
+ */
+interface Group {
+  minuteMs: number;
+  inMinute: boolean;
+  inHour: boolean;
+  inDay: boolean;
+  tallies: Map<string, Tally>[];
+}
+
+/** Adds the rows of `from` (a key's tally) to the table's rows of a bucket and slot. */
+function addTally(rows: Map<number, Map<string, StatRow>[]>, bucketMs: number, s: number, key: string, from: Tally): void {
+  let bySlot = rows.get(bucketMs);
+  if (!bySlot) rows.set(bucketMs, (bySlot = SLOTS.map(() => new Map<string, StatRow>())));
+  const row = bySlot[s]!.get(key);
+  if (row) addCounts(row, from);
+  else bySlot[s]!.set(key, { bucketMs, dimension: SLOTS[s]!, key, transfers: from.transfers, bytes: from.bytes, errors: from.errors, denied: from.denied, durationMs: from.durationMs });
+}
+
+function tableRows(groups: Iterable<Group>, take: (g: Group) => boolean, step: number, slots: readonly number[]): StatRow[] {
+  const rows = new Map<number, Map<string, StatRow>[]>();
+  for (const g of groups) {
+    if (!take(g)) continue;
+    const bucketMs = Math.floor(g.minuteMs / step) * step;
+    for (const s of slots) for (const [key, t] of g.tallies[s]!) addTally(rows, bucketMs, s, key, t);
+  }
+  const out: StatRow[] = [];
+  for (const bySlot of rows.values()) for (const m of bySlot) for (const r of m.values()) out.push(r);
+  return out.sort(compareRows);
+}
 
 /**
  * A delivered batch as upsert rows, one per (bucket, dimension, key), sorted. Records older
@@ -212,48 +297,72 @@ function compareRows(a: { bucketMs?: number; dimension: string; key: string }, b
  * records from before the installation out of the hour and day tables (Retention.historyBeforeMs).
  */
 export function batchRows(delivered: readonly DeliveredRecord[], nowMs: number, retention: Retention): BatchRows {
-  const minute = new Map<string, StatRow>();
-  const hour = new Map<string, StatRow>();
-  const day = new Map<string, StatRow>();
-  const seen = new Map<string, SeenRow>();
+  const groups = new Map<number, Group>();
+  const networks = new Map<string, string>();
+  const keys: (string | undefined)[] = Array(SLOTS.length).fill(undefined);
+  const minuteFrom = nowMs - retention.minuteMs;
+  const hourFrom = nowMs - retention.hourMs;
+  const dayFrom = nowMs - (retention.dayMs ?? Infinity);
+  const historyBefore = retention.historyBeforeMs ?? -Infinity;
+  let last: Group | undefined;
+  let lastId = NaN;
   for (const d of delivered) {
     const t = d.record.endTimeMs;
     if (!Number.isFinite(t)) continue;
+    const historic = d.row.datestampMs !== null && d.row.datestampMs < historyBefore;
+    const inMinute = t >= minuteFrom;
+    const inHour = t >= hourFrom && !historic;
+    const inDay = t >= dayFrom && !historic;
+    const minuteMs = Math.floor(t / MINUTE_MS) * MINUTE_MS;
+    // Minutes are multiples of 60,000, so the tables a record goes to fit in the low bits.
+    const id = minuteMs + (inMinute ? 1 : 0) + (inHour ? 2 : 0) + (inDay ? 4 : 0);
+    let g = id === lastId ? last! : groups.get(id);
+    if (!g) groups.set(id, (g = { minuteMs, inMinute, inHour, inDay, tallies: SLOTS.map(() => new Map<string, Tally>()) }));
+    last = g;
+    lastId = id;
+    fillKeys(d, keys, networks);
     const status = d.record.status;
-    const counts: Counts = {
-      transfers: 1,
-      bytes: Math.max(0, Math.round(d.record.networkBytes)),
-      errors: status !== 0 ? 1 : 0,
-      denied: status === PERMISSION_DENIED ? 1 : 0,
-      durationMs: Math.max(0, Math.round(d.record.durationMs)),
-    };
-    const keys = keysOf(d);
-    const historic = d.row.datestampMs !== null && d.row.datestampMs < (retention.historyBeforeMs ?? -Infinity);
-    for (const [table, step, keep, dimensions, fromHistory] of [
-      [minute, MINUTE_MS, retention.minuteMs, keys, false],
-      [hour, HOUR_MS, retention.hourMs, keys, true],
-      [day, DAY_MS, retention.dayMs ?? Infinity, dayKeysOf(d, keys), true],
-    ] as const) {
-      if (t < nowMs - keep || (fromHistory && historic)) continue;
-      const bucketMs = Math.floor(t / step) * step;
-      for (const [dimension, key] of dimensions) {
-        const id = `${bucketMs}\u0001${dimension}\u0001${key}`;
-        let row = table.get(id);
-        if (!row) table.set(id, (row = { bucketMs, dimension, key, ...zeroCounts() }));
-        addCounts(row, counts);
-      }
-    }
-    for (const [dimension, key] of keys) {
-      if (!SEEN_DIMENSIONS.has(dimension)) continue;
-      const id = `${dimension}\u0001${key}`;
-      const s = seen.get(id);
-      if (!s) seen.set(id, { dimension, key, firstMs: t, lastMs: t });
+    const bytes = Math.max(0, Math.round(d.record.networkBytes));
+    const errors = status !== 0 ? 1 : 0;
+    const denied = status === PERMISSION_DENIED ? 1 : 0;
+    const durationMs = Math.max(0, Math.round(d.record.durationMs));
+    for (let s = 0; s < SLOTS.length; s++) {
+      const key = keys[s];
+      if (key === undefined) continue;
+      const tally = g.tallies[s]!.get(key);
+      if (!tally) g.tallies[s]!.set(key, { transfers: 1, bytes, errors, denied, durationMs, firstMs: t, lastMs: t });
       else {
-        s.firstMs = Math.min(s.firstMs, t);
-        s.lastMs = Math.max(s.lastMs, t);
+        tally.transfers++;
+        tally.bytes += bytes;
+        tally.errors += errors;
+        tally.denied += denied;
+        tally.durationMs += durationMs;
+        if (t < tally.firstMs) tally.firstMs = t;
+        if (t > tally.lastMs) tally.lastMs = t;
       }
     }
   }
-  const sorted = (m: Map<string, StatRow>) => [...m.values()].sort(compareRows);
-  return { minute: sorted(minute), hour: sorted(hour), day: sorted(day), seen: [...seen.values()].sort(compareRows) };
+  const all = [...groups.values()];
+  // First and last seen: of every record with a time, whichever tables it goes to.
+  const seenRows: SeenRow[] = [];
+  for (const s of SEEN_SLOTS) {
+    const bySlot = new Map<string, SeenRow>();
+    for (const g of all) {
+      for (const [key, t] of g.tallies[s]!) {
+        const r = bySlot.get(key);
+        if (!r) bySlot.set(key, { dimension: SLOTS[s]!, key, firstMs: t.firstMs, lastMs: t.lastMs });
+        else {
+          r.firstMs = Math.min(r.firstMs, t.firstMs);
+          r.lastMs = Math.max(r.lastMs, t.lastMs);
+        }
+      }
+    }
+    seenRows.push(...bySlot.values());
+  }
+  return {
+    minute: tableRows(all, (g) => g.inMinute, MINUTE_MS, KEY_SLOT_LIST),
+    hour: tableRows(all, (g) => g.inHour, HOUR_MS, KEY_SLOT_LIST),
+    day: tableRows(all, (g) => g.inDay, DAY_MS, DAY_SLOTS),
+    seen: seenRows.sort(compareRows),
+  };
 }
