@@ -163,10 +163,13 @@ const KEY_SLOT_LIST = SLOTS.map((_, i) => i).filter((i) => i < KEY_SLOTS);
 
 /**
  * The one definition of a record's keys: writes into `into` (indexed by SLOTS) the key of each
- * dimension it counts under, undefined for those it has none of. `networks` remembers the
- * client networks of a batch (the same clients come again and again; the parse is the cost).
+ * dimension it counts under, undefined for those it has none of. The key of a pair ("door
+ * pool") is `into[s] + ' ' + second[s]`; its two parts are kept apart, so that batchRows
+ * tallies a pair without making its text for every record (only once per distinct pair).
+ * `networks` remembers the client networks of a batch (the same clients come again and
+ * again; the parse is the cost).
  */
-function fillKeys(d: DeliveredRecord, into: (string | undefined)[], networks?: Map<string, string>): void {
+function fillKeys(d: DeliveredRecord, into: (string | undefined)[], second: (string | undefined)[], networks?: Map<string, string>): void {
   const user = userOf(d);
   const pool = meaningful(text(d.row.record.cellname)) ?? '(unknown)';
   const door = doorOf(d);
@@ -180,7 +183,8 @@ function fillKeys(d: DeliveredRecord, into: (string | undefined)[], networks?: M
   into[5] = pool;
   into[6] = door;
   into[7] = String(d.record.status);
-  into[8] = `${door} ${pool}`;
+  into[8] = door;
+  second[8] = pool;
   into[9] = binText(durationBin(d.record.durationMs));
   if (d.row.source === 'billinginfo') {
     // The mover's client is the data connection's peer; the door's is the fallback.
@@ -191,27 +195,34 @@ function fillKeys(d: DeliveredRecord, into: (string | undefined)[], networks?: M
       if (client !== undefined) networks?.set(client, net);
     }
     into[S_CLIENT_NET] = net;
-    into[S_USER_NET] = `${net} ${user}`;
+    into[S_USER_NET] = net;
+    second[S_USER_NET] = user;
   } else into[S_CLIENT_NET] = into[S_USER_NET] = undefined;
   into[S_RATE_BIN] =
     d.record.status === 0 && d.record.networkBytes > 0 && d.record.durationMs > 0 ? binText(rateBin((d.record.networkBytes * 1000) / d.record.durationMs)) : undefined;
   const storageClass = storageClassOf(d);
   into[S_STORAGE_CLASS] = storageClass;
-  into[S_STORAGE_CLASS + 1] = `${vo} ${direction}`;
-  into[S_STORAGE_CLASS + 2] = `${storageClass} ${direction}`;
+  into[S_STORAGE_CLASS + 1] = vo;
+  second[S_STORAGE_CLASS + 1] = direction;
+  into[S_STORAGE_CLASS + 2] = storageClass;
+  second[S_STORAGE_CLASS + 2] = direction;
 }
 
-function pairs(keys: readonly (string | undefined)[], slots: readonly number[]): [string, string][] {
+/** The key of a pair's two parts. */
+const pairKey = (first: string, second: string) => `${first} ${second}`;
+
+function pairs(d: DeliveredRecord, slots: readonly number[]): [string, string][] {
+  const keys: (string | undefined)[] = [];
+  const second: (string | undefined)[] = [];
+  fillKeys(d, keys, second);
   const out: [string, string][] = [];
-  for (const i of slots) if (keys[i] !== undefined) out.push([SLOTS[i]!, keys[i]!]);
+  for (const i of slots) if (keys[i] !== undefined) out.push([SLOTS[i]!, second[i] === undefined ? keys[i]! : pairKey(keys[i]!, second[i]!)]);
   return out;
 }
 
 /** Every (dimension, key) a delivered record counts under. */
 export function keysOf(d: DeliveredRecord): [string, string][] {
-  const keys: (string | undefined)[] = [];
-  fillKeys(d, keys);
-  return pairs(keys, KEY_SLOT_LIST);
+  return pairs(d, KEY_SLOT_LIST);
 }
 
 /** The storage class of the billing row ("cms:default@osm"), "(none)" when it has none. */
@@ -225,9 +236,7 @@ export function storageClassOf(d: DeliveredRecord): string {
  * keysOf in DAY_DIMENSIONS, its storage class, and its VO and storage class per direction.
  */
 export function dayKeysOf(d: DeliveredRecord): [string, string][] {
-  const keys: (string | undefined)[] = [];
-  fillKeys(d, keys);
-  return pairs(keys, DAY_SLOTS);
+  return pairs(d, DAY_SLOTS);
 }
 
 /** Dimensions whose first and last transfer are remembered (stats_seen). */
@@ -259,8 +268,9 @@ interface Tally extends Counts {
 
 /**
  * The records of a batch that ended in one minute and go to the same tables: per slot, a tally
- * per key. (A batch's records mostly share a few such groups, so the per-record work is one
- * Map lookup per slot by the key itself; the rows of the tables are made per group.)
+ * per key (of a pair: per first part, per second part). A batch's records mostly share a few
+ * such groups, so the per-record work is a Map lookup per slot by the key itself (two for a
+ * pair); the rows of the tables are made per group.
  */
 interface Group {
   minuteMs: number;
@@ -268,6 +278,27 @@ interface Group {
   inHour: boolean;
   inDay: boolean;
   tallies: Map<string, Tally>[];
+  pairs: Map<string, Map<string, Tally>>[];
+}
+
+/** Each key of a slot of a group, with its tally. */
+function eachTally(g: Group, s: number, f: (key: string, t: Tally) => void): void {
+  for (const [key, t] of g.tallies[s]!) f(key, t);
+  for (const [first, bySecond] of g.pairs[s]!) for (const [second, t] of bySecond) f(pairKey(first, second), t);
+}
+
+function tallyOf(m: Map<string, Tally>, key: string, t: number, bytes: number, errors: number, denied: number, durationMs: number): void {
+  const tally = m.get(key);
+  if (!tally) m.set(key, { transfers: 1, bytes, errors, denied, durationMs, firstMs: t, lastMs: t });
+  else {
+    tally.transfers++;
+    tally.bytes += bytes;
+    tally.errors += errors;
+    tally.denied += denied;
+    tally.durationMs += durationMs;
+    if (t < tally.firstMs) tally.firstMs = t;
+    if (t > tally.lastMs) tally.lastMs = t;
+  }
 }
 
 /** Adds the rows of `from` (a key's tally) to the table's rows of a bucket and slot. */
@@ -284,7 +315,7 @@ function tableRows(groups: Iterable<Group>, take: (g: Group) => boolean, step: n
   for (const g of groups) {
     if (!take(g)) continue;
     const bucketMs = Math.floor(g.minuteMs / step) * step;
-    for (const s of slots) for (const [key, t] of g.tallies[s]!) addTally(rows, bucketMs, s, key, t);
+    for (const s of slots) eachTally(g, s, (key, t) => addTally(rows, bucketMs, s, key, t));
   }
   const out: StatRow[] = [];
   for (const bySlot of rows.values()) for (const m of bySlot) for (const r of m.values()) out.push(r);
@@ -300,6 +331,7 @@ export function batchRows(delivered: readonly DeliveredRecord[], nowMs: number, 
   const groups = new Map<number, Group>();
   const networks = new Map<string, string>();
   const keys: (string | undefined)[] = Array(SLOTS.length).fill(undefined);
+  const second: (string | undefined)[] = Array(SLOTS.length).fill(undefined);
   const minuteFrom = nowMs - retention.minuteMs;
   const hourFrom = nowMs - retention.hourMs;
   const dayFrom = nowMs - (retention.dayMs ?? Infinity);
@@ -317,10 +349,10 @@ export function batchRows(delivered: readonly DeliveredRecord[], nowMs: number, 
     // Minutes are multiples of 60,000, so the tables a record goes to fit in the low bits.
     const id = minuteMs + (inMinute ? 1 : 0) + (inHour ? 2 : 0) + (inDay ? 4 : 0);
     let g = id === lastId ? last! : groups.get(id);
-    if (!g) groups.set(id, (g = { minuteMs, inMinute, inHour, inDay, tallies: SLOTS.map(() => new Map<string, Tally>()) }));
+    if (!g) groups.set(id, (g = { minuteMs, inMinute, inHour, inDay, tallies: SLOTS.map(() => new Map()), pairs: SLOTS.map(() => new Map()) }));
     last = g;
     lastId = id;
-    fillKeys(d, keys, networks);
+    fillKeys(d, keys, second, networks);
     const status = d.record.status;
     const bytes = Math.max(0, Math.round(d.record.networkBytes));
     const errors = status !== 0 ? 1 : 0;
@@ -329,16 +361,12 @@ export function batchRows(delivered: readonly DeliveredRecord[], nowMs: number, 
     for (let s = 0; s < SLOTS.length; s++) {
       const key = keys[s];
       if (key === undefined) continue;
-      const tally = g.tallies[s]!.get(key);
-      if (!tally) g.tallies[s]!.set(key, { transfers: 1, bytes, errors, denied, durationMs, firstMs: t, lastMs: t });
+      const then = second[s];
+      if (then === undefined) tallyOf(g.tallies[s]!, key, t, bytes, errors, denied, durationMs);
       else {
-        tally.transfers++;
-        tally.bytes += bytes;
-        tally.errors += errors;
-        tally.denied += denied;
-        tally.durationMs += durationMs;
-        if (t < tally.firstMs) tally.firstMs = t;
-        if (t > tally.lastMs) tally.lastMs = t;
+        let bySecond = g.pairs[s]!.get(key);
+        if (!bySecond) g.pairs[s]!.set(key, (bySecond = new Map()));
+        tallyOf(bySecond, then, t, bytes, errors, denied, durationMs);
       }
     }
   }
@@ -348,14 +376,14 @@ export function batchRows(delivered: readonly DeliveredRecord[], nowMs: number, 
   for (const s of SEEN_SLOTS) {
     const bySlot = new Map<string, SeenRow>();
     for (const g of all) {
-      for (const [key, t] of g.tallies[s]!) {
+      eachTally(g, s, (key, t) => {
         const r = bySlot.get(key);
         if (!r) bySlot.set(key, { dimension: SLOTS[s]!, key, firstMs: t.firstMs, lastMs: t.lastMs });
         else {
           r.firstMs = Math.min(r.firstMs, t.firstMs);
           r.lastMs = Math.max(r.lastMs, t.lastMs);
         }
-      }
+      });
     }
     seenRows.push(...bySlot.values());
   }
