@@ -6,7 +6,7 @@
  * probes lock rows in the same order.
  */
 import type { DeliveredRecord } from '../../pipeline/delivery';
-import type { BatchRows, Counts, SeenRow, StatRow } from '../../db/statistics';
+import { TO_DAY, TO_HOUR, TO_MINUTE, type BatchRows, type BatchTallies, type Counts, type SeenRow, type StatRow, type TallyRow } from '../../db/statistics';
 import { MINUTE_MS, HOUR_MS, DAY_MS } from '../../lib';
 import { meaningful, text } from '../../record/mapping';
 
@@ -147,8 +147,6 @@ const SLOTS = [
 ] as const;
 const KEY_SLOTS = 13;
 const slot = (dimension: (typeof SLOTS)[number]) => SLOTS.indexOf(dimension);
-const S_DIRECTION = slot('direction');
-const S_VO = slot('vo');
 const S_CLIENT_NET = slot('client_net');
 const S_USER_NET = slot('user_net');
 const S_RATE_BIN = slot('rate_bin');
@@ -267,16 +265,15 @@ interface Tally extends Counts {
 }
 
 /**
- * The records of a batch that ended in one minute and go to the same tables: per slot, a tally
+ * The records of a batch that ended in one minute and go to the same tables (`tables`, a mask
+ * of TO_MINUTE, TO_HOUR, TO_DAY; 0: none, they count only for stats_seen): per slot, a tally
  * per key (of a pair: per first part, per second part). A batch's records mostly share a few
  * such groups, so the per-record work is a Map lookup per slot by the key itself (two for a
- * pair); the rows of the tables are made per group.
+ * pair); rows are made per group.
  */
 interface Group {
   minuteMs: number;
-  inMinute: boolean;
-  inHour: boolean;
-  inDay: boolean;
+  tables: number;
   tallies: Map<string, Tally>[];
   pairs: Map<string, Map<string, Tally>>[];
 }
@@ -301,33 +298,12 @@ function tallyOf(m: Map<string, Tally>, key: string, t: number, bytes: number, e
   }
 }
 
-/** Adds the rows of `from` (a key's tally) to the table's rows of a bucket and slot. */
-function addTally(rows: Map<number, Map<string, StatRow>[]>, bucketMs: number, s: number, key: string, from: Tally): void {
-  let bySlot = rows.get(bucketMs);
-  if (!bySlot) rows.set(bucketMs, (bySlot = SLOTS.map(() => new Map<string, StatRow>())));
-  const row = bySlot[s]!.get(key);
-  if (row) addCounts(row, from);
-  else bySlot[s]!.set(key, { bucketMs, dimension: SLOTS[s]!, key, transfers: from.transfers, bytes: from.bytes, errors: from.errors, denied: from.denied, durationMs: from.durationMs });
-}
-
-function tableRows(groups: Iterable<Group>, take: (g: Group) => boolean, step: number, slots: readonly number[]): StatRow[] {
-  const rows = new Map<number, Map<string, StatRow>[]>();
-  for (const g of groups) {
-    if (!take(g)) continue;
-    const bucketMs = Math.floor(g.minuteMs / step) * step;
-    for (const s of slots) eachTally(g, s, (key, t) => addTally(rows, bucketMs, s, key, t));
-  }
-  const out: StatRow[] = [];
-  for (const bySlot of rows.values()) for (const m of bySlot) for (const r of m.values()) out.push(r);
-  return out.sort(compareRows);
-}
-
 /**
- * A delivered batch as upsert rows, one per (bucket, dimension, key), sorted. Records older
- * than the retention of a table (a backfill of old rows) are left out of that table, and
- * records from before the installation out of the hour and day tables (Retention.historyBeforeMs).
+ * A delivered batch tallied per minute group. Records older than the retention of a table (a
+ * backfill of old rows) are left out of that table, and records from before the installation
+ * out of the hour and day tables (Retention.historyBeforeMs).
  */
-export function batchRows(delivered: readonly DeliveredRecord[], nowMs: number, retention: Retention): BatchRows {
+function tallyBatch(delivered: readonly DeliveredRecord[], nowMs: number, retention: Retention): Group[] {
   const groups = new Map<number, Group>();
   const networks = new Map<string, string>();
   const keys: (string | undefined)[] = Array(SLOTS.length).fill(undefined);
@@ -342,14 +318,12 @@ export function batchRows(delivered: readonly DeliveredRecord[], nowMs: number, 
     const t = d.record.endTimeMs;
     if (!Number.isFinite(t)) continue;
     const historic = d.row.datestampMs !== null && d.row.datestampMs < historyBefore;
-    const inMinute = t >= minuteFrom;
-    const inHour = t >= hourFrom && !historic;
-    const inDay = t >= dayFrom && !historic;
+    const tables = (t >= minuteFrom ? TO_MINUTE : 0) | (t >= hourFrom && !historic ? TO_HOUR : 0) | (t >= dayFrom && !historic ? TO_DAY : 0);
     const minuteMs = Math.floor(t / MINUTE_MS) * MINUTE_MS;
-    // Minutes are multiples of 60,000, so the tables a record goes to fit in the low bits.
-    const id = minuteMs + (inMinute ? 1 : 0) + (inHour ? 2 : 0) + (inDay ? 4 : 0);
+    // Minutes are multiples of 60,000, so the mask (< 8) fits in the low digits.
+    const id = minuteMs + tables;
     let g = id === lastId ? last! : groups.get(id);
-    if (!g) groups.set(id, (g = { minuteMs, inMinute, inHour, inDay, tallies: SLOTS.map(() => new Map()), pairs: SLOTS.map(() => new Map()) }));
+    if (!g) groups.set(id, (g = { minuteMs, tables, tallies: SLOTS.map(() => new Map()), pairs: SLOTS.map(() => new Map()) }));
     last = g;
     lastId = id;
     fillKeys(d, keys, second, networks);
@@ -370,12 +344,15 @@ export function batchRows(delivered: readonly DeliveredRecord[], nowMs: number, 
       }
     }
   }
-  const all = [...groups.values()];
-  // First and last seen: of every record with a time, whichever tables it goes to.
-  const seenRows: SeenRow[] = [];
+  return [...groups.values()];
+}
+
+/** First and last seen: of every record with a time, whichever tables it goes to; one row per key, sorted. */
+function seenRows(groups: readonly Group[]): SeenRow[] {
+  const out: SeenRow[] = [];
   for (const s of SEEN_SLOTS) {
     const bySlot = new Map<string, SeenRow>();
-    for (const g of all) {
+    for (const g of groups) {
       eachTally(g, s, (key, t) => {
         const r = bySlot.get(key);
         if (!r) bySlot.set(key, { dimension: SLOTS[s]!, key, firstMs: t.firstMs, lastMs: t.lastMs });
@@ -385,12 +362,62 @@ export function batchRows(delivered: readonly DeliveredRecord[], nowMs: number, 
         }
       });
     }
-    seenRows.push(...bySlot.values());
+    out.push(...bySlot.values());
   }
-  return {
-    minute: tableRows(all, (g) => g.inMinute, MINUTE_MS, KEY_SLOT_LIST),
-    hour: tableRows(all, (g) => g.inHour, HOUR_MS, KEY_SLOT_LIST),
-    day: tableRows(all, (g) => g.inDay, DAY_MS, DAY_SLOTS),
-    seen: seenRows.sort(compareRows),
-  };
+  return out.sort(compareRows);
+}
+
+/** The tables a slot's keys go to, of those a group goes to. */
+const slotTables = (s: number, tables: number) => (s < KEY_SLOTS ? tables & (TO_MINUTE | TO_HOUR) : 0) | (DAY_SLOTS.includes(s) ? tables & TO_DAY : 0);
+
+/**
+ * A delivered batch as it is written (upsertTallies): one row per minute, dimension and key
+ * with the tables it is added to (the statement sums the rows of each table's bucket: a third
+ * of the rows that batchRows gives), and the first and last seen keys.
+ */
+export function batchTallies(delivered: readonly DeliveredRecord[], nowMs: number, retention: Retention): BatchTallies {
+  const groups = tallyBatch(delivered, nowMs, retention);
+  const rows: TallyRow[] = [];
+  for (const g of groups) {
+    for (let s = 0; s < SLOTS.length; s++) {
+      const tables = slotTables(s, g.tables);
+      if (tables === 0) continue;
+      const dimension = SLOTS[s]!;
+      eachTally(g, s, (key, t) =>
+        rows.push({ bucketMs: g.minuteMs, tables, dimension, key, transfers: t.transfers, bytes: t.bytes, errors: t.errors, denied: t.denied, durationMs: t.durationMs }),
+      );
+    }
+  }
+  return { rows, seen: seenRows(groups) };
+}
+
+/** Adds `from` (a key's tally) to the table's rows of a bucket and slot. */
+function addTally(rows: Map<number, Map<string, StatRow>[]>, bucketMs: number, s: number, key: string, from: Tally): void {
+  let bySlot = rows.get(bucketMs);
+  if (!bySlot) rows.set(bucketMs, (bySlot = SLOTS.map(() => new Map<string, StatRow>())));
+  const row = bySlot[s]!.get(key);
+  if (row) addCounts(row, from);
+  else bySlot[s]!.set(key, { bucketMs, dimension: SLOTS[s]!, key, transfers: from.transfers, bytes: from.bytes, errors: from.errors, denied: from.denied, durationMs: from.durationMs });
+}
+
+function tableRows(groups: readonly Group[], table: number, step: number): StatRow[] {
+  const rows = new Map<number, Map<string, StatRow>[]>();
+  for (const g of groups) {
+    const bucketMs = Math.floor(g.minuteMs / step) * step;
+    for (let s = 0; s < SLOTS.length; s++) if (slotTables(s, g.tables) & table) eachTally(g, s, (key, t) => addTally(rows, bucketMs, s, key, t));
+  }
+  const out: StatRow[] = [];
+  for (const bySlot of rows.values()) for (const m of bySlot) for (const r of m.values()) out.push(r);
+  return out.sort(compareRows);
+}
+
+/**
+ * What a delivered batch adds to each table, one row per (bucket, dimension, key), sorted: the
+ * sums the statement of upsertTallies makes of batchTallies' rows, here for the tests and
+ * readers of this module. Records older than the retention of a table are left out of that
+ * table, and records from before the installation out of the hour and day tables.
+ */
+export function batchRows(delivered: readonly DeliveredRecord[], nowMs: number, retention: Retention): BatchRows {
+  const groups = tallyBatch(delivered, nowMs, retention);
+  return { minute: tableRows(groups, TO_MINUTE, MINUTE_MS), hour: tableRows(groups, TO_HOUR, HOUR_MS), day: tableRows(groups, TO_DAY, DAY_MS), seen: seenRows(groups) };
 }
