@@ -2,8 +2,9 @@
  * What the statistics count, as pure functions: the dimensions and keys of a delivered record
  * (direction, protocol, VO, user, pool, door, client network, error code, histogram bins; for
  * the per-day totals also the storage class and the VO and storage class per direction), and
- * a batch folded into the rows of one multi-row upsert, sorted by key so that concurrent
- * probes lock rows in the same order.
+ * a batch folded into the rows of one multi-row upsert (batchTallies: per minute, dimension and
+ * key; the statement, src/db/statistics.ts, sums them per table and takes the row locks in
+ * sorted key order) or, as a view per table, into each table's sorted rows (batchRows).
  */
 import type { DeliveredRecord } from '../../pipeline/delivery';
 import { TO_DAY, TO_HOUR, TO_MINUTE, type BatchRows, type BatchTallies, type Counts, type SeenRow, type StatRow, type TallyRow } from '../../db/statistics';

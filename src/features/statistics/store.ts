@@ -26,7 +26,7 @@ import type pg from 'pg';
 import { HOUR_MS, MINUTE_MS } from '../../lib';
 import { batchTallies, zeroCounts, type Retention } from './keys';
 
-/** Adds a delivered batch to the statistics (inside the caller's transaction). */
+/** Adds a delivered batch to the statistics (inside the caller's transaction); returns the rows sent (0: none, nothing sent). */
 export async function recordBatch(client: pg.ClientBase, delivered: readonly DeliveredRecord[], retention: Retention, nowMs = Date.now()): Promise<number> {
   const batch = batchTallies(delivered, nowMs, retention);
   const n = batch.rows.length + batch.seen.length;
