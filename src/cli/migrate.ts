@@ -2,7 +2,6 @@
  * `dcache-probe migrate`: install or upgrade the capture triggers and the probe schema (src/db/migrations.ts).
  */
 import type { Command } from 'commander';
-import { grantRuntimeRole, migrate } from '../db/migrations';
 import { configFrom, guarded, withConfigOptions } from './options';
 
 export function registerMigrate(program: Command): void {
@@ -12,6 +11,7 @@ export function registerMigrate(program: Command): void {
     .action((options) =>
       guarded(async () => {
         const config = configFrom(options, ['database', 'log']);
+        const { grantRuntimeRole, migrate } = await import('../db/migrations.js');
         const result = await migrate(config.database.url, config.database.billingSchema, { triggers: options.triggers !== false });
         process.stdout.write(
           result.applied.length

@@ -6,9 +6,11 @@
 import { Command, Option } from 'commander';
 import type pg from 'pg';
 import { CONFIG_SECTIONS, ConfigError, SETTINGS, databaseUrlMessage, databaseUrlProblem, shownValue, defaultProbeName, loadConfig, providedSettings, type Config, type ConfigSources } from '../config/schema';
-import { createPool, describeDatabaseError } from '../db/pool';
-import { fullyQualifiedHostName, type HostName } from '../config/fqdn';
-import { readProbeConfig } from '../config/probe-config';
+import type { HostName } from '../config/fqdn';
+
+// The database driver, the ProbeConfig reader and the host name look-up are loaded by the
+// commands that use them, when they do: every run of the program (`--help`, `poll --once`
+// from cron) would pay their loading otherwise.
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -51,7 +53,7 @@ export interface Sources {
 
 export function sourcesFrom(options: Options, commandDefaults?: Record<string, unknown>): Sources {
   const probeConfigFile = options.probeConfig as string | undefined;
-  const probeConfig = probeConfigFile ? readProbeConfig(probeConfigFile) : undefined;
+  const probeConfig = probeConfigFile ? (require('../config/probe-config') as typeof import('../config/probe-config')).readProbeConfig(probeConfigFile) : undefined;
   return {
     sources: {
       probeConfig: probeConfig && { file: probeConfigFile!, values: probeConfig.values },
@@ -84,7 +86,7 @@ export async function probeConfigFrom(options: Options): Promise<{ config: Confi
     }
   })();
   if (!named) {
-    host = await fullyQualifiedHostName();
+    host = await (await import('../config/fqdn.js')).fullyQualifiedHostName();
     sources.commandDefaults = { 'probe.name': defaultProbeName(host.name) };
   }
   return { config: loadConfig(sources, ALL), host, probeConfigNotes };
@@ -99,6 +101,7 @@ export async function guarded(body: () => Promise<number | void>): Promise<void>
       process.stderr.write(`dcache-probe: ${err.message}\n`);
       process.exitCode = EXIT_CONFIG;
     } else {
+      const { describeDatabaseError } = await import('../db/pool.js');
       process.stderr.write(`dcache-probe: ${describeDatabaseError(err)}\n`);
       process.exitCode = EXIT_FAILURE;
     }
@@ -109,6 +112,7 @@ export async function guarded(body: () => Promise<number | void>): Promise<void>
 export function withDatabase(options: Options, body: (pool: pg.Pool) => Promise<number | void>): Promise<void> {
   return guarded(async () => {
     const config = configFrom(options, ['database', 'log']);
+    const { createPool } = await import('../db/pool.js');
     const pool = createPool({ url: config.database.url, timeZone: config.database.timeZone, max: 1 });
     try {
       return await body(pool);

@@ -2,7 +2,6 @@
  * `dcache-probe poll --once`: deliver everything that is ready, then exit (for cron).
  */
 import type { Command } from 'commander';
-import { disabled, probeFrom } from './probe';
 import { ALL, EXIT_FAILURE, guarded, withConfigOptions } from './options';
 
 export function registerPoll(program: Command): void {
@@ -10,6 +9,8 @@ export function registerPoll(program: Command): void {
     .requiredOption('--once', 'drain the queue once and exit (the only mode)')
     .action((options) =>
       guarded(async () => {
+        // The probe and what it runs are loaded only when the command runs (not for --help).
+        const { disabled, probeFrom } = await import('./probe.js');
         const made = await probeFrom(options);
         if (!made) return disabled();
         const { config, log, probe } = made;

@@ -3,7 +3,10 @@
  */
 import type { Command } from 'commander';
 import { ConfigError } from '../config/schema';
-import { dropQuarantine, formatQuarantine, listQuarantine, retryQuarantine } from '../features/quarantine';
+import type * as Quarantine from '../features/quarantine';
+
+/** The quarantine's functions, loaded when one of these commands runs. */
+const quarantineFeature = (): Promise<typeof Quarantine> => import('../features/quarantine.js');
 import { withConfigOptions, withDatabase } from './options';
 
 export function registerQuarantine(program: Command): void {
@@ -13,13 +16,14 @@ export function registerQuarantine(program: Command): void {
     .option('--json', 'print JSON')
     .action((options) =>
       withDatabase(options, async (pool) => {
+        const { formatQuarantine, listQuarantine } = await quarantineFeature();
         const rows = await listQuarantine(pool, Number(options.limit));
         process.stdout.write(options.json ? JSON.stringify(rows, null, 2) + '\n' : formatQuarantine(rows));
       }),
     );
   for (const [name, verb, fn] of [
-    ['retry', 'put rows back into the delivery queue', retryQuarantine],
-    ['drop', 'delete rows for good', dropQuarantine],
+    ['retry', 'put rows back into the delivery queue', 'retryQuarantine'],
+    ['drop', 'delete rows for good', 'dropQuarantine'],
   ] as const) {
     withConfigOptions(quarantine.command(name).description(verb), ['database', 'log'])
       .option('--id <ids...>', 'quarantine row ids (see "quarantine list")')
@@ -27,7 +31,7 @@ export function registerQuarantine(program: Command): void {
       .action((options) =>
         withDatabase(options, async (pool) => {
           if (!options.all && !options.id) throw new ConfigError('say which rows: --id N [N ...] or --all');
-          const n = await fn(pool, options.all ? { all: true } : { ids: options.id as string[] });
+          const n = await (await quarantineFeature())[fn](pool, options.all ? { all: true } : { ids: options.id as string[] });
           process.stdout.write(`${name === 'retry' ? 'requeued' : 'dropped'} ${n} rows\n`);
         }),
       );

@@ -2,7 +2,6 @@
  * `dcache-probe run`: the daemon, until SIGTERM/SIGINT (then it finishes the bundle in flight).
  */
 import type { Command } from 'commander';
-import { disabled, probeFrom } from './probe';
 import { ALL, guarded, withConfigOptions } from './options';
 
 export function registerRun(program: Command): void {
@@ -10,6 +9,8 @@ export function registerRun(program: Command): void {
     .option('--stop-deadline <seconds>', 'on SIGTERM/SIGINT, seconds to finish the bundle in flight', '10')
     .action((options) =>
       guarded(async () => {
+        // The probe and what it runs are loaded only when the command runs (not for --help).
+        const { disabled, probeFrom } = await import('./probe.js');
         const made = await probeFrom(options);
         if (!made) return disabled();
         const { log, probe } = made;

@@ -8,12 +8,7 @@
  */
 import type { Command } from 'commander';
 import { ConfigError } from '../config/schema';
-import { installationTimeMs } from '../db/backfill';
-import { createPool, withClient } from '../db/pool';
-import { buildHistory } from '../features/statistics/history';
-import { countRemovals } from '../features/statistics/removals';
 import { DAY_MS } from '../lib';
-import { createLogger } from '../logger';
 import { configFrom, guarded, parseTime, withConfigOptions } from './options';
 
 /** "90d" (days before `nowMs`), or a time. */
@@ -34,6 +29,13 @@ export function registerStatsHistory(program: Command): void {
     .action((options) =>
       guarded(async () => {
         const config = configFrom(options, ['database', 'log', 'statistics', 'pipeline']);
+        const [{ installationTimeMs }, { createPool, withClient }, { buildHistory }, { countRemovals }, { createLogger }] = await Promise.all([
+          import('../db/backfill.js'),
+          import('../db/pool.js'),
+          import('../features/statistics/history.js'),
+          import('../features/statistics/removals.js'),
+          import('../logger.js'),
+        ]);
         const log = createLogger(config.log);
         const pauseMs = options.pauseMs === undefined ? config.statistics.historyPauseMs : Number(options.pauseMs);
         if (!Number.isFinite(pauseMs) || pauseMs < 0) throw new ConfigError(`--pause-ms: "${options.pauseMs}" is not a number of milliseconds`);

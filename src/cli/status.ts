@@ -2,7 +2,7 @@
  * `dcache-probe status`: what src/db/status.ts finds, printed (or as JSON); exit 1 when there are problems.
  */
 import type { Command } from 'commander';
-import { readStatus, type ProbeStatus } from '../db/status';
+import type { ProbeStatus } from '../db/status';
 import { EXIT_FAILURE, EXIT_OK, configFrom, guarded, withConfigOptions } from './options';
 
 export function registerStatus(program: Command): void {
@@ -12,6 +12,7 @@ export function registerStatus(program: Command): void {
     .action((options) =>
       guarded(async () => {
         const config = configFrom(options, ['database', 'log']);
+        const { readStatus } = await import('../db/status.js');
         const status = await readStatus(config.database, Number(options.staleAfter));
         process.stdout.write(options.json ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
         return status.problems.length ? EXIT_FAILURE : EXIT_OK;

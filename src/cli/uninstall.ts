@@ -3,7 +3,6 @@
  */
 import type { Command } from 'commander';
 import { redactUrl } from '../config/schema';
-import { uninstall } from '../db/migrations';
 import { configFrom, guarded, withConfigOptions } from './options';
 
 export function registerUninstall(program: Command): void {
@@ -12,6 +11,7 @@ export function registerUninstall(program: Command): void {
     .action((options) =>
       guarded(async () => {
         const config = configFrom(options, ['database', 'log']);
+        const { uninstall } = await import('../db/migrations.js');
         const result = await uninstall(config.database.url, Boolean(options.force));
         process.stdout.write(`uninstalled from ${redactUrl(config.database.url)}${result.discardedRows ? `; discarded ${result.discardedRows} undelivered rows` : ''}\n`);
       }),

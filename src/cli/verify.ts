@@ -2,8 +2,7 @@
  * `dcache-probe verify`: compare what was delivered, per hour, with the billing tables (src/features/verify.ts), printed (or as JSON); exit 1 when an hour differs.
  */
 import type { Command } from 'commander';
-import { billingSchemaOf } from '../db/installation';
-import { verifyDeliveries, type HourCheck } from '../features/verify';
+import type { HourCheck } from '../features/verify';
 import { EXIT_FAILURE, EXIT_OK, parseTime, withConfigOptions, withDatabase } from './options';
 
 export function registerVerify(program: Command): void {
@@ -16,6 +15,7 @@ export function registerVerify(program: Command): void {
       withDatabase(options, async (pool) => {
         const since = parseTime(options.since, '--since');
         const until = options.until ? parseTime(options.until, '--until') : new Date();
+        const [{ billingSchemaOf }, { verifyDeliveries }] = await Promise.all([import('../db/installation.js'), import('../features/verify.js')]);
         const billing = (await billingSchemaOf(pool)) ?? 'public';
         const checks = await verifyDeliveries(pool, billing, since, until);
         process.stdout.write(options.json ? JSON.stringify(checks, null, 2) + '\n' : formatChecks(checks, Boolean(options.all)));

@@ -13,7 +13,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
-import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { errorMessage } from '../lib';
 
@@ -575,6 +574,8 @@ export function readConfigFile(file: string): { values: Map<string, Provided>; p
   } catch (err) {
     throw new ConfigError(`${file}: cannot read the config file: ${errorMessage(err)}`);
   }
+  // The YAML parser is loaded only for a config file (every run of the program would pay for it).
+  const { parseDocument } = require('yaml') as typeof import('yaml');
   const doc = parseDocument(text, { prettyErrors: true });
   if (doc.errors.length) {
     const problems = doc.errors.map((e) => e.message.replace(/\s+/g, ' ').trim());

@@ -34,7 +34,7 @@ export interface SeenRow {
   lastMs: number;
 }
 
-/** A delivered batch as the rows of one multi-row upsert per table (day rows: bucketMs is the UTC day's midnight). */
+/** What a delivered batch adds to each table (day rows: bucketMs is the UTC day's midnight). */
 export interface BatchRows {
   minute: StatRow[];
   hour: StatRow[];
@@ -50,9 +50,71 @@ const table = (t: StatsTable) => `dcache_probe.${pg.escapeIdentifier(t)}`;
 // ---------------------------------------------------------------------------------------
 // Writes of the delivery
 
-function columns(rows: readonly StatRow[]): unknown[] {
-  return [
+/** The tables a row of a batch is added to (TallyRow.tables, a mask). */
+export const TO_MINUTE = 1;
+export const TO_HOUR = 2;
+export const TO_DAY = 4;
+
+/**
+ * A row of a batch as it is sent: counts of one bucket (the delivery sends minutes), dimension
+ * and key, added to each table of `tables` in that table's bucket holding `bucketMs` (its hour,
+ * its UTC day).
+ */
+export interface TallyRow extends StatRow {
+  tables: number;
+}
+
+/** A delivered batch as the statement of upsertTallies takes it. */
+export interface BatchTallies {
+  rows: TallyRow[];
+  /** One per (dimension, key). */
+  seen: SeenRow[];
+}
+
+/** The sums of the batch's rows of one table, per bucket, dimension and key, upserted in sorted key order. */
+function rollUp(t: StatsTable | 'stats_day', mask: number, earlier?: string): string {
+  const [column, bucket] =
+    t === 'stats_day' ? ['day', "(to_timestamp(u.b / 1000.0) AT TIME ZONE 'UTC')::date"] : t === 'stats_hour' ? ['bucket', 'to_timestamp(floor(u.b / 3600000.0) * 3600)'] : ['bucket', 'to_timestamp(u.b / 1000.0)'];
+  // The part waits for `earlier` (by referring to it), so that the locks are taken in the parts' order.
+  return `INSERT INTO dcache_probe.${pg.escapeIdentifier(t)} AS s (${column}, dimension, key, transfers, bytes, errors, denied, duration_ms)
+      SELECT ${bucket}, u.d, u.k, sum(u.t), sum(u.y), sum(u.e), sum(u.n), sum(u.m) FROM u
+       WHERE u.w & ${mask} <> 0${earlier ? ` AND (SELECT count(*) FROM ${earlier}) >= 0` : ''}
+       GROUP BY 1, u.d, u.k ORDER BY 1, u.d COLLATE "C", u.k COLLATE "C"
+      ON CONFLICT (${column}, dimension, key) DO UPDATE
+         SET transfers = s.transfers + EXCLUDED.transfers, bytes = s.bytes + EXCLUDED.bytes, errors = s.errors + EXCLUDED.errors,
+             denied = s.denied + EXCLUDED.denied, duration_ms = s.duration_ms + EXCLUDED.duration_ms
+      RETURNING 1`;
+}
+
+/**
+ * One statement for the whole batch: its rows (of minutes) summed into minute rows, then hour
+ * rows, then day rows, then first/last seen, each in sorted key order (bucket, then dimension
+ * and key in byte order; the later parts wait for the earlier ones by referring to them), so
+ * two probes delivering at once take their row locks in the same order and cannot deadlock
+ * (the history builder, src/db/stats-history.ts, writes hour then day rows in the same order).
+ * The hour and day rows are summed here rather than sent: a third of the rows to send.
+ */
+export const UPSERT_SQL = `
+  WITH u AS MATERIALIZED (
+         SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+                    AS u(b, w, d, k, t, y, e, n, m)),
+       minute AS (${rollUp('stats_minute', TO_MINUTE)}),
+       hour AS (${rollUp('stats_hour', TO_HOUR, 'minute')}),
+       day AS (${rollUp('stats_day', TO_DAY, 'hour')})
+  INSERT INTO dcache_probe.stats_seen AS s (dimension, key, first_seen, last_seen)
+  SELECT u.d, u.k, to_timestamp(u.f / 1000.0), to_timestamp(u.l / 1000.0)
+    FROM unnest($10::text[], $11::text[], $12::bigint[], $13::bigint[]) AS u(d, k, f, l)
+   WHERE (SELECT count(*) FROM day) >= 0
+   ORDER BY u.d COLLATE "C", u.k COLLATE "C"
+  ON CONFLICT (dimension, key) DO UPDATE
+     SET first_seen = least(s.first_seen, EXCLUDED.first_seen), last_seen = greatest(s.last_seen, EXCLUDED.last_seen)`;
+
+/** Adds a batch (src/features/statistics/keys.ts, batchTallies) to the four tables, in the caller's transaction. */
+export async function upsertTallies(client: pg.ClientBase, batch: BatchTallies): Promise<void> {
+  const { rows, seen } = batch;
+  await client.query(UPSERT_SQL, [
     rows.map((r) => r.bucketMs),
+    rows.map((r) => r.tables),
     rows.map((r) => r.dimension),
     rows.map((r) => r.key),
     rows.map((r) => r.transfers),
@@ -60,56 +122,17 @@ function columns(rows: readonly StatRow[]): unknown[] {
     rows.map((r) => r.errors),
     rows.map((r) => r.denied),
     rows.map((r) => r.durationMs),
-  ];
-}
-
-function upsertInto(t: StatsTable | 'stats_day', first: number): string {
-  const p = (i: number) => `$${first + i}`;
-  const [bucket, value] = t === 'stats_day' ? ['day', "(to_timestamp(u.b / 1000.0) AT TIME ZONE 'UTC')::date"] : ['bucket', 'to_timestamp(u.b / 1000.0)'];
-  return `INSERT INTO dcache_probe.${pg.escapeIdentifier(t)} AS s (${bucket}, dimension, key, transfers, bytes, errors, denied, duration_ms)
-      SELECT ${value}, u.d, u.k, u.t, u.y, u.e, u.n, u.m
-        FROM unnest(${p(0)}::bigint[], ${p(1)}::text[], ${p(2)}::text[], ${p(3)}::bigint[], ${p(4)}::bigint[], ${p(5)}::bigint[], ${p(6)}::bigint[], ${p(7)}::bigint[])
-             WITH ORDINALITY AS u(b, d, k, t, y, e, n, m, ord)
-       ORDER BY u.ord
-      ON CONFLICT (${bucket}, dimension, key) DO UPDATE
-         SET transfers = s.transfers + EXCLUDED.transfers, bytes = s.bytes + EXCLUDED.bytes, errors = s.errors + EXCLUDED.errors,
-             denied = s.denied + EXCLUDED.denied, duration_ms = s.duration_ms + EXCLUDED.duration_ms
-      RETURNING 1`;
-}
-
-/** The part waits for `earlier` (by referring to it), so that the locks are taken in the parts' order. */
-const after = (sql: string, earlier: string) => sql.replace('ORDER BY u.ord', `WHERE (SELECT count(*) FROM ${earlier}) >= 0 ORDER BY u.ord`);
-
-/**
- * One statement for the whole batch: minute rows, then hour rows, then day rows, then
- * first/last seen, each in sorted key order (the later parts wait for the earlier ones by
- * referring to them), so two probes delivering at once take their row locks in the same order
- * and cannot deadlock (the history builder, src/db/stats-history.ts, writes hour then day
- * rows in the same order).
- */
-export const UPSERT_SQL = `
-  WITH minute AS (${upsertInto('stats_minute', 1)}),
-       hour AS (${after(upsertInto('stats_hour', 9), 'minute')}),
-       day AS (${after(upsertInto('stats_day', 17), 'hour')})
-  INSERT INTO dcache_probe.stats_seen AS s (dimension, key, first_seen, last_seen)
-  SELECT u.d, u.k, to_timestamp(u.f / 1000.0), to_timestamp(u.l / 1000.0)
-    FROM unnest($25::text[], $26::text[], $27::bigint[], $28::bigint[]) WITH ORDINALITY AS u(d, k, f, l, ord)
-   WHERE (SELECT count(*) FROM day) >= 0
-   ORDER BY u.ord
-  ON CONFLICT (dimension, key) DO UPDATE
-     SET first_seen = least(s.first_seen, EXCLUDED.first_seen), last_seen = greatest(s.last_seen, EXCLUDED.last_seen)`;
-
-/** Adds a batch's rows (src/features/statistics/keys.ts, batchRows) to the four tables, in the caller's transaction. */
-export async function upsertBatchRows(client: pg.ClientBase, rows: BatchRows): Promise<void> {
-  await client.query(UPSERT_SQL, [
-    ...columns(rows.minute),
-    ...columns(rows.hour),
-    ...columns(rows.day),
-    rows.seen.map((s) => s.dimension),
-    rows.seen.map((s) => s.key),
-    rows.seen.map((s) => Math.round(s.firstMs)),
-    rows.seen.map((s) => Math.round(s.lastMs)),
+    seen.map((s) => s.dimension),
+    seen.map((s) => s.key),
+    seen.map((s) => Math.round(s.firstMs)),
+    seen.map((s) => Math.round(s.lastMs)),
   ]);
+}
+
+/** Adds rows given per table (day rows: bucketMs is the UTC day's midnight) to the four tables, in the caller's transaction. */
+export function upsertBatchRows(client: pg.ClientBase, rows: BatchRows): Promise<void> {
+  const to = (table: number) => (r: StatRow): TallyRow => ({ ...r, tables: table });
+  return upsertTallies(client, { rows: [...rows.minute.map(to(TO_MINUTE)), ...rows.hour.map(to(TO_HOUR)), ...rows.day.map(to(TO_DAY))], seen: rows.seen });
 }
 
 /**

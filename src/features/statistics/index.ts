@@ -15,9 +15,12 @@ import type pg from 'pg';
 import type client from 'prom-client';
 import type { Logger } from '../../logger';
 import type { ExtraRoutes } from '../../lib';
-import { dashboardRoutes } from '../dashboard/routes';
-import { AnomalyMonitor } from './monitor';
+import type { AnomalyMonitor } from './monitor';
 import type { StatisticsOptions } from './options';
+
+// The dashboard (with the outlook and its forecasts) and the detectors are loaded when a
+// TransferStatistics is made, that is when the probe serves HTTP: `poll --once` and a probe
+// without the HTTP server only record (StatisticsRecorder) and do not pay for loading them.
 
 export { StatisticsRecorder } from './recorder';
 
@@ -31,11 +34,13 @@ export class TransferStatistics {
     /** The configuration's statistics section (config.statistics). */
     readonly options: StatisticsOptions,
   ) {
+    const { dashboardRoutes } = require('../dashboard/routes') as typeof import('../dashboard/routes');
     this.routes = dashboardRoutes(pool, this.options);
   }
 
   /** `personalLabels`: metric labels may carry DNs, user names and client networks (metrics.personalLabels). */
   start(registry?: client.Registry, personalLabels = false): void {
+    const { AnomalyMonitor } = require('./monitor') as typeof import('./monitor');
     this.monitor = new AnomalyMonitor(this.pool, this.log, this.options, registry, personalLabels);
     this.monitor.start();
   }

@@ -19,8 +19,8 @@ import { underStatisticsSavepoint } from '../../db/statistics';
 import type { DeliveryOptions } from '../../pipeline/delivery';
 import type { Logger } from '../../logger';
 import { HOUR_MS, errorMessage, DAY_MS } from '../../lib';
-import { buildHistory, type HistoryResult } from './history';
-import { countRemovals, nextRunDelayMs, type RemovalResult } from './removals';
+import type { HistoryResult } from './history';
+import type { RemovalResult } from './removals';
 import type { StatisticsOptions } from './options';
 import { prune, recordBatch } from './store';
 
@@ -68,6 +68,10 @@ export class StatisticsRecorder {
 
   /** Pruning, and the history of the last statistics.historyDays days in the background. */
   start(context: HistoryContext): void {
+    // The history builder and the removal count are loaded here, by the daemon: `poll --once`
+    // only records (onDelivered) and does not pay for loading them.
+    const { buildHistory } = require('./history') as typeof import('./history');
+    const { countRemovals, nextRunDelayMs } = require('./removals') as typeof import('./removals');
     const pruneNow = () => {
       this.pruning = prune(this.pool, this.options).then(
         () => undefined,

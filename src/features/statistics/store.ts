@@ -17,21 +17,21 @@ import {
   topKeys,
   totalsByDirection,
   transfersByKey,
-  upsertBatchRows,
+  upsertTallies,
   type Counts,
   type PruneResult,
   type TopOrder,
 } from '../../db/statistics';
 import type pg from 'pg';
 import { HOUR_MS, MINUTE_MS } from '../../lib';
-import { batchRows, zeroCounts, type Retention } from './keys';
+import { batchTallies, zeroCounts, type Retention } from './keys';
 
-/** Adds a delivered batch to the statistics (inside the caller's transaction). */
+/** Adds a delivered batch to the statistics (inside the caller's transaction); returns the rows sent (0: none, nothing sent). */
 export async function recordBatch(client: pg.ClientBase, delivered: readonly DeliveredRecord[], retention: Retention, nowMs = Date.now()): Promise<number> {
-  const rows = batchRows(delivered, nowMs, retention);
-  const n = rows.minute.length + rows.hour.length + rows.day.length + rows.seen.length;
+  const batch = batchTallies(delivered, nowMs, retention);
+  const n = batch.rows.length + batch.seen.length;
   if (n === 0) return 0;
-  await upsertBatchRows(client, rows);
+  await upsertTallies(client, batch);
   return n;
 }
 
