@@ -102,7 +102,7 @@ for (const form of ['modern', 'legacy'] as const) {
         await client.query('COMMIT');
         const rows = await queue.leasedRows(client, batch);
         const keys = rows.map((r) => deliveryKey(r.source, String(r.record.transaction)));
-        await queue.reserveKeys(client, keys, batch);
+        await queue.renewAndReserve(client, batch, leaseSeconds, keys);
         return { batch, transactions: rows.map((r) => r.record.transaction as string) };
       } catch (err) {
         await client.query('ROLLBACK');

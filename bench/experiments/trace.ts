@@ -44,7 +44,7 @@ timed(Q, 'claimLock', 'db: claim lock');
 timed(Q, 'expireLeases', 'db: expire leases');
 timed(Q, 'pickAndLease', 'db: pick and lease');
 timed(Q, 'leasedRows', 'db: leased rows', (r) => r.length);
-timed(Q, 'reserveKeys', 'db: reserve keys');
+timed(Q, 'renewAndReserve', 'db: renew lease, reserve keys');
 timed(Q, 'renewLease', 'db: renew lease');
 timed(Q, 'endLease', 'db: end lease');
 timed(Q, 'remove', 'db: remove');

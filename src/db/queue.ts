@@ -122,6 +122,12 @@ export function leaseQuery(doorinfo: string): string {
  * A lease's rows ($1: the batch), oldest first, each with its door row (the earliest by
  * datestamp and cellname) as JSON, and its datestamp as epoch ms (dcache_probe.epoch_ms turns
  * an unreadable value into NULL, so one bad row can never stop the queue).
+ *
+ * The door is row_to_json, not to_jsonb: json is written straight as text, where jsonb is first
+ * built in its binary form (keys sorted, values converted) and then printed again. Both parse
+ * to the same object (only the key order differs, which nothing reads; the quarantine stores
+ * it as jsonb), whatever columns this form of doorinfo has; row_to_json costs the backend about
+ * a third less per row (bench/batch-cost.ts, issue 15).
  */
 export function leasedRowsQuery(doorinfo: string): string {
   return `
@@ -129,7 +135,7 @@ export function leasedRowsQuery(doorinfo: string): string {
              floor(extract(epoch FROM q.captured_at) * 1000)::bigint AS captured_ms,
              dcache_probe.epoch_ms(q.record ->> 'datestamp') AS datestamp_ms,
              CASE WHEN q.source = 'billinginfo'
-                  THEN (SELECT to_jsonb(d) FROM ${doorinfo} d
+                  THEN (SELECT row_to_json(d) FROM ${doorinfo} d
                          WHERE d.transaction = q.record ->> 'initiator' AND d.pnfsid = q.record ->> 'pnfsid'
                          ORDER BY d.datestamp, d.cellname
                          LIMIT 1)
@@ -212,26 +218,30 @@ export class CaptureQueue {
   }
 
   /**
-   * Reserves these delivery keys for a lease (null: settled in this very transaction);
-   * returns the ones that were free. A key that is taken belongs to a transaction that was
-   * delivered, or that another lease has in flight (see inFlight).
+   * Renews a lease and reserves these delivery keys for it, in one statement (the reservation's
+   * fence: the renewal also locks the lease row against expiry until this transaction ends).
+   * Returns the keys that were free, or null, and nothing reserved, if the lease is gone. A key
+   * that is taken belongs to a transaction that was delivered, or that another lease has in
+   * flight (see keyStates).
    */
-  async reserveKeys(client: pg.ClientBase, keys: readonly string[], batch: string | null): Promise<Set<string>> {
-    if (keys.length === 0) return new Set();
+  async renewAndReserve(client: pg.ClientBase, batch: string, leaseSeconds: number, keys: readonly string[]): Promise<Set<string> | null> {
     // The lease remembers what it reserved, so that an expired lease can give its keys back.
-    const { rows } = await client.query<{ key: string }>(
-      `WITH reserved AS (
+    // (The insert reads the renewal's answer: no lease, no key reserved.)
+    const { rows } = await client.query<{ held: boolean; free: string[] }>(
+      `WITH lease AS (
+         UPDATE dcache_probe.claim SET leased_until = now() + make_interval(secs => $3), keys = $1::uuid[]
+          WHERE batch = $2::bigint
+         RETURNING batch
+       ), reserved AS (
          INSERT INTO dcache_probe.delivered_key (key, batch)
-         SELECT DISTINCT k, $2::bigint FROM unnest($1::uuid[]) AS k ORDER BY k
+         SELECT DISTINCT k, l.batch FROM lease l CROSS JOIN unnest($1::uuid[]) AS k ORDER BY k
          ON CONFLICT DO NOTHING
          RETURNING key
-       ), noted AS (
-         UPDATE dcache_probe.claim SET keys = $1::uuid[] WHERE batch = $2::bigint
        )
-       SELECT key FROM reserved`,
-      [keys, batch],
+       SELECT EXISTS (SELECT FROM lease) AS held, ARRAY(SELECT key::text FROM reserved) AS free`,
+      [keys, batch, leaseSeconds],
     );
-    return new Set(rows.map((r) => r.key));
+    return rows[0]!.held ? new Set(rows[0]!.free) : null;
   }
 
   /**

@@ -273,15 +273,16 @@ export class Delivery {
   /**
    * Reserves the batch's delivery keys and sorts its rows by what to do with them. A batch with
    * nothing to send, and every batch in Summarize mode, is settled here and its lease ended.
-   * Fenced like the acknowledgement: the lease is renewed first (which also locks its row
-   * against expiry until this commits); false, and nothing changed, if it was already gone.
+   * Fenced like the acknowledgement: the lease is renewed with the reservation (which also
+   * locks its row against expiry until this commits); false, and nothing changed, if it was
+   * already gone.
    */
   private async reserve(client: pg.ClientBase, batch: Batch, result: BatchResult): Promise<boolean> {
-    if (!(await this.queue.renewLease(client, batch.lease!, this.options.leaseSeconds))) return false;
+    const fresh = await this.queue.renewAndReserve(client, batch.lease!, this.options.leaseSeconds, batch.keyed.map((k) => k.key));
+    if (fresh === null) return false;
     // Keep the first row of each transaction whose key was free. A taken key was delivered, or
     // is in flight in another lease (or was given back just now): then the row waits, and the
     // settling transaction looks at the key again.
-    const fresh = await this.queue.reserveKeys(client, batch.keyed.map((k) => k.key), batch.lease);
     const taken = await this.queue.keyStates(client, batch.keyed.filter((k) => !fresh.has(k.key)).map((k) => k.key));
     const seen = new Set<string>();
     for (const k of batch.keyed) {
