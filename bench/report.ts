@@ -326,7 +326,7 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
     for (const d of r.memoryDiagnosis ?? []) {
       const b = d.atPeak;
       if (!b) continue;
-      out.push(`   ${d.mode} ${d.flags}, ${int(d.rows)} rows, at its highest RSS sample ${fixed(b.rss, 0)} MB: V8 heap ${fixed(b.heapTotal, 0)} (new space ${fixed(b.newSpace, 0)}, old ${fixed(b.oldSpace, 0)}, large objects ${fixed(b.largeObjects, 0)}, code ${fixed(b.code, 0)}; live ${fixed(b.heapUsed, 0)}), external ${fixed(b.external, 0)} (array buffers ${fixed(b.arrayBuffers, 0)}), the rest (node, native, malloc) ${fixed(b.outsideHeap, 0)}`);
+      out.push(`   ${d.mode} ${d.flags}, ${int(d.rows)} rows, at its highest RSS sample ${fixed(b.rss, 0)} MB: V8 heap ${fixed(b.heapTotal, 0)} (new space ${fixed(b.newSpace, 0)}, old ${fixed(b.oldSpace, 0)}, large objects ${fixed(b.largeObjects, 0)}, code ${fixed(b.code, 0)}; used ${fixed(b.heapUsed, 0)}, live and not yet collected), external ${fixed(b.external, 0)} (array buffers ${fixed(b.arrayBuffers, 0)}), the rest (node, native, malloc) ${fixed(b.outsideHeap, 0)}`);
     }
   }
 
