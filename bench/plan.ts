@@ -4,10 +4,11 @@ import type { CatchupRun } from './catchup';
 import type { CostPhase } from './cost';
 import type { EncodeResult } from './encode';
 import type { LatencyRun } from './latency';
+import type { MemoryRun } from './memory';
 import type { DaemonStop } from './lib/proc';
 import type { ProfileSummary } from './lib/profile';
 
-export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments', 'x-encode', 'x-triggers', 'x-capture'] as const;
+export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments', 'x-encode', 'x-triggers', 'x-capture', 'memory'] as const;
 export type Section = (typeof ALL_SECTIONS)[number];
 
 export interface Plan {
@@ -37,6 +38,8 @@ export interface Plan {
   profile: boolean;
   /** Backlog of the experiments' catch-up A/B. */
   experimentSize: number;
+  /** Backlogs of the memory section (`--sections memory`): daemon and poll --once, flags and none. */
+  memorySizes: number[];
 }
 
 export function makePlan(quick: boolean, options: { runs?: number; sections?: Section[]; profile?: boolean }): Plan {
@@ -61,6 +64,7 @@ export function makePlan(quick: boolean, options: { runs?: number; sections?: Se
       acceptanceRecords: 10_000,
       profile: options.profile ?? false,
       experimentSize: 20_000,
+      memorySizes: [50_000, 150_000],
     };
   }
   return {
@@ -87,6 +91,7 @@ export function makePlan(quick: boolean, options: { runs?: number; sections?: Se
     acceptanceRecords: 50_000,
     profile: options.profile ?? true,
     experimentSize: 100_000,
+    memorySizes: [100_000, 300_000, 1_000_000],
   };
 }
 
@@ -113,6 +118,9 @@ export interface Results {
   experimentCost: CostPhase[];
   /** `--sections x-capture`: the 006 capture against ours (007), paired. */
   captureCost?: CostPhase[];
+  /** `--sections memory`: peak RSS per backlog, daemon and poll --once; `memoryDiagnosis`: the same runs with the sampler preloaded. */
+  memory?: MemoryRun[];
+  memoryDiagnosis?: MemoryRun[];
   profiles: Record<string, ProfileSummary>;
   daemonStops: DaemonStop[];
 }

@@ -319,6 +319,32 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
     for (const v of CAPTURE_007_EXPERIMENTS) out.push(`      ${v.name}: ${v.description}`);
   }
 
+  // ---------------------------------------------------------------------------- 7. memory
+  if (r.memory?.length) {
+    const sizes = r.plan.memorySizes ?? [...new Set(r.memory.map((x) => x.rows))];
+    out.push('', `7. MEMORY: peak RSS (MB, VmHWM) through a catch-up of each backlog, the defaults (bundle ${DEFAULT_BUNDLE_SIZE}, 2 workers; the daemon with statistics and its HTTP server);`);
+    out.push('   flags "deployed" = the systemd unit\'s and the image\'s NODE_OPTIONS, "none" = plain node (an `npm i -g` install)');
+    const rows: string[][] = [];
+    const keys = [...new Set(r.memory.map((x) => `${x.mode}|${x.flags}|${x.probe}`))];
+    for (const key of keys) {
+      const [mode, flags, probe] = key.split('|');
+      const runs = r.memory.filter((x) => x.mode === mode && x.flags === flags && x.probe === probe);
+      const peakAt = (size: number) => summary(runs.filter((x) => x.rows === size).map((x) => x.peakRssMb));
+      const first = peakAt(sizes[0]!).median;
+      const last = peakAt(sizes[sizes.length - 1]!).median;
+      rows.push([mode === 'daemon' ? 'run (daemon)' : 'poll --once', flags!, probe!, ...sizes.map((n) => fixed(peakAt(n).median, 0)), fixed(last / first, 2), runs.every((x) => x.ok) ? 'yes' : 'NO']);
+      if (probe === 'current' && mode === 'daemon') {
+        targets.push(`Daemon peak RSS < 200 MB with flags "${flags}" through ${int(sizes[sizes.length - 1]!)} rows: ${fixed(Math.max(...runs.map((x) => x.peakRssMb)), 0)} MB → ${verdict(runs.every((x) => x.peakRssMb < 200))}; flat (last ÷ first ≤ 1.10): ${fixed(last / first, 2)} → ${verdict(last / first <= 1.1)}`);
+      }
+    }
+    out.push(table(['probe', 'node flags', 'build', ...sizes.map((n) => `${int(n)} rows`), 'last ÷ first', 'all delivered'], rows));
+    for (const d of r.memoryDiagnosis ?? []) {
+      const b = d.atPeak;
+      if (!b) continue;
+      out.push(`   ${d.mode} ${d.flags}, ${int(d.rows)} rows, at its highest RSS sample ${fixed(b.rss, 0)} MB: V8 heap ${fixed(b.heapTotal, 0)} (new space ${fixed(b.newSpace, 0)}, old ${fixed(b.oldSpace, 0)}, large objects ${fixed(b.largeObjects, 0)}, code ${fixed(b.code, 0)}; used ${fixed(b.heapUsed, 0)}, live and not yet collected), external ${fixed(b.external, 0)} (array buffers ${fixed(b.arrayBuffers, 0)}), the rest (node, native, malloc) ${fixed(b.outsideHeap, 0)}`);
+    }
+  }
+
   // ---------------------------------------------------------------------------- misc
   if (r.daemonStops.length) {
     const killed = r.daemonStops.filter((s) => s.exitMs === null).length;

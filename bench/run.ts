@@ -10,7 +10,9 @@
  * Default sections: catchup, sweep, latency, cost, encode; `--sections experiments` measures the
  * proposed src/ changes of bench/experiments/ (about 15 minutes in full size), or one of them:
  * x-encode, x-triggers; `--sections x-capture` measures the capture of migration 006 against ours
- * (007) and 007 without its queue check, paired (with --quick: about a minute).
+ * (007) and 007 without its queue check, paired (with --quick: about a minute); `--sections memory`
+ * measures peak RSS of the daemon and of poll --once through 100k / 300k / 1M-row catch-ups (about
+ * 90 minutes; --quick: 50k / 150k, about 20 minutes), against the baseline build when it is there.
  * --quick: small backlogs and short windows, no profiles (about 2–3 minutes on 2 CPUs); the full
  * run takes 20–35 minutes, depending on how busy the machine is.
  */
@@ -26,6 +28,7 @@ import { catchupRun } from './catchup';
 import { CAPTURE_007_EXPERIMENTS, COST_VARIANTS, TRIGGER_EXPERIMENTS, costRuns } from './cost';
 import { encodeBench } from './encode';
 import { latencyRun } from './latency';
+import { memoryRun, memoryVariants } from './memory';
 import { analyzeBilling, createBenchDatabase, fillBacklog, restoreQueue, snapshotQueue, type BenchDatabase } from './lib/db';
 import { DIST, PG_ADMIN_URL, RESULTS_DIR, ROOT, SINK_MAIN, note } from './lib/env';
 import { daemonStops, startCollector, type CollectorProcess } from './lib/proc';
@@ -131,6 +134,8 @@ async function main(): Promise<number> {
     experimentCatchup: [],
     experimentCost: [],
     captureCost: [],
+    memory: [],
+    memoryDiagnosis: [],
     profiles: {},
     daemonStops,
   };
@@ -181,6 +186,7 @@ async function main(): Promise<number> {
     if (has('experiments') || has('x-encode')) await encodeExperiment();
     if (has('experiments') || has('x-triggers')) await triggerExperiment();
     if (has('x-capture')) await captureExperiment();
+    if (has('memory')) await memorySection();
   } finally {
     await collector.stop();
     for (const db of [...databases]) await db.drop().catch(() => undefined);
@@ -294,6 +300,41 @@ async function main(): Promise<number> {
       save();
     }
     rmSync(recording, { force: true });
+    await close(db);
+  }
+
+  // ------------------------------------------------------------------ 7. memory
+  async function memorySection(): Promise<void> {
+    const db = await open('memory');
+    const ctx = { pool: db.pool, dbUrl: db.url, collector };
+    const variants = memoryVariants();
+    for (const size of plan.memorySizes) {
+      check();
+      await db.pool.query('TRUNCATE public.billinginfo, public.doorinfo, dcache_probe.capture_queue, dcache_probe.delivered_key');
+      const t0 = Date.now();
+      await fillBacklog(db.pool, size, `m${size}`, 100_000);
+      note(`filled ${int(size)} transfers through the triggers in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      await snapshotQueue(db.pool);
+      await analyzeBilling(db.pool);
+      for (const v of variants) {
+        check();
+        const r = await memoryRun(ctx, size, v, false);
+        results.memory!.push(r);
+        note(`memory ${int(size)} ${v.mode} ${v.probe} (flags: ${v.flags}): peak RSS ${fixed(r.peakRssMb, 0)} MB, ${fixed(r.wallS, 0)} s, ${r.ok ? 'all delivered' : `delivered ${r.delivered}, left ${r.left}`}`);
+        save();
+      }
+      if (size === plan.memorySizes[plan.memorySizes.length - 1]) {
+        // Diagnosis (not counted): what the peak is made of, the current build, both modes and flags.
+        for (const v of variants.filter((x) => x.probe === 'current')) {
+          check();
+          const r = await memoryRun(ctx, size, v, true);
+          results.memoryDiagnosis!.push(r);
+          const b = r.atPeak;
+          note(`memory diagnosis ${int(size)} ${v.mode} (flags: ${v.flags}): peak RSS ${fixed(r.peakRssMb, 0)} MB` + (b ? `; at the highest sample RSS ${fixed(b.rss, 0)} = V8 heap ${fixed(b.heapTotal, 0)} (new ${fixed(b.newSpace, 0)}, old ${fixed(b.oldSpace, 0)}, large ${fixed(b.largeObjects, 0)}, code ${fixed(b.code, 0)}; used ${fixed(b.heapUsed, 0)}) + external ${fixed(b.external, 0)} (array buffers ${fixed(b.arrayBuffers, 0)}) + the rest ${fixed(b.outsideHeap, 0)} MB` : ''));
+          save();
+        }
+      }
+    }
     await close(db);
   }
 

@@ -56,6 +56,8 @@ export function note(line: string): void {
  */
 export const PROBE_NODE_FLAGS = ['--max-semi-space-size=4'];
 
-export function probeNodeFlags(extra: readonly string[] = []): string[] {
+/** `bare`: only `extra`, as node runs for an `npm i -g` install (no NODE_OPTIONS of ours). */
+export function probeNodeFlags(extra: readonly string[] = [], bare = false): string[] {
+  if (bare) return [...extra];
   return extra.some((f) => /^--max-(semi|old)-space-size/.test(f)) ? [...extra] : [...PROBE_NODE_FLAGS, ...extra];
 }

@@ -189,6 +189,8 @@ export interface ProbeArgs {
   bundleSize?: number;
   workers?: number;
   extra?: string[];
+  /** Run node without the deployed flags (PROBE_NODE_FLAGS), as an `npm i -g` install runs it. */
+  bare?: boolean;
 }
 
 export function probeArgs(p: ProbeArgs): string[] {
@@ -207,7 +209,7 @@ export function probeArgs(p: ProbeArgs): string[] {
 
 /** `dcache-probe poll --once`, measured. */
 export function pollOnce(p: ProbeArgs, options: RunOptions = {}): Promise<MeasuredRun> {
-  return runMeasured([p.cli ?? CLI, 'poll', '--once', ...probeArgs(p)], { ...options, nodeFlags: probeNodeFlags(options.nodeFlags) });
+  return runMeasured([p.cli ?? CLI, 'poll', '--once', ...probeArgs(p)], { ...options, nodeFlags: probeNodeFlags(options.nodeFlags, p.bare) });
 }
 
 export interface DaemonStop {
@@ -235,10 +237,11 @@ export interface DaemonProcess {
 export const daemonStops: DaemonStop[] = [];
 
 /** `dcache-probe run` as a daemon; resolves once it says it is running. */
-export async function startDaemon(p: ProbeArgs, nodeFlags: string[] = [], cwd?: string): Promise<DaemonProcess> {
-  const child = spawn(process.execPath, [...probeNodeFlags(nodeFlags), p.cli ?? CLI, 'run', ...probeArgs({ ...p, extra: ['--log-level', 'info', ...(p.extra ?? [])] })], {
+export async function startDaemon(p: ProbeArgs, nodeFlags: string[] = [], cwd?: string, env?: Record<string, string>): Promise<DaemonProcess> {
+  const child = spawn(process.execPath, [...probeNodeFlags(nodeFlags, p.bare), p.cli ?? CLI, 'run', ...probeArgs({ ...p, extra: ['--log-level', 'info', ...(p.extra ?? [])] })], {
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd,
+    env: env ? { ...process.env, ...env } : undefined,
   });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
