@@ -7,7 +7,7 @@ import type { LatencyRun } from './latency';
 import type { DaemonStop } from './lib/proc';
 import type { ProfileSummary } from './lib/profile';
 
-export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments', 'x-encode', 'x-triggers', 'x-capture'] as const;
+export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments', 'x-encode', 'x-triggers', 'x-capture', 'x-narrow'] as const;
 export type Section = (typeof ALL_SECTIONS)[number];
 
 export interface Plan {
@@ -113,6 +113,8 @@ export interface Results {
   experimentCost: CostPhase[];
   /** `--sections x-capture`: the 006 capture against ours (007), paired. */
   captureCost?: CostPhase[];
+  /** `--sections x-narrow`: narrower copies than ours, the copy alone, paired. */
+  narrowCost?: CostPhase[];
   profiles: Record<string, ProfileSummary>;
   daemonStops: DaemonStop[];
 }

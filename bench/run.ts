@@ -10,7 +10,8 @@
  * Default sections: catchup, sweep, latency, cost, encode; `--sections experiments` measures the
  * proposed src/ changes of bench/experiments/ (about 15 minutes in full size), or one of them:
  * x-encode, x-triggers; `--sections x-capture` measures the capture of migration 006 against ours
- * (007) and 007 without its queue check, paired (with --quick: about a minute).
+ * (007) and 007 without its queue check, paired (with --quick: about a minute); `--sections
+ * x-narrow` what narrower copies than ours would cost dCache (the copy alone, paired).
  * --quick: small backlogs and short windows, no profiles (about 2–3 minutes on 2 CPUs); the full
  * run takes 20–35 minutes, depending on how busy the machine is.
  */
@@ -23,7 +24,7 @@ import pg from 'pg';
 import { DEFAULT_BUNDLE_SIZE } from '../src/config/schema';
 import { collectorAcceptance, copyFloor, recordedBundles } from './baselines';
 import { catchupRun } from './catchup';
-import { CAPTURE_007_EXPERIMENTS, COST_VARIANTS, TRIGGER_EXPERIMENTS, costRuns } from './cost';
+import { CAPTURE_007_EXPERIMENTS, COST_VARIANTS, NARROW_COPY_EXPERIMENTS, TRIGGER_EXPERIMENTS, costRuns } from './cost';
 import { encodeBench } from './encode';
 import { latencyRun } from './latency';
 import { analyzeBilling, createBenchDatabase, fillBacklog, restoreQueue, snapshotQueue, type BenchDatabase } from './lib/db';
@@ -131,6 +132,7 @@ async function main(): Promise<number> {
     experimentCatchup: [],
     experimentCost: [],
     captureCost: [],
+    narrowCost: [],
     profiles: {},
     daemonStops,
   };
@@ -181,6 +183,7 @@ async function main(): Promise<number> {
     if (has('experiments') || has('x-encode')) await encodeExperiment();
     if (has('experiments') || has('x-triggers')) await triggerExperiment();
     if (has('x-capture')) await captureExperiment();
+    if (has('x-narrow')) await narrowExperiment();
   } finally {
     await collector.stop();
     for (const db of [...databases]) await db.drop().catch(() => undefined);
@@ -384,6 +387,15 @@ async function main(): Promise<number> {
   async function captureExperiment(): Promise<void> {
     const db = await open('xcapture');
     results.captureCost = await costRuns({ pool: db.pool, dbUrl: db.url, collector }, [COST_VARIANTS[0]!, COST_VARIANTS[1]!, ...CAPTURE_007_EXPERIMENTS], plan.costShapes, plan.costRounds, plan.costWarmupS, plan.costWindowS, note);
+    save();
+    await close(db);
+  }
+
+  // e. What a narrower copy could save: our copy alone, into other kinds of queue table.
+  async function narrowExperiment(): Promise<void> {
+    const db = await open('xnarrow');
+    const bare = TRIGGER_EXPERIMENTS.filter((v) => v.name === 'x: no lock/wake-up' || v.name === 'x: empty trigger');
+    results.narrowCost = await costRuns({ pool: db.pool, dbUrl: db.url, collector }, [COST_VARIANTS[0]!, COST_VARIANTS[1]!, ...bare, ...NARROW_COPY_EXPERIMENTS], plan.costShapes, plan.costRounds, plan.costWarmupS, plan.costWindowS, note);
     save();
     await close(db);
   }
