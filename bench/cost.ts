@@ -76,6 +76,7 @@ export const CAPTURE_007_EXPERIMENTS: VariantSpec[] = [
  * are lower bounds, not designs). Each writes into its own table, emptied with the others.
  */
 export const NARROW_COPY_EXPERIMENTS: VariantSpec[] = [
+  { name: 'x: jsonb copy (007)', triggers: ['billinginfo.bench_x_jsonbqueue_capture'], probe: false, description: 'the copy of migration 007 (to_jsonb of the transition table) into a jsonb queue with an identity primary key: what 012 replaced' },
   { name: 'x: jsonb copy, no index', triggers: ['billinginfo.bench_x_jsonbheap_capture'], probe: false, description: 'our copy (to_jsonb of the transition table) into a queue without a primary key' },
   { name: 'x: json copy', triggers: ['billinginfo.bench_x_json_capture'], probe: false, description: 'our copy as json (to_json: text, no binary jsonb built) into a queue with an identity primary key' },
   { name: 'x: text copy', triggers: ['billinginfo.bench_x_text_capture'], probe: false, description: 'the row as its composite text form (n::text) into a queue with an identity primary key' },
@@ -84,7 +85,7 @@ export const NARROW_COPY_EXPERIMENTS: VariantSpec[] = [
 ];
 
 /** The narrow-copy experiments' queue tables (emptied with the bench's own tables). */
-export const NARROW_COPY_TABLES = ['public.bench_x_json_queue', 'public.bench_x_text_queue', 'public.bench_x_jsonb_heap', 'public.bench_x_typed_queue', 'public.bench_x_typed_heap'];
+export const NARROW_COPY_TABLES = ['public.bench_x_jsonb_queue', 'public.bench_x_json_queue', 'public.bench_x_text_queue', 'public.bench_x_jsonb_heap', 'public.bench_x_typed_queue', 'public.bench_x_typed_heap'];
 
 /**
  * EXPERIMENTS (bench database only): variants of the 006 capture trigger, to find what its
@@ -242,6 +243,14 @@ END $$;
 CREATE TABLE IF NOT EXISTS public.bench_x_jsonb_heap (source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), record jsonb NOT NULL);
 CREATE TABLE IF NOT EXISTS public.bench_x_typed_queue (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), LIKE public.billinginfo);
 CREATE TABLE IF NOT EXISTS public.bench_x_typed_heap (source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), LIKE public.billinginfo);
+CREATE TABLE IF NOT EXISTS public.bench_x_jsonb_queue (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), record jsonb NOT NULL);
+CREATE OR REPLACE FUNCTION public.bench_x_jsonbqueue_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.bench_x_jsonb_queue (source, record)
+    SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS c
+     WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
+    RETURN NULL;
+END $$;
 CREATE TABLE IF NOT EXISTS public.bench_x_json_queue (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), record json NOT NULL);
 CREATE TABLE IF NOT EXISTS public.bench_x_text_queue (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), record text NOT NULL);
 CREATE OR REPLACE FUNCTION public.bench_x_json_capture() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -303,6 +312,7 @@ BEGIN
         ('billinginfo', 'bench_x_lean_capture', 'FOR EACH ROW', 'bench_x_lean_capture'),
         ('billinginfo', 'bench_x_empty_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_empty_capture'),
         ('billinginfo', 'bench_x_jsonbheap_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_jsonbheap_capture'),
+        ('billinginfo', 'bench_x_jsonbqueue_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_jsonbqueue_capture'),
         ('billinginfo', 'bench_x_json_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_json_capture'),
         ('billinginfo', 'bench_x_text_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_text_capture'),
         ('billinginfo', 'bench_x_typed_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_typed_capture'),
