@@ -394,7 +394,7 @@ async function main(): Promise<number> {
   // e. What a narrower copy could save: our copy alone, into other kinds of queue table.
   async function narrowExperiment(): Promise<void> {
     const db = await open('xnarrow');
-    const bare = TRIGGER_EXPERIMENTS.filter((v) => v.name === 'x: no lock/wake-up' || v.name === 'x: empty trigger');
+    const bare = TRIGGER_EXPERIMENTS.filter((v) => v.name === 'x: empty trigger');
     results.narrowCost = await costRuns({ pool: db.pool, dbUrl: db.url, collector }, [COST_VARIANTS[0]!, COST_VARIANTS[1]!, ...bare, ...NARROW_COPY_EXPERIMENTS], plan.costShapes, plan.costRounds, plan.costWarmupS, plan.costWindowS, note);
     save();
     await close(db);
