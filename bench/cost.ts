@@ -69,6 +69,25 @@ export const CAPTURE_007_EXPERIMENTS: VariantSpec[] = [
 ];
 
 /**
+ * What a narrower copy could save (issue 15: "at most 10% at 100-row commits if a design allows
+ * it"): the copy of our statement trigger, nothing else, into other kinds of queue table. A
+ * typed copy keeps the billing row's own columns (no jsonb built, no keys stored: about half
+ * the bytes); "no index" drops the queue's primary key (the claim's order needs one, so these
+ * are lower bounds, not designs). Each writes into its own table, emptied with the others.
+ */
+export const NARROW_COPY_EXPERIMENTS: VariantSpec[] = [
+  { name: 'x: jsonb copy (007)', triggers: ['billinginfo.bench_x_jsonbqueue_capture'], probe: false, description: 'the copy of migration 007 (to_jsonb of the transition table) into a jsonb queue with an identity primary key: what 012 replaced' },
+  { name: 'x: jsonb copy, no index', triggers: ['billinginfo.bench_x_jsonbheap_capture'], probe: false, description: 'our copy (to_jsonb of the transition table) into a queue without a primary key' },
+  { name: 'x: json copy', triggers: ['billinginfo.bench_x_json_capture'], probe: false, description: 'our copy as json (to_json: text, no binary jsonb built) into a queue with an identity primary key' },
+  { name: 'x: text copy', triggers: ['billinginfo.bench_x_text_capture'], probe: false, description: 'the row as its composite text form (n::text) into a queue with an identity primary key' },
+  { name: 'x: typed copy', triggers: ['billinginfo.bench_x_typed_capture'], probe: false, description: 'the transition table copied with its own column types into a queue with an identity primary key' },
+  { name: 'x: typed copy, no index', triggers: ['billinginfo.bench_x_typedheap_capture'], probe: false, description: 'the same into a queue without a primary key: the least a second copy of the row costs' },
+];
+
+/** The narrow-copy experiments' queue tables (emptied with the bench's own tables). */
+export const NARROW_COPY_TABLES = ['public.bench_x_jsonb_queue', 'public.bench_x_json_queue', 'public.bench_x_text_queue', 'public.bench_x_jsonb_heap', 'public.bench_x_typed_queue', 'public.bench_x_typed_heap'];
+
+/**
  * EXPERIMENTS (bench database only): variants of the 006 capture trigger, to find what its
  * cost is made of. Each is the 006 function with one thing changed, plus the design before 006
  * and two lower bounds (and the two above).
@@ -81,6 +100,7 @@ export const TRIGGER_EXPERIMENTS: VariantSpec[] = [
   { name: 'x: no lock/wake-up', triggers: ['billinginfo.bench_x_nowake_capture'], probe: false, description: 'ours without the advisory lock and the wake-up check: the copy alone' },
   { name: 'x: bare copy', triggers: ['billinginfo.bench_x_lean_capture'], probe: false, description: 'lower bound of a copy: row-level INSERT of to_jsonb(NEW), nothing else' },
   { name: 'x: empty trigger', triggers: ['billinginfo.bench_x_empty_capture'], probe: false, description: 'lower bound of any statement trigger: a transition table and a PL/pgSQL call that does nothing' },
+  ...NARROW_COPY_EXPERIMENTS,
 ];
 
 /** The 006 capture function, verbatim, as public.bench_x_006_capture. */
@@ -218,6 +238,58 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- narrower copies (NARROW_COPY_EXPERIMENTS): their queue tables, then one function each. The
+-- typed ones list billinginfo's columns as the fixture has them (read from the catalog once).
+CREATE TABLE IF NOT EXISTS public.bench_x_jsonb_heap (source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), record jsonb NOT NULL);
+CREATE TABLE IF NOT EXISTS public.bench_x_typed_queue (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), LIKE public.billinginfo);
+CREATE TABLE IF NOT EXISTS public.bench_x_typed_heap (source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), LIKE public.billinginfo);
+CREATE TABLE IF NOT EXISTS public.bench_x_jsonb_queue (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), record jsonb NOT NULL);
+CREATE OR REPLACE FUNCTION public.bench_x_jsonbqueue_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.bench_x_jsonb_queue (source, record)
+    SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS c
+     WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
+    RETURN NULL;
+END $$;
+CREATE TABLE IF NOT EXISTS public.bench_x_json_queue (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), record json NOT NULL);
+CREATE TABLE IF NOT EXISTS public.bench_x_text_queue (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), record text NOT NULL);
+CREATE OR REPLACE FUNCTION public.bench_x_json_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.bench_x_json_queue (source, record)
+    SELECT TG_TABLE_NAME, to_json(n) FROM new_rows n WHERE n.p2p IS DISTINCT FROM true;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION public.bench_x_text_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.bench_x_text_queue (source, record)
+    SELECT TG_TABLE_NAME, n::text FROM new_rows n WHERE n.p2p IS DISTINCT FROM true;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION public.bench_x_jsonbheap_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.bench_x_jsonb_heap (source, record)
+    SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS c
+     WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
+    RETURN NULL;
+END $$;
+DO $$
+DECLARE cols text;
+BEGIN
+    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO cols
+      FROM pg_attribute WHERE attrelid = 'public.billinginfo'::regclass AND attnum > 0 AND NOT attisdropped;
+    EXECUTE format($f$
+        CREATE OR REPLACE FUNCTION public.bench_x_typed_capture() RETURNS trigger LANGUAGE plpgsql AS $b$
+        BEGIN
+            INSERT INTO public.bench_x_typed_queue (source, %1$s) SELECT TG_TABLE_NAME, %1$s FROM new_rows WHERE p2p IS DISTINCT FROM true;
+            RETURN NULL;
+        END $b$;
+        CREATE OR REPLACE FUNCTION public.bench_x_typedheap_capture() RETURNS trigger LANGUAGE plpgsql AS $b$
+        BEGIN
+            INSERT INTO public.bench_x_typed_heap (source, %1$s) SELECT TG_TABLE_NAME, %1$s FROM new_rows WHERE p2p IS DISTINCT FROM true;
+            RETURN NULL;
+        END $b$;$f$, cols);
+END $$;
+
 -- the least any statement-level trigger with a transition table costs
 CREATE OR REPLACE FUNCTION public.bench_x_empty_capture() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -238,7 +310,13 @@ BEGIN
         ('billinginfo', 'bench_x_noset_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_noset_capture'),
         ('billinginfo', 'bench_x_nowake_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_nowake_capture'),
         ('billinginfo', 'bench_x_lean_capture', 'FOR EACH ROW', 'bench_x_lean_capture'),
-        ('billinginfo', 'bench_x_empty_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_empty_capture')
+        ('billinginfo', 'bench_x_empty_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_empty_capture'),
+        ('billinginfo', 'bench_x_jsonbheap_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_jsonbheap_capture'),
+        ('billinginfo', 'bench_x_jsonbqueue_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_jsonbqueue_capture'),
+        ('billinginfo', 'bench_x_json_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_json_capture'),
+        ('billinginfo', 'bench_x_text_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_text_capture'),
+        ('billinginfo', 'bench_x_typed_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_typed_capture'),
+        ('billinginfo', 'bench_x_typedheap_capture', 'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT', 'bench_x_typedheap_capture')
     ) AS v(tbl, trg, how, fn) LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS %I ON public.%I', t.trg, t.tbl);
         EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON public.%I %s EXECUTE FUNCTION public.%I()', t.trg, t.tbl, t.how, t.fn);
@@ -327,7 +405,7 @@ export interface CostContext {
 async function phase(ctx: CostContext, spec: VariantSpec, rowsPerTransaction: number, round: number, warmupS: number, windowS: number): Promise<CostPhase> {
   const variant = spec.name;
   await setTriggers(ctx.pool, spec);
-  await ctx.pool.query('TRUNCATE public.billinginfo, public.doorinfo, dcache_probe.capture_queue, dcache_probe.delivered_key');
+  await ctx.pool.query(`TRUNCATE public.billinginfo, public.doorinfo, dcache_probe.capture_queue, dcache_probe.delivered_key, ${NARROW_COPY_TABLES.join(', ')}`);
   await ctx.pool.query('CHECKPOINT');
   await ctx.collector.reset();
   const probe = spec.probe ? await startDaemon({ dbUrl: ctx.dbUrl, collectorUrl: ctx.collector.url }) : null;

@@ -8,7 +8,7 @@ import type { MemoryRun } from './memory';
 import type { DaemonStop } from './lib/proc';
 import type { ProfileSummary } from './lib/profile';
 
-export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments', 'x-encode', 'x-triggers', 'x-capture', 'memory'] as const;
+export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments', 'x-encode', 'x-triggers', 'x-capture', 'memory', 'x-narrow'] as const;
 export type Section = (typeof ALL_SECTIONS)[number];
 
 export interface Plan {
@@ -120,7 +120,8 @@ export interface Results {
   captureCost?: CostPhase[];
   /** `--sections memory`: peak RSS per backlog, daemon and poll --once; `memoryDiagnosis`: the same runs with the sampler preloaded. */
   memory?: MemoryRun[];
-  memoryDiagnosis?: MemoryRun[];
+  memoryDiagnosis?: MemoryRun[];; `--sections x-narrow`
+ * what narrower copies than ours would cost dCache (the copy alone, paired).
   profiles: Record<string, ProfileSummary>;
   daemonStops: DaemonStop[];
 }

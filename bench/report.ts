@@ -1,7 +1,7 @@
 /** The table `npm run bench` prints, from the raw results. */
 import { DEFAULT_BUNDLE_SIZE } from '../src/config/schema';
 import type { CatchupRun } from './catchup';
-import { CAPTURE_007_EXPERIMENTS, COST_VARIANTS, TRIGGER_EXPERIMENTS, type CostPhase } from './cost';
+import { CAPTURE_007_EXPERIMENTS, COST_VARIANTS, NARROW_COPY_EXPERIMENTS, TRIGGER_EXPERIMENTS, type CostPhase } from './cost';
 import type { LatencyRun } from './latency';
 import type { Results } from './plan';
 import { fixed, int, pct, spread, summary, table, type Summary } from './lib/stats';
@@ -285,7 +285,7 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
   }
 
   // ---------------------------------------------------------------------------- experiments
-  if (r.experimentCatchup.length || r.experimentCost.length || r.captureCost?.length) {
+  if (r.experimentCatchup.length || r.experimentCost.length || r.captureCost?.length || r.narrowCost?.length) {
     out.push('', 'EXPERIMENTS (bench/experiments/: proposed changes measured before anyone makes them in src/)');
   }
   if (r.experimentCatchup.length) {
@@ -317,6 +317,12 @@ export function report(r: Results, elapsedS: number, profileDir: string): string
       out.push(`      ${shape}-row commits: 007 ÷ 006, database CPU per row, same round: ${spread(paired, (n) => fixed(n, 2))}`);
     }
     for (const v of CAPTURE_007_EXPERIMENTS) out.push(`      ${v.name}: ${v.description}`);
+  }
+  if (r.narrowCost?.length) {
+    const names = [...new Set(r.narrowCost.map((p) => p.variant))];
+    out.push('   e. narrower copies than ours (the copy alone, no probe running), alternating phases, ratios against "off" of the same round:');
+    out.push(costTable(r.narrowCost, r.plan.costShapes, names, new Set()));
+    for (const v of [...TRIGGER_EXPERIMENTS.filter((x) => names.includes(x.name) && !NARROW_COPY_EXPERIMENTS.includes(x)), ...NARROW_COPY_EXPERIMENTS]) out.push(`      ${v.name}: ${v.description}`);
   }
 
   // ---------------------------------------------------------------------------- 7. memory

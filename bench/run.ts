@@ -12,7 +12,8 @@
  * x-encode, x-triggers; `--sections x-capture` measures the capture of migration 006 against ours
  * (007) and 007 without its queue check, paired (with --quick: about a minute); `--sections memory`
  * measures peak RSS of the daemon and of poll --once through 100k / 300k / 1M-row catch-ups (about
- * 90 minutes; --quick: 50k / 150k, about 20 minutes), against the baseline build when it is there.
+ * 90 minutes; --quick: 50k / 150k, about 20 minutes), against the baseline build when it is there; `--sections x-narrow`
+ * what narrower copies than ours would cost dCache (the copy alone, paired).
  * --quick: small backlogs and short windows, no profiles (about 2–3 minutes on 2 CPUs); the full
  * run takes 20–35 minutes, depending on how busy the machine is.
  */
@@ -25,7 +26,7 @@ import pg from 'pg';
 import { DEFAULT_BUNDLE_SIZE } from '../src/config/schema';
 import { collectorAcceptance, copyFloor, recordedBundles } from './baselines';
 import { catchupRun } from './catchup';
-import { CAPTURE_007_EXPERIMENTS, COST_VARIANTS, TRIGGER_EXPERIMENTS, costRuns } from './cost';
+import { CAPTURE_007_EXPERIMENTS, COST_VARIANTS, NARROW_COPY_EXPERIMENTS, TRIGGER_EXPERIMENTS, costRuns } from './cost';
 import { encodeBench } from './encode';
 import { latencyRun } from './latency';
 import { memoryRun, memoryVariants } from './memory';
@@ -136,6 +137,7 @@ async function main(): Promise<number> {
     captureCost: [],
     memory: [],
     memoryDiagnosis: [],
+    narrowCost: [],
     profiles: {},
     daemonStops,
   };
@@ -187,6 +189,7 @@ async function main(): Promise<number> {
     if (has('experiments') || has('x-triggers')) await triggerExperiment();
     if (has('x-capture')) await captureExperiment();
     if (has('memory')) await memorySection();
+    if (has('x-narrow')) await narrowExperiment();
   } finally {
     await collector.stop();
     for (const db of [...databases]) await db.drop().catch(() => undefined);
@@ -425,6 +428,15 @@ async function main(): Promise<number> {
   async function captureExperiment(): Promise<void> {
     const db = await open('xcapture');
     results.captureCost = await costRuns({ pool: db.pool, dbUrl: db.url, collector }, [COST_VARIANTS[0]!, COST_VARIANTS[1]!, ...CAPTURE_007_EXPERIMENTS], plan.costShapes, plan.costRounds, plan.costWarmupS, plan.costWindowS, note);
+    save();
+    await close(db);
+  }
+
+  // e. What a narrower copy could save: our copy alone, into other kinds of queue table.
+  async function narrowExperiment(): Promise<void> {
+    const db = await open('xnarrow');
+    const bare = TRIGGER_EXPERIMENTS.filter((v) => v.name === 'x: empty trigger');
+    results.narrowCost = await costRuns({ pool: db.pool, dbUrl: db.url, collector }, [COST_VARIANTS[0]!, COST_VARIANTS[1]!, ...bare, ...NARROW_COPY_EXPERIMENTS], plan.costShapes, plan.costRounds, plan.costWarmupS, plan.costWindowS, note);
     save();
     await close(db);
   }
