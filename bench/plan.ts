@@ -120,8 +120,9 @@ export interface Results {
   captureCost?: CostPhase[];
   /** `--sections memory`: peak RSS per backlog, daemon and poll --once; `memoryDiagnosis`: the same runs with the sampler preloaded. */
   memory?: MemoryRun[];
-  memoryDiagnosis?: MemoryRun[];; `--sections x-narrow`
- * what narrower copies than ours would cost dCache (the copy alone, paired).
+  memoryDiagnosis?: MemoryRun[];
+  /** `--sections x-narrow`: narrower copies than ours, the copy alone, paired. */
+  narrowCost?: CostPhase[];
   profiles: Record<string, ProfileSummary>;
   daemonStops: DaemonStop[];
 }
