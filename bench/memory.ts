@@ -15,7 +15,8 @@ import { DIST, sleep } from './lib/env';
 import { pollOnce, startDaemon, type CollectorProcess } from './lib/proc';
 import type { MemorySample } from './lib/memory-sampler';
 
-export const BASELINE_CLI = '/work/wt/base/dist/src/cli/bin.js';
+/** Another build's CLI to measure beside this one (e.g. the commit before issue 15), if given. */
+export const BASELINE_CLI = process.env.DCACHE_PROBE_BENCH_BASELINE_CLI ?? '';
 const SAMPLER = join(DIST, 'bench', 'lib', 'memory-sampler.js');
 
 export interface MemoryVariant {
@@ -163,7 +164,7 @@ export async function memoryRun(ctx: MemoryContext, rows: number, v: MemoryVaria
 
 /** The variants, in the order they run for each backlog (the baseline only if it is built). */
 export function memoryVariants(): MemoryVariant[] {
-  const probes: MemoryVariant['probe'][] = existsSync(BASELINE_CLI) ? ['baseline', 'current'] : ['current'];
+  const probes: MemoryVariant['probe'][] = BASELINE_CLI && existsSync(BASELINE_CLI) ? ['baseline', 'current'] : ['current'];
   const out: MemoryVariant[] = [];
   for (const mode of ['daemon', 'poll'] as const) for (const flags of ['deployed', 'none'] as const) for (const probe of probes) out.push({ probe, mode, flags });
   return out;

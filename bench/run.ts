@@ -102,6 +102,7 @@ async function main(): Promise<number> {
       runs: { type: 'string' },
       profile: { type: 'boolean' },
       'no-profile': { type: 'boolean' },
+      'memory-sizes': { type: 'string' },
     },
   });
   if (!process.env.DCACHE_BENCH_SNAPSHOT) return relaunchFromSnapshot();
@@ -113,6 +114,7 @@ async function main(): Promise<number> {
     sections,
     profile: values['no-profile'] ? false : values.profile,
   });
+  if (values['memory-sizes']) plan.memorySizes = values['memory-sizes'].split(',').map(Number);
   const has = (s: Section) => plan.sections.includes(s);
   const started = Date.now();
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
