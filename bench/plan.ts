@@ -1,13 +1,13 @@
 /** What a bench run measures, and the shape of its raw results (bench/results/*.json). */
 import type { Acceptance, CopyFloor } from './baselines';
 import type { CatchupRun } from './catchup';
-import type { CostPhase } from './cost';
+import type { CostPhase, IdleCatchup } from './cost';
 import type { EncodeResult } from './encode';
 import type { LatencyRun } from './latency';
 import type { DaemonStop } from './lib/proc';
 import type { ProfileSummary } from './lib/profile';
 
-export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments', 'x-encode', 'x-triggers', 'x-capture'] as const;
+export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments', 'x-encode', 'x-triggers', 'x-capture', 'citizen'] as const;
 export type Section = (typeof ALL_SECTIONS)[number];
 
 export interface Plan {
@@ -37,6 +37,10 @@ export interface Plan {
   profile: boolean;
   /** Backlog of the experiments' catch-up A/B. */
   experimentSize: number;
+  /** The good citizen (--sections citizen): backlog restored before each phase, warm-up (the pacer settles), window. */
+  citizenBacklog: number;
+  citizenWarmupS: number;
+  citizenWindowS: number;
 }
 
 export function makePlan(quick: boolean, options: { runs?: number; sections?: Section[]; profile?: boolean }): Plan {
@@ -61,6 +65,9 @@ export function makePlan(quick: boolean, options: { runs?: number; sections?: Se
       acceptanceRecords: 10_000,
       profile: options.profile ?? false,
       experimentSize: 20_000,
+      citizenBacklog: 60_000,
+      citizenWarmupS: 6,
+      citizenWindowS: 6,
     };
   }
   return {
@@ -87,6 +94,9 @@ export function makePlan(quick: boolean, options: { runs?: number; sections?: Se
     acceptanceRecords: 50_000,
     profile: options.profile ?? true,
     experimentSize: 100_000,
+    citizenBacklog: 150_000,
+    citizenWarmupS: 8,
+    citizenWindowS: 10,
   };
 }
 
@@ -106,6 +116,9 @@ export interface Results {
   unanalyzed: CatchupRun[];
   latency: LatencyRun[];
   cost: CostPhase[];
+  /** The good citizen: writers during a catch-up (and off/capture), and the idle catch-up on/off. */
+  citizen?: CostPhase[];
+  citizenIdle?: IdleCatchup[];
   encode: EncodeResult | null;
   /** Experiments: catch-up with the string-built encoder, against the collector and the sink. */
   experimentCatchup: (CatchupRun & { collector: 'collector' | 'sink'; pair: number })[];

@@ -10,7 +10,9 @@
  * Default sections: catchup, sweep, latency, cost, encode; `--sections experiments` measures the
  * proposed src/ changes of bench/experiments/ (about 15 minutes in full size), or one of them:
  * x-encode, x-triggers; `--sections x-capture` measures the capture of migration 006 against ours
- * (007) and 007 without its queue check, paired (with --quick: about a minute).
+ * (007) and 007 without its queue check, paired (with --quick: about a minute); `--sections citizen`
+ * the good citizen: 10 saturating writers during a catch-up with it on and off, against `capture`
+ * and `off`, and the idle catch-up with it on and off (bench/cost.ts; with --quick: about 10 minutes).
  * --quick: small backlogs and short windows, no profiles (about 2–3 minutes on 2 CPUs); the full
  * run takes 20–35 minutes, depending on how busy the machine is.
  */
@@ -23,7 +25,7 @@ import pg from 'pg';
 import { DEFAULT_BUNDLE_SIZE } from '../src/config/schema';
 import { collectorAcceptance, copyFloor, recordedBundles } from './baselines';
 import { catchupRun } from './catchup';
-import { CAPTURE_007_EXPERIMENTS, COST_VARIANTS, TRIGGER_EXPERIMENTS, costRuns } from './cost';
+import { CAPTURE_007_EXPERIMENTS, CITIZEN_VARIANTS, COST_VARIANTS, TRIGGER_EXPERIMENTS, citizenSummary, costRuns, idleCatchupRuns } from './cost';
 import { encodeBench } from './encode';
 import { latencyRun } from './latency';
 import { analyzeBilling, createBenchDatabase, fillBacklog, restoreQueue, snapshotQueue, type BenchDatabase } from './lib/db';
@@ -181,6 +183,7 @@ async function main(): Promise<number> {
     if (has('experiments') || has('x-encode')) await encodeExperiment();
     if (has('experiments') || has('x-triggers')) await triggerExperiment();
     if (has('x-capture')) await captureExperiment();
+    if (has('citizen')) await citizenSection();
   } finally {
     await collector.stop();
     for (const db of [...databases]) await db.drop().catch(() => undefined);
@@ -348,6 +351,23 @@ async function main(): Promise<number> {
     const variants = plan.mode === 'quick' ? COST_VARIANTS.filter((v) => v.name !== 'naive+probe') : COST_VARIANTS;
     results.cost = await costRuns({ pool: db.pool, dbUrl: db.url, collector }, variants, plan.costShapes, plan.costRounds, plan.costWarmupS, plan.costWindowS, note);
     save();
+    await close(db);
+  }
+
+  // ------------------------------------------------------------------ the good citizen
+  async function citizenSection(): Promise<void> {
+    const db = await open('citizen');
+    const t0 = Date.now();
+    await fillBacklog(db.pool, plan.citizenBacklog, 'gc');
+    await snapshotQueue(db.pool);
+    await analyzeBilling(db.pool);
+    note(`filled ${int(plan.citizenBacklog)} transfers in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const ctx = { pool: db.pool, dbUrl: db.url, collector, backlogRows: plan.citizenBacklog };
+    results.citizenIdle = await idleCatchupRuns(ctx, plan.runs, note);
+    save();
+    results.citizen = await costRuns(ctx, CITIZEN_VARIANTS, plan.costShapes, plan.runs, plan.citizenWarmupS, plan.citizenWindowS, note);
+    save();
+    for (const line of citizenSummary(results.citizen, results.citizenIdle)) note(`good citizen: ${line}`);
     await close(db);
   }
 
