@@ -66,8 +66,8 @@ export function makePlan(quick: boolean, options: { runs?: number; sections?: Se
       profile: options.profile ?? false,
       experimentSize: 20_000,
       citizenBacklog: 60_000,
-      citizenWarmupS: 6,
-      citizenWindowS: 6,
+      citizenWarmupS: 12,
+      citizenWindowS: 8,
     };
   }
   return {
@@ -94,9 +94,9 @@ export function makePlan(quick: boolean, options: { runs?: number; sections?: Se
     acceptanceRecords: 50_000,
     profile: options.profile ?? true,
     experimentSize: 100_000,
-    citizenBacklog: 150_000,
-    citizenWarmupS: 8,
-    citizenWindowS: 10,
+    citizenBacklog: 200_000,
+    citizenWarmupS: 15,
+    citizenWindowS: 15,
   };
 }
 

@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { loadConfig } from '../src/config/schema';
 import { capturedCount } from '../src/db/captured-count';
 import { emptyResult, type BatchResult } from '../src/pipeline/delivery';
-import { PACING, Pacer, bucketWait, decide, initialState, isBehind, nextDuty, step, type PacingState } from '../src/pipeline/pacing';
+import { PACING, Pacer, bucketWait, decide, initialState, isBehind, nextDuty, pauseMs, step, type PacingState } from '../src/pipeline/pacing';
 import type { BillingDatabase } from './helpers/database';
 import { withDatabaseAndPool } from './helpers/fixture';
 import { queueDepth, simulate, write } from './helpers/scenario';
@@ -73,35 +73,43 @@ describe('the pacing controller (pure)', () => {
     assert.equal(nextDuty(1, 1000, 1000), 1, 'never above full');
   });
 
-  it('works a duty of the period, waits for the batches in flight, then pauses at least minPauseMs, and judges the two rates', () => {
+  it('works a duty of the period, waits for the batches in flight, pauses for the rest of the time it really worked, and judges the two rates', () => {
     let s: PacingState = { ...initialState(), duty: 0.5 };
     assert.deepEqual(decide(s, 0, 0), { kind: 'sample' });
     s = step(s, { atMs: 0, count: 0 });
     assert.deepEqual(decide(s, 499, 1), { kind: 'go' }, 'within the work phase');
     assert.deepEqual(decide(s, 500, 1), { kind: 'sample' }, 'the work phase is over');
-    s = step(s, { atMs: 500, count: 300 }); // 600 rows/s while working
+    s = step(s, { atMs: 500, count: 300 });
     assert.equal(s.phase.kind, 'pause');
     assert.deepEqual(decide(s, 520, 1), { kind: 'wait-for-batches' }, 'a batch is still in flight');
-    assert.deepEqual(decide(s, 700, 0), { kind: 'sample' }, 'the last batch ended: the pause rate is measured from here');
-    s = step(s, { atMs: 700, count: 400 });
-    assert.deepEqual(decide(s, 800, 0), { kind: 'wait', ms: 200 }, 'until the period is over');
-    s = step(s, { atMs: 1000, count: 700 }); // 1000 rows/s while pausing
+    assert.deepEqual(decide(s, 600, 0), { kind: 'sample' }, 'the last batch ended: the work ends, the pause is measured from here');
+    s = step(s, { atMs: 600, count: 360 }); // 600 rows/s while working (0–600 ms)
+    assert.deepEqual(decide(s, 700, 0), { kind: 'wait', ms: 500 }, 'worked 600 ms at duty 0.5: pause 600 ms');
+    s = step(s, { atMs: 1200, count: 960 }); // 1000 rows/s while pausing
     assert.equal(s.duty, 0.25);
     assert.equal(s.phase.kind, 'work');
-    assert.deepEqual(decide(s, 1249, 0), { kind: 'go' });
-    assert.deepEqual(decide(s, 1250, 0), { kind: 'sample' });
+    assert.deepEqual(decide(s, 1449, 0), { kind: 'go' });
+    assert.deepEqual(decide(s, 1450, 0), { kind: 'sample' });
   });
 
-  it('pauses minPauseMs after the last batch ended even past the period (the pause rate needs a window)', () => {
-    let s: PacingState = step(initialState(), { atMs: 0, count: 0 });
+  it('pauses at least minPauseMs (the pause rate needs a window) and at most maxPauseMs', () => {
+    assert.equal(pauseMs(1, 1400), PACING.minPauseMs);
+    assert.equal(pauseMs(0.25, 400), 1200);
+    assert.equal(pauseMs(PACING.minDuty, 2000), PACING.maxPauseMs);
+  });
+
+  it('raises the duty back when the rates are alike', () => {
+    let s: PacingState = step({ ...initialState(), duty: 0.5 }, { atMs: 0, count: 0 });
+    s = step(s, { atMs: 500, count: 500 });
+    s = step(s, { atMs: 500, count: 500 });
     s = step(s, { atMs: 1000, count: 1000 });
-    s = step(s, { atMs: 1400, count: 1400 }); // batches ended 400 ms after a full-duty work phase
-    assert.deepEqual(decide(s, 1400, 0), { kind: 'wait', ms: PACING.minPauseMs });
+    assert.equal(s.duty, 0.6);
   });
 
   it('does not pause when dCache is idle (almost no inserts while working), and goes back to full duty', () => {
     let s: PacingState = step({ ...initialState(), duty: 0.25 }, { atMs: 0, count: 100 });
-    s = step(s, { atMs: 250, count: 102 }); // 8 rows/s
+    s = step(s, { atMs: 250, count: 102 });
+    s = step(s, { atMs: 260, count: 102 }); // 8 rows/s
     assert.equal(s.phase.kind, 'work');
     assert.equal(s.duty, 1);
     assert.deepEqual(decide(s, 1249, 0), { kind: 'go' });

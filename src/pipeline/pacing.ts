@@ -8,9 +8,10 @@
  * slowly; we cannot tell which from the rate alone, and need not: we only ask whether *our*
  * work slows it.
  *
- * Why this controller: the probe works for `duty` of each period and pauses for the rest, and
- * compares the insert rate while it works with the rate while it pauses (measured only once its
- * batches in flight have ended). If its work slows dCache (rate while working < `threshold` ×
+ * Why this controller: the probe works for `duty` of each period and pauses for the rest (the
+ * pause sized from the time it really worked, batches in flight included, so that long batches
+ * do not raise the real duty), and compares the insert rate while it works (until its last
+ * batch ended) with the rate while it pauses (from then on). If its work slows dCache (rate while working < `threshold` ×
  * rate while pausing), it halves its duty; else it raises it by a step, back to full. A rate
  * fixed by the load (dCache not saturated: live traffic) shows no difference, and the duty stays
  * full; an idle dCache (almost no inserts while the probe works) means no pauses at all, and a
@@ -31,6 +32,8 @@ export interface PacingTuning {
   periodMs: number;
   /** Shortest pause, measured from the end of the last batch in flight, ms. */
   minPauseMs: number;
+  /** Longest pause, ms (how long the probe may not notice that dCache went idle). */
+  maxPauseMs: number;
   /** Lowest duty: a catch-up always progresses. */
   minDuty: number;
   /** Work slows dCache when the rate while working is below this × the rate while pausing. */
@@ -48,6 +51,7 @@ export interface PacingTuning {
 export const PACING: PacingTuning = {
   periodMs: 1000,
   minPauseMs: 100,
+  maxPauseMs: 5000,
   minDuty: 0.05,
   threshold: 0.9,
   increase: 0.1,
@@ -80,8 +84,11 @@ export type Phase =
   | { kind: 'start' }
   /** Claims go ahead until `untilMs`. */
   | { kind: 'work'; from: Sample; untilMs: number }
-  /** No claims; `settled` is sampled once no batch is in flight, the pause ends after `earliestEndMs` and minPauseMs after `settled`. */
-  | { kind: 'pause'; fromMs: number; workRate: number; earliestEndMs: number; settled: Sample | null };
+  /**
+   * No claims. `settled` is sampled once no batch of ours is in flight: the work lasted from
+   * `work` to it, and the pause is measured from it.
+   */
+  | { kind: 'pause'; work: Sample; settled: Sample | null };
 
 export interface PacingState {
   duty: number;
@@ -90,6 +97,15 @@ export interface PacingState {
 
 export function initialState(): PacingState {
   return { duty: 1, phase: { kind: 'start' } };
+}
+
+/**
+ * How long to pause after working `workedMs` (from the work phase's start to the end of its last
+ * batch): what makes the time worked `duty` of the period, so that batches longer than the work
+ * phase do not raise the real duty; at least minPauseMs (to measure), at most maxPauseMs.
+ */
+export function pauseMs(duty: number, workedMs: number, t: PacingTuning = PACING): number {
+  return Math.min(t.maxPauseMs, Math.max(t.minPauseMs, (workedMs * (1 - duty)) / duty));
 }
 
 /** What a worker about to claim does now. */
@@ -105,7 +121,7 @@ export function decide(state: PacingState, nowMs: number, inFlight: number, t: P
       return nowMs < p.untilMs ? { kind: 'go' } : { kind: 'sample' };
     case 'pause': {
       if (!p.settled) return inFlight > 0 ? { kind: 'wait-for-batches' } : { kind: 'sample' };
-      const end = Math.max(p.earliestEndMs, p.settled.atMs + t.minPauseMs);
+      const end = p.settled.atMs + pauseMs(state.duty, p.settled.atMs - p.work.atMs, t);
       return nowMs < end ? { kind: 'wait', ms: end - nowMs } : { kind: 'sample' };
     }
   }
@@ -118,17 +134,18 @@ export function step(state: PacingState, sample: Sample, t: PacingTuning = PACIN
   switch (p.kind) {
     case 'start':
       return work(state.duty);
-    case 'work': {
+    case 'work':
       // No claim asked for a long while (no drain ran): that was no work; start afresh.
       if (sample.atMs - p.untilMs > t.periodMs) return work(state.duty);
-      const workRate = rateBetween(p.from, sample);
-      // dCache idle: nothing to yield to; full speed, and look again after a full period.
-      if (workRate < t.idleRowsPerS) return work(1);
-      return { duty: state.duty, phase: { kind: 'pause', fromMs: sample.atMs, workRate, earliestEndMs: sample.atMs + (1 - state.duty) * t.periodMs, settled: null } };
+      return { duty: state.duty, phase: { kind: 'pause', work: p.from, settled: null } };
+    case 'pause': {
+      if (!p.settled) {
+        // dCache idle while we worked: nothing to yield to; full speed, and look again after a full period.
+        if (rateBetween(p.work, sample) < t.idleRowsPerS) return work(1);
+        return { duty: state.duty, phase: { ...p, settled: sample } };
+      }
+      return work(nextDuty(state.duty, rateBetween(p.work, p.settled), rateBetween(p.settled, sample), t));
     }
-    case 'pause':
-      if (!p.settled) return { duty: state.duty, phase: { ...p, settled: sample } };
-      return work(nextDuty(state.duty, p.workRate, rateBetween(p.settled, sample), t));
   }
 }
 
@@ -161,6 +178,8 @@ export interface PacerOptions {
   maxRowsPerSecond: number;
   /** Reads the capture sequence (src/db/captured-count.ts). */
   readCount: () => Promise<number>;
+  /** After every period in which dCache inserted: the rates compared and the new duty (a debug log). */
+  onPeriod?: (period: { workRate: number; pauseRate: number; duty: number }) => void;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
   tuning?: PacingTuning;
@@ -170,7 +189,7 @@ export interface PacerOptions {
 export interface PacerStatus {
   goodCitizen: boolean;
   duty: number;
-  /** Wall-clock ms the good citizen has held claims back (its pauses), since start. */
+  /** Wall-clock ms the good citizen paused (no batch of ours in flight), since start. */
   yieldedMs: number;
   /** Wall-clock ms the limit has held claims back, since start. */
   limitedMs: number;
@@ -260,7 +279,11 @@ export class Pacer {
   private async sample(): Promise<void> {
     const count = await this.options.readCount();
     const before = this.state.phase;
-    this.state = step(this.state, { atMs: this.now(), count }, this.tuning);
-    if (before.kind === 'pause' && this.state.phase.kind === 'work') this.yieldedMs += this.state.phase.from.atMs - before.fromMs;
+    const sample = { atMs: this.now(), count };
+    this.state = step(this.state, sample, this.tuning);
+    if (before.kind === 'pause' && before.settled && this.state.phase.kind === 'work') {
+      this.yieldedMs += sample.atMs - before.settled.atMs;
+      this.options.onPeriod?.({ workRate: rateBetween(before.work, before.settled), pauseRate: rateBetween(before.settled, sample), duty: this.state.duty });
+    }
   }
 }

@@ -116,6 +116,7 @@ export class Probe implements ProbeHealth {
       goodCitizen: config.pipeline.goodCitizen && !this.pollMode,
       maxRowsPerSecond: config.pipeline.maxRowsPerSecond,
       readCount: () => capturedCount(this.pool),
+      onPeriod: (p) => this.log.debug('pacing', { insertsPerSWorking: Math.round(p.workRate), insertsPerSPaused: Math.round(p.pauseRate), duty: p.duty }),
     });
     this.scheduler = new DrainScheduler(
       {
