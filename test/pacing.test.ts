@@ -98,6 +98,26 @@ describe('the pacing controller (pure)', () => {
     assert.equal(pauseMs(PACING.minDuty, 2000), PACING.maxPauseMs);
   });
 
+  it('at full duty and calm, doubles the work phase up to 8 periods (the measuring pauses cost less)', () => {
+    let s: PacingState = step(initialState(), { atMs: 0, count: 0 });
+    const lengths: number[] = [];
+    let at = 0;
+    for (let i = 0; i < 6; i++) {
+      assert.equal(s.phase.kind, 'work');
+      const until = s.phase.kind === 'work' ? s.phase.untilMs : NaN;
+      lengths.push(until - at);
+      s = step(s, { atMs: until, count: until });
+      s = step(s, { atMs: until, count: until });
+      at = until + PACING.minPauseMs;
+      s = step(s, { atMs: at, count: at });
+    }
+    assert.deepEqual(lengths, [1000, 2000, 4000, 8000, 8000, 8000]);
+    s = step(s, { atMs: at + 8000, count: at + 4000 }); // our work halves dCache's rate
+    s = step(s, { atMs: at + 8000, count: at + 4000 });
+    s = step(s, { atMs: at + 8100, count: at + 4100 });
+    assert.deepEqual([s.duty, s.calm], [0.5, 0]);
+  });
+
   it('raises the duty back when the rates are alike', () => {
     let s: PacingState = step({ ...initialState(), duty: 0.5 }, { atMs: 0, count: 0 });
     s = step(s, { atMs: 500, count: 500 });

@@ -11,15 +11,15 @@
  * Why this controller: the probe works for `duty` of each period and pauses for the rest (the
  * pause sized from the time it really worked, batches in flight included, so that long batches
  * do not raise the real duty), and compares the insert rate while it works (until its last
- * batch ended) with the rate while it pauses (from then on). If its work slows dCache (rate while working < `threshold` ×
- * rate while pausing), it halves its duty; else it raises it by a step, back to full. A rate
- * fixed by the load (dCache not saturated: live traffic) shows no difference, and the duty stays
- * full; an idle dCache (almost no inserts while the probe works) means no pauses at all, and a
- * catch-up runs at full speed. Even at full duty a busy dCache costs one short pause per period
- * (the measurement); only while the probe is behind (the youngest row of its last batch waited
- * longer than `behindMs`): a probe that keeps up with live traffic never pauses, so live latency
- * is untouched. The decisions are pure functions of the samples (step, decide, nextDuty); the
- * Pacer only sleeps and reads the sequence.
+ * batch ended) with the rate while it pauses (from then on). If its work slows dCache (rate
+ * while working < `threshold` × rate while pausing), it halves its duty; else it raises it by a
+ * step, back to full. A rate fixed by the load (dCache not saturated) shows no difference, and
+ * the duty stays full (the work phases then double, up to 8 s, so that the measuring pause
+ * costs about 1%); an idle dCache (almost no inserts while the probe works) means no pauses at
+ * all: a catch-up runs at full speed. Pauses happen only while the probe is behind (the
+ * youngest row of its last batch waited longer than `behindMs`): a probe that keeps up with
+ * live traffic never pauses, so live latency is untouched. The decisions are pure functions of
+ * the samples (decide, step, nextDuty, pauseMs); the Pacer only sleeps and reads the sequence.
  *
  * The limit (pipeline.maxRowsPerSecond, for sites that want one) is a token bucket of claimed
  * rows, one second deep: independent of the above, and on whether or not goodCitizen is.
@@ -34,6 +34,8 @@ export interface PacingTuning {
   minPauseMs: number;
   /** Longest pause, ms (how long the probe may not notice that dCache went idle). */
   maxPauseMs: number;
+  /** At full duty and calm, the work phase doubles up to this many times (then one measuring pause per 8 s). */
+  maxCalmPeriods: number;
   /** Lowest duty: a catch-up always progresses. */
   minDuty: number;
   /** Work slows dCache when the rate while working is below this × the rate while pausing. */
@@ -52,6 +54,7 @@ export const PACING: PacingTuning = {
   periodMs: 1000,
   minPauseMs: 100,
   maxPauseMs: 5000,
+  maxCalmPeriods: 3,
   minDuty: 0.05,
   threshold: 0.9,
   increase: 0.1,
@@ -92,11 +95,18 @@ export type Phase =
 
 export interface PacingState {
   duty: number;
+  /** Periods in a row at full duty in which our work did not slow dCache: each doubles the next work phase (up to maxCalmPeriods doublings). */
+  calm: number;
   phase: Phase;
 }
 
 export function initialState(): PacingState {
-  return { duty: 1, phase: { kind: 'start' } };
+  return { duty: 1, calm: 0, phase: { kind: 'start' } };
+}
+
+/** How long a work phase lasts: duty × period, longer while calm (the measuring pauses then cost less). */
+export function workMs(state: PacingState, t: PacingTuning = PACING): number {
+  return state.duty * t.periodMs * 2 ** Math.min(state.calm, t.maxCalmPeriods);
 }
 
 /**
@@ -130,21 +140,25 @@ export function decide(state: PacingState, nowMs: number, inFlight: number, t: P
 /** The state after the sample a 'sample' decision asked for (pure). */
 export function step(state: PacingState, sample: Sample, t: PacingTuning = PACING): PacingState {
   const p = state.phase;
-  const work = (duty: number): PacingState => ({ duty, phase: { kind: 'work', from: sample, untilMs: sample.atMs + duty * t.periodMs } });
+  const work = (duty: number, calm: number): PacingState => {
+    const next = { duty, calm, phase: { kind: 'start' } as Phase };
+    return { ...next, phase: { kind: 'work', from: sample, untilMs: sample.atMs + workMs(next, t) } };
+  };
   switch (p.kind) {
     case 'start':
-      return work(state.duty);
+      return work(state.duty, state.calm);
     case 'work':
       // No claim asked for a long while (no drain ran): that was no work; start afresh.
-      if (sample.atMs - p.untilMs > t.periodMs) return work(state.duty);
-      return { duty: state.duty, phase: { kind: 'pause', work: p.from, settled: null } };
+      if (sample.atMs - p.untilMs > t.periodMs) return work(state.duty, state.calm);
+      return { ...state, phase: { kind: 'pause', work: p.from, settled: null } };
     case 'pause': {
       if (!p.settled) {
-        // dCache idle while we worked: nothing to yield to; full speed, and look again after a full period.
-        if (rateBetween(p.work, sample) < t.idleRowsPerS) return work(1);
-        return { duty: state.duty, phase: { ...p, settled: sample } };
+        // dCache idle while we worked: nothing to yield to; full speed, and look again after a period.
+        if (rateBetween(p.work, sample) < t.idleRowsPerS) return work(1, 0);
+        return { ...state, phase: { ...p, settled: sample } };
       }
-      return work(nextDuty(state.duty, rateBetween(p.work, p.settled), rateBetween(p.settled, sample), t));
+      const duty = nextDuty(state.duty, rateBetween(p.work, p.settled), rateBetween(p.settled, sample), t);
+      return work(duty, duty === 1 && state.duty === 1 ? state.calm + 1 : 0);
     }
   }
 }
