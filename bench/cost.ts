@@ -8,15 +8,22 @@
  *   naive+probe    for reference: a naive capture trigger (same copy, but pg_notify in every
  *                  transaction; created in the bench database only) with the probe draining
  * Tables are emptied and a CHECKPOINT taken before every phase, so every phase starts alike.
+ *
+ * The good citizen (`--sections citizen`, src/pipeline/pacing.ts): the same writers while the
+ * daemon catches up a backlog (the snapshot queue restored before every phase, in all four
+ * variants alike), with pipeline.goodCitizen on and off, alternating with `off` and `capture`;
+ * and the catch-up alone (`poll --once`, dCache idle) with it on and off, alternating.
  */
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { TransferGenerator, type Row } from '../src/tools/demo/simulator';
 import { SQL_DIR } from '../src/db/migrations';
 import { sleep } from './lib/env';
-import { cpuSeconds, startDaemon, type CollectorProcess } from './lib/proc';
+import { cpuSeconds, pollOnce, startDaemon, type CollectorProcess } from './lib/proc';
+import { queueDepth, restoreQueue } from './lib/db';
 import { percentile, sorted } from './lib/stats';
 
 export interface CostPhase {
@@ -36,6 +43,9 @@ export interface CostPhase {
    * than the insert rate.
    */
   writerCpuUsPerRow: number;
+  /** Probe variants with a metrics port: the pacer's duty at the end of the window, and the seconds it yielded in it. */
+  pacingDuty?: number;
+  pacingYieldedS?: number;
 }
 
 /** A phase's set-up: which triggers are enabled (all others disabled) and whether the probe runs. */
@@ -44,6 +54,8 @@ export interface VariantSpec {
   /** Triggers to enable, as "table.trigger". */
   triggers: string[];
   probe: boolean;
+  /** More flags for the probe daemon. */
+  probeExtra?: string[];
   /** Shown in the report. */
   description: string;
 }
@@ -400,15 +412,49 @@ export interface CostContext {
   pool: pg.Pool;
   dbUrl: string;
   collector: CollectorProcess;
+  /**
+   * Rows of the snapshot queue (bench/lib/db.ts snapshotQueue) restored before every phase:
+   * the billing tables are then kept (the backlog's door rows are in them), not emptied.
+   */
+  backlogRows?: number;
+}
+
+/** A free TCP port on 127.0.0.1 (for the daemon's metrics). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** One value of the daemon's /metrics (NaN when absent). */
+async function metricValue(port: number, name: string): Promise<number> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
 }
 
 async function phase(ctx: CostContext, spec: VariantSpec, rowsPerTransaction: number, round: number, warmupS: number, windowS: number): Promise<CostPhase> {
   const variant = spec.name;
   await setTriggers(ctx.pool, spec);
-  await ctx.pool.query(`TRUNCATE public.billinginfo, public.doorinfo, dcache_probe.capture_queue, dcache_probe.delivered_key, ${NARROW_COPY_TABLES.join(', ')}`);
+  if (ctx.backlogRows !== undefined) {
+    const depth = await restoreQueue(ctx.dbUrl);
+    if (depth !== ctx.backlogRows) throw new Error(`expected ${ctx.backlogRows} queued rows, found ${depth}`);
+  } else await ctx.pool.query(`TRUNCATE public.billinginfo, public.doorinfo, dcache_probe.capture_queue, dcache_probe.delivered_key, ${NARROW_COPY_TABLES.join(', ')}`);
   await ctx.pool.query('CHECKPOINT');
   await ctx.collector.reset();
-  const probe = spec.probe ? await startDaemon({ dbUrl: ctx.dbUrl, collectorUrl: ctx.collector.url }) : null;
+  const metricsPort = spec.probe && ctx.backlogRows !== undefined ? await freePort() : 0;
+  const probeExtra = [...(spec.probeExtra ?? []), ...(metricsPort ? ['--metrics-port', String(metricsPort)] : [])];
+  const probe = spec.probe ? await startDaemon({ dbUrl: ctx.dbUrl, collectorUrl: ctx.collector.url, extra: probeExtra }) : null;
 
   const source = new PairSource(`${variant.replace(/\W/g, '')}${round}r${rowsPerTransaction}`);
   const moverSql = insertText('billinginfo', MOVER_COLUMNS);
@@ -445,14 +491,22 @@ async function phase(ctx: CostContext, spec: VariantSpec, rowsPerTransaction: nu
   let delivered0 = 0;
   let cpu0 = new Map<number, number>();
   let cpu1 = new Map<number, number>();
+  let yielded0 = NaN;
+  let yielded1 = NaN;
+  let duty = NaN;
   try {
     await sleep(warmupS * 1000);
     delivered0 = (await ctx.collector.stats()).recordsAccepted;
     cpu0 = await writerBackendCpu(ctx.pool);
+    if (metricsPort) yielded0 = await metricValue(metricsPort, 'dcache_probe_pacing_yielded_seconds_total');
     windowStart = Date.now();
     windowEnd = windowStart + windowS * 1000;
     await sleep(windowS * 1000);
     cpu1 = await writerBackendCpu(ctx.pool);
+    if (metricsPort) {
+      yielded1 = await metricValue(metricsPort, 'dcache_probe_pacing_yielded_seconds_total');
+      duty = await metricValue(metricsPort, 'dcache_probe_pacing_duty');
+    }
   } finally {
     stop = true;
     await writers;
@@ -472,6 +526,7 @@ async function phase(ctx: CostContext, spec: VariantSpec, rowsPerTransaction: nu
     queueAtEnd: Number(q[0]?.n ?? 0),
     loadAvg1: loadavg()[0] ?? NaN,
     writerCpuUsPerRow: rows > 0 ? ([...cpu1].reduce((sum, [pid, c]) => sum + c - (cpu0.get(pid) ?? c), 0) * 1e6) / rows : NaN,
+    ...(metricsPort ? { pacingDuty: duty, pacingYieldedS: yielded1 - yielded0 } : {}),
   };
 }
 
@@ -497,4 +552,86 @@ export async function costRuns(ctx: CostContext, variants: VariantSpec[], shapes
     await setTriggers(ctx.pool, COST_VARIANTS[1]!);
   }
   return phases;
+}
+
+/** The good citizen's variants: the writers alone (off, capture) and during a catch-up, with it on and off. */
+export const CITIZEN_VARIANTS: VariantSpec[] = [
+  COST_VARIANTS[0]!,
+  COST_VARIANTS[1]!,
+  { name: 'catch-up, good citizen', triggers: OURS, probe: true, description: 'our triggers, `dcache-probe run` catching up the backlog (pipeline.goodCitizen on, the default)' },
+  { name: 'catch-up, citizen off', triggers: OURS, probe: true, probeExtra: ['--good-citizen', 'false'], description: 'the same with --good-citizen false' },
+];
+
+/** The catch-up alone (dCache idle): `poll --once` over the restored backlog, good citizen on or off. */
+export interface IdleCatchup {
+  goodCitizen: boolean;
+  round: number;
+  rows: number;
+  delivered: number;
+  left: number;
+  wallS: number;
+  rowsPerS: number;
+}
+
+export async function idleCatchupRuns(ctx: CostContext & { backlogRows: number }, rounds: number, log: (line: string) => void): Promise<IdleCatchup[]> {
+  await setTriggers(ctx.pool, COST_VARIANTS[1]!);
+  const out: IdleCatchup[] = [];
+  for (let round = 0; round < rounds; round++) {
+    for (const goodCitizen of round % 2 ? [false, true] : [true, false]) {
+      const depth = await restoreQueue(ctx.dbUrl);
+      if (depth !== ctx.backlogRows) throw new Error(`expected ${ctx.backlogRows} queued rows, found ${depth}`);
+      await ctx.pool.query('CHECKPOINT');
+      await ctx.collector.reset();
+      const run = await pollOnce({ dbUrl: ctx.dbUrl, collectorUrl: ctx.collector.url, extra: ['--good-citizen', String(goodCitizen)] });
+      if (run.code !== 0) throw new Error(`poll --once exited with ${run.code}: ${run.stderr}`);
+      const delivered = (await ctx.collector.stats()).recordsAccepted;
+      const r: IdleCatchup = { goodCitizen, round, rows: depth, delivered, left: await queueDepth(ctx.pool), wallS: run.wallMs / 1000, rowsPerS: depth / (run.wallMs / 1000) };
+      log(`idle catch-up round ${round + 1}/${rounds}, good citizen ${goodCitizen ? 'on' : 'off'}: ${Math.round(r.rowsPerS)} rows/s (${r.delivered} delivered, ${r.left} left)`);
+      out.push(r);
+    }
+  }
+  return out;
+}
+
+const median = (xs: number[]): number => percentile(sorted(xs), 50);
+const spread = (xs: number[]): string => `${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}, n=${xs.length})`;
+
+/**
+ * The good citizen's figures, as ratios within each round (the machine is shared, rates drift):
+ * the writers' rate during each catch-up ÷ capture alone and ÷ no trigger, and the idle
+ * catch-up rate with it on ÷ off (pairs of the same round).
+ */
+export function citizenSummary(phases: CostPhase[], idle: IdleCatchup[]): string[] {
+  const lines: string[] = [];
+  const shapes = [...new Set(phases.map((p) => p.rowsPerTransaction))];
+  for (const shape of shapes) {
+    const of = (variant: string) => phases.filter((p) => p.variant === variant && p.rowsPerTransaction === shape);
+    const rounds = [...new Set(of('capture').map((p) => p.round))];
+    const ratio = (variant: string, base: string) =>
+      rounds.flatMap((round) => {
+        const a = of(variant).find((p) => p.round === round);
+        const b = of(base).find((p) => p.round === round);
+        return a && b && b.rowsPerS > 0 ? [a.rowsPerS / b.rowsPerS] : [];
+      });
+    lines.push(`${shape}-row commits: capture ÷ off ${spread(ratio('capture', 'off'))}`);
+    for (const v of ['catch-up, good citizen', 'catch-up, citizen off']) {
+      const ps = of(v);
+      lines.push(
+        `${shape}-row commits, ${v}: writers ÷ capture ${spread(ratio(v, 'capture'))}, ÷ off ${spread(ratio(v, 'off'))}; ` +
+          `catch-up ${Math.round(median(ps.map((p) => p.deliveredPerS)))} rows/s delivered, duty at end ${ps.map((p) => (p.pacingDuty ?? NaN).toFixed(2)).join('/')}, ` +
+          `yielded ${ps.map((p) => (p.pacingYieldedS ?? NaN).toFixed(1)).join('/')} s of the window, queue left ${ps.map((p) => p.queueAtEnd).join('/')}`,
+      );
+    }
+  }
+  const pairs = [...new Set(idle.map((r) => r.round))].flatMap((round) => {
+    const on = idle.find((r) => r.round === round && r.goodCitizen);
+    const off = idle.find((r) => r.round === round && !r.goodCitizen);
+    return on && off ? [on.rowsPerS / off.rowsPerS] : [];
+  });
+  if (pairs.length) {
+    lines.push(
+      `idle catch-up: good citizen on ${Math.round(median(idle.filter((r) => r.goodCitizen).map((r) => r.rowsPerS)))} rows/s, off ${Math.round(median(idle.filter((r) => !r.goodCitizen).map((r) => r.rowsPerS)))} rows/s; on ÷ off ${spread(pairs)}`,
+    );
+  }
+  return lines;
 }

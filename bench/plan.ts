@@ -1,14 +1,14 @@
 /** What a bench run measures, and the shape of its raw results (bench/results/*.json). */
 import type { Acceptance, CopyFloor } from './baselines';
 import type { CatchupRun } from './catchup';
-import type { CostPhase } from './cost';
+import type { CostPhase, IdleCatchup } from './cost';
 import type { EncodeResult } from './encode';
 import type { LatencyRun } from './latency';
 import type { MemoryRun } from './memory';
 import type { DaemonStop } from './lib/proc';
 import type { ProfileSummary } from './lib/profile';
 
-export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments', 'x-encode', 'x-triggers', 'x-capture', 'memory', 'x-narrow'] as const;
+export const ALL_SECTIONS = ['catchup', 'sweep', 'latency', 'cost', 'encode', 'experiments', 'x-encode', 'x-triggers', 'x-capture', 'memory', 'x-narrow', 'citizen'] as const;
 export type Section = (typeof ALL_SECTIONS)[number];
 
 export interface Plan {
@@ -40,6 +40,10 @@ export interface Plan {
   experimentSize: number;
   /** Backlogs of the memory section (`--sections memory`): daemon and poll --once, flags and none. */
   memorySizes: number[];
+  /** The good citizen (--sections citizen): backlog restored before each phase, warm-up (the pacer settles), window. */
+  citizenBacklog: number;
+  citizenWarmupS: number;
+  citizenWindowS: number;
 }
 
 export function makePlan(quick: boolean, options: { runs?: number; sections?: Section[]; profile?: boolean }): Plan {
@@ -65,6 +69,9 @@ export function makePlan(quick: boolean, options: { runs?: number; sections?: Se
       profile: options.profile ?? false,
       experimentSize: 20_000,
       memorySizes: [50_000, 150_000],
+      citizenBacklog: 60_000,
+      citizenWarmupS: 12,
+      citizenWindowS: 8,
     };
   }
   return {
@@ -92,6 +99,9 @@ export function makePlan(quick: boolean, options: { runs?: number; sections?: Se
     profile: options.profile ?? true,
     experimentSize: 100_000,
     memorySizes: [100_000, 300_000, 1_000_000],
+    citizenBacklog: 200_000,
+    citizenWarmupS: 15,
+    citizenWindowS: 15,
   };
 }
 
@@ -111,6 +121,9 @@ export interface Results {
   unanalyzed: CatchupRun[];
   latency: LatencyRun[];
   cost: CostPhase[];
+  /** The good citizen: writers during a catch-up (and off/capture), and the idle catch-up on/off. */
+  citizen?: CostPhase[];
+  citizenIdle?: IdleCatchup[];
   encode: EncodeResult | null;
   /** Experiments: catch-up with the string-built encoder, against the collector and the sink. */
   experimentCatchup: (CatchupRun & { collector: 'collector' | 'sink'; pair: number })[];

@@ -10,10 +10,12 @@
  * Default sections: catchup, sweep, latency, cost, encode; `--sections experiments` measures the
  * proposed src/ changes of bench/experiments/ (about 15 minutes in full size), or one of them:
  * x-encode, x-triggers; `--sections x-capture` measures the capture of migration 006 against ours
- * (007) and 007 without its queue check, paired (with --quick: about a minute); `--sections memory`
- * measures peak RSS of the daemon and of poll --once through 100k / 300k / 1M-row catch-ups (about
- * 90 minutes; --quick: 50k / 150k, about 20 minutes), against the baseline build when it is there; `--sections x-narrow`
- * what narrower copies than ours would cost dCache (the copy alone, paired).
+ * (007) and 007 without its queue check, paired (with --quick: about a minute); `--sections
+ * memory` measures peak RSS of the daemon and of poll --once through 100k / 300k / 1M-row
+ * catch-ups (about 90 minutes; --quick: 50k / 150k, about 20 minutes), beside another build when
+ * one is given; `--sections x-narrow` what narrower copies than ours would cost dCache (the copy
+ * alone, paired); `--sections citizen` the good citizen: 10 saturating writers during a catch-up with it on and off, against `capture`
+ * and `off`, and the idle catch-up with it on and off (bench/cost.ts; with --quick: about 10 minutes).
  * --quick: small backlogs and short windows, no profiles (about 2–3 minutes on 2 CPUs); the full
  * run takes 20–35 minutes, depending on how busy the machine is.
  */
@@ -26,7 +28,7 @@ import pg from 'pg';
 import { DEFAULT_BUNDLE_SIZE } from '../src/config/schema';
 import { collectorAcceptance, copyFloor, recordedBundles } from './baselines';
 import { catchupRun } from './catchup';
-import { CAPTURE_007_EXPERIMENTS, COST_VARIANTS, NARROW_COPY_EXPERIMENTS, TRIGGER_EXPERIMENTS, costRuns } from './cost';
+import { CAPTURE_007_EXPERIMENTS, CITIZEN_VARIANTS, COST_VARIANTS, NARROW_COPY_EXPERIMENTS, TRIGGER_EXPERIMENTS, citizenSummary, costRuns, idleCatchupRuns } from './cost';
 import { encodeBench } from './encode';
 import { latencyRun } from './latency';
 import { memoryRun, memoryVariants } from './memory';
@@ -192,6 +194,7 @@ async function main(): Promise<number> {
     if (has('x-capture')) await captureExperiment();
     if (has('memory')) await memorySection();
     if (has('x-narrow')) await narrowExperiment();
+    if (has('citizen')) await citizenSection();
   } finally {
     await collector.stop();
     for (const db of [...databases]) await db.drop().catch(() => undefined);
@@ -394,6 +397,23 @@ async function main(): Promise<number> {
     const variants = plan.mode === 'quick' ? COST_VARIANTS.filter((v) => v.name !== 'naive+probe') : COST_VARIANTS;
     results.cost = await costRuns({ pool: db.pool, dbUrl: db.url, collector }, variants, plan.costShapes, plan.costRounds, plan.costWarmupS, plan.costWindowS, note);
     save();
+    await close(db);
+  }
+
+  // ------------------------------------------------------------------ the good citizen
+  async function citizenSection(): Promise<void> {
+    const db = await open('citizen');
+    const t0 = Date.now();
+    await fillBacklog(db.pool, plan.citizenBacklog, 'gc');
+    await snapshotQueue(db.pool);
+    await analyzeBilling(db.pool);
+    note(`filled ${int(plan.citizenBacklog)} transfers in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const ctx = { pool: db.pool, dbUrl: db.url, collector, backlogRows: plan.citizenBacklog };
+    results.citizenIdle = await idleCatchupRuns(ctx, plan.runs, note);
+    save();
+    results.citizen = await costRuns(ctx, CITIZEN_VARIANTS, plan.costShapes, plan.runs, plan.citizenWarmupS, plan.citizenWindowS, note);
+    save();
+    for (const line of citizenSummary(results.citizen, results.citizenIdle)) note(`good citizen: ${line}`);
     await close(db);
   }
 

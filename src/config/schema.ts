@@ -292,6 +292,13 @@ export const configSchema = z.object({
      */
     leaseSeconds: z.coerce.number().min(3).max(3600).default(30),
     workers: positiveInt.max(16).default(2),
+    /**
+     * The good citizen (src/pipeline/pacing.ts): while catching up, yield when our work slows
+     * dCache's billing inserts; full speed while dCache is idle.
+     */
+    goodCitizen: flag.default(true),
+    /** At most this many rows claimed per second (0: no limit), for sites that want one. */
+    maxRowsPerSecond: nonNegativeNumber.default(0),
     dedupWindowHours: z.coerce.number().positive().default(48),
     reportTape: flag.default(true),
     /** Gratia's OnlySendInterSiteTransfers: leave out DCap (site-local) transfers. */
@@ -456,6 +463,8 @@ export const SETTINGS: readonly Setting[] = [
   setting('pipeline.pollIntervalSeconds', 'poll-interval', 'seconds between fallback polls'),
   setting('pipeline.leaseSeconds', 'lease', "seconds a claimed batch is held without renewal (a killed probe's rows return after this)"),
   setting('pipeline.workers', 'workers', 'bundles delivered in parallel'),
+  setting('pipeline.goodCitizen', 'good-citizen', "while catching up, yield when the probe's work slows dCache's inserts (true/false)"),
+  setting('pipeline.maxRowsPerSecond', 'max-rows-per-second', 'at most this many rows delivered per second (0: no limit)'),
   setting('pipeline.dedupWindowHours', 'dedup-window', 'hours a delivered transaction is remembered'),
   setting('pipeline.reportTape', 'report-tape', 'report storageinfo tape store/restore rows (true/false)'),
   setting('pipeline.onlyInterSiteTransfers', 'only-inter-site', 'leave out DCap transfers (true/false)'),

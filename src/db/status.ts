@@ -12,6 +12,7 @@ import { createPool, withClient, type DatabaseOptions } from './pool';
 import { GUARD_MISSING, LATEST_VERSION, installedBillingSchema, installedVersion } from './migrations';
 import { PROBE_VERSION } from '../version';
 import { queueDepth } from './queue';
+import { CAPTURED_COUNT_SQL } from './captured-count';
 
 export interface ProbeStatus {
   /** The version of this dcache-probe (the one asking, not necessarily the one running). */
@@ -225,7 +226,7 @@ async function numberOrNaN(pool: pg.Pool, sql: string): Promise<number> {
 export const scrapeGauges = {
   queueDepth: (pool: pg.Pool) => queueDepth(pool).catch(() => NaN),
   oldestPendingSeconds: (pool: pg.Pool) => numberOrNaN(pool, 'SELECT coalesce(extract(epoch FROM now() - min(captured_at)), 0) AS n FROM dcache_probe.capture_queue'),
-  rowsCaptured: (pool: pg.Pool) => numberOrNaN(pool, 'SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM dcache_probe.capture_queue_id_seq'),
+  rowsCaptured: (pool: pg.Pool) => numberOrNaN(pool, CAPTURED_COUNT_SQL),
   quarantineSize: (pool: pg.Pool) => numberOrNaN(pool, 'SELECT count(*)::bigint AS n FROM dcache_probe.quarantine'),
 };
 

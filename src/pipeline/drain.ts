@@ -1,8 +1,10 @@
 /**
  * One drain: `workers` parallel delivery batches until no ready row is left (or the collector
- * is unavailable). Every worker ends before the drain does, also when one fails.
+ * is unavailable). Every worker ends before the drain does, also when one fails. Each claim
+ * waits for the pacer first (src/pipeline/pacing.ts: the good citizen and the rows/s limit).
  */
 import { emptyResult, type BatchResult, type Delivery } from './delivery';
+import type { Pacer } from './pacing';
 
 /**
  * Adds a batch's counts to a running total. Latencies are left out on purpose: each batch's go
@@ -34,14 +36,24 @@ export interface DrainOptions {
   stopping: () => boolean;
   /** Every batch that claimed rows, as it ends. */
   onBatch: (r: BatchResult) => void;
+  /** Asked before every claim (none: claim at once). */
+  pacer?: Pacer;
 }
 
 /** Delivers with `workers` parallel batches until no ready row is left. */
 export async function drainQueue(delivery: Delivery, options: DrainOptions): Promise<BatchResult> {
   const total = emptyResult();
   const worker = async (): Promise<void> => {
+    const pacer = options.pacer;
     while (!options.stopping() && !total.unavailable) {
-      const r = await delivery.deliverBatch(options.signal);
+      if (pacer && !(await pacer.beforeClaim(options.stopping))) return;
+      if (pacer && total.unavailable) return pacer.afterBatch(null); // another worker found the collector down meanwhile
+      let r: BatchResult | null = null;
+      try {
+        r = await delivery.deliverBatch(options.signal);
+      } finally {
+        pacer?.afterBatch(r);
+      }
       addResults(total, r);
       if (r.claimed > 0) options.onBatch(r);
       // Stop only on a claim that settled nothing: under a steady load most claims are short,

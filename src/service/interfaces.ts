@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import type { BatchResult } from '../pipeline/delivery';
+import type { PacerStatus } from '../pipeline/pacing';
 
 /** What readiness and the scrape-time gauges read of a running probe. */
 export interface ProbeHealth {
@@ -21,6 +22,8 @@ export interface ProbeHealth {
   readonly outageProblem: string | null;
   /** When the collector last acknowledged a request (epoch ms), null: never. */
   readonly collectorLastAcceptedAt: number | null;
+  /** The pacer's duty and the time it held claims back (src/pipeline/pacing.ts). */
+  readonly pacing: PacerStatus;
   /** Asks the collector whether it answers. */
   pingCollector(signal: AbortSignal): Promise<boolean>;
 }

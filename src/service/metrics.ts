@@ -96,6 +96,32 @@ export class ProbeMetrics {
         this.set((probe.collectorLastAcceptedAt ?? 0) / 1000);
       },
     });
+    new client.Gauge({
+      name: 'dcache_probe_pacing_duty',
+      help: "Share of the time the catch-up works (1: full speed; lower: it yields to dCache's inserts, pipeline.goodCitizen)",
+      registers: [this.registry],
+      collect() {
+        this.set(probe.pacing.duty);
+      },
+    });
+    new client.Counter({
+      name: 'dcache_probe_pacing_yielded_seconds_total',
+      help: "Seconds the catch-up paused to yield to dCache's inserts (pipeline.goodCitizen)",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(probe.pacing.yieldedMs / 1000);
+      },
+    });
+    new client.Counter({
+      name: 'dcache_probe_pacing_limited_seconds_total',
+      help: 'Seconds the claims waited for the rows/s limit (pipeline.maxRowsPerSecond)',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(probe.pacing.limitedMs / 1000);
+      },
+    });
     client.collectDefaultMetrics({ register: this.registry, prefix: 'dcache_probe_' });
   }
 

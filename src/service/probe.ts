@@ -30,6 +30,8 @@ import { PROBE_VERSION } from '../version';
 import { StatisticsRecorder, TransferStatistics } from '../features/statistics';
 import { sendCompleteHours, type SummarySendResult } from '../pipeline/summaries';
 import { drainQueue } from '../pipeline/drain';
+import { Pacer, type PacerStatus } from '../pipeline/pacing';
+import { capturedCount } from '../db/captured-count';
 import { DATABASE_RETRY_FIRST_MS, DATABASE_RETRY_MAX_MS, DrainScheduler } from '../pipeline/scheduler';
 import { addBatch, batchCounts, emptyCounters, type ProbeCounters } from './counters';
 import { sendHandshake } from './handshake';
@@ -77,6 +79,8 @@ export class Probe implements ProbeHealth {
   /** Port of the metrics/health server once started (0 in the configuration picks a free one). */
   metricsPort: number | null = null;
   private delivery: Delivery | null = null;
+  /** Paces the drains' claims: the good citizen and the rows/s limit (src/pipeline/pacing.ts). */
+  private readonly pacer: Pacer;
   private readonly scheduler: DrainScheduler;
   private readonly stopFile: StopFile;
   private stopping = false;
@@ -106,6 +110,13 @@ export class Probe implements ProbeHealth {
         this.events.emit('retry', attempt, answer, delayMs);
         this.log.warn('collector request failed; retrying', { attempt, answer, delayMs });
       },
+    });
+    this.pacer = new Pacer({
+      // In poll mode the capture sequence counts the probe's own copies, not dCache's inserts.
+      goodCitizen: config.pipeline.goodCitizen && !this.pollMode,
+      maxRowsPerSecond: config.pipeline.maxRowsPerSecond,
+      readCount: () => capturedCount(this.pool),
+      onPeriod: (p) => this.log.debug('pacing', { insertsPerSWorking: Math.round(p.workRate), insertsPerSPaused: Math.round(p.pauseRate), duty: p.duty }),
     });
     this.scheduler = new DrainScheduler(
       {
@@ -144,6 +155,10 @@ export class Probe implements ProbeHealth {
   /** The last drain error, until a drain succeeds again (readiness reports it). */
   get lastDrainError(): string | null {
     return this.scheduler.lastDrainError;
+  }
+
+  get pacing(): PacerStatus {
+    return this.pacer.status();
   }
 
   get outageProblem(): string | null {
@@ -309,6 +324,7 @@ export class Probe implements ProbeHealth {
       signal: this.abort.signal,
       stopping: () => this.stopping,
       onBatch: (r) => this.events.emit('batch', batchCounts(r), r),
+      pacer: this.pacer,
     });
   }
 
