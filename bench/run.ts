@@ -105,6 +105,7 @@ async function main(): Promise<number> {
       profile: { type: 'boolean' },
       'no-profile': { type: 'boolean' },
       'memory-sizes': { type: 'string' },
+      'memory-modes': { type: 'string' },
     },
   });
   if (!process.env.DCACHE_BENCH_SNAPSHOT) return relaunchFromSnapshot();
@@ -315,7 +316,8 @@ async function main(): Promise<number> {
   async function memorySection(): Promise<void> {
     const db = await open('memory');
     const ctx = { pool: db.pool, dbUrl: db.url, collector };
-    const variants = memoryVariants();
+    const modes = values['memory-modes']?.split(',') ?? ['daemon', 'poll'];
+    const variants = memoryVariants().filter((v) => modes.includes(v.mode));
     for (const size of plan.memorySizes) {
       check();
       await db.pool.query('TRUNCATE public.billinginfo, public.doorinfo, dcache_probe.capture_queue, dcache_probe.delivered_key');
