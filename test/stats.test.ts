@@ -54,8 +54,9 @@ describe('transfer statistics', () => {
         assert.equal(Number(bytes.rows[0]!.b), sent.reduce((s, t) => s + Math.max(0, Number(t.mover.transfersize)), 0));
         // Both probes answer the API from the same tables.
         for (const port of ports) {
-          const summary = (await (await fetch(`http://127.0.0.1:${port}/api/summary?window=hour`)).json()) as { transfers: number; denied: number };
-          assert.equal(summary.transfers, reportable(sim));
+          const summary = (await (await fetch(`http://127.0.0.1:${port}/api/summary?window=hour`)).json()) as { transfers: number; denied: number; from: string; to: string };
+          const buckets = await db.query(`SELECT min(bucket) AS first, max(bucket) AS last, count(*)::int AS n FROM dcache_probe.stats_minute WHERE dimension = 'all'`);
+          assert.equal(summary.transfers, reportable(sim), `port ${port}: window ${summary.from} – ${summary.to}, minute rows ${JSON.stringify(buckets.rows[0])}, now ${new Date().toISOString()}`);
           assert.equal(summary.denied, sent.filter((t) => t.mover.errorcode === 10018).length);
         }
         for (const p of probes) assert.doesNotMatch(p.output(), /deadlock|could not update the transfer statistics/);
