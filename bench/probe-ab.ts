@@ -13,7 +13,7 @@
  * that build's `dcache-probe poll --once` drains it to one shared collector process
  * (bench/catchup.ts catchupRun: rows/s over the process's life, its own CPU, its peak RSS, its
  * PostgreSQL backends' CPU, the collector's CPU), and right after it the COPY floor of that
- * database (bench/baselines.ts). Reports every run, the medians with their spread, and the
+ * database's backlog, restored again (bench/baselines.ts). Reports every run, the medians with their spread, and the
  * ratios current ÷ baseline of the same round.
  *
  * --baseline-commit C builds commit C's src/ (git archive, tsc) into a temporary directory;
@@ -28,7 +28,7 @@ import { DEFAULT_BUNDLE_SIZE } from '../src/config/schema';
 import { copyFloor, type CopyFloor } from './baselines';
 import { catchupRun, type CatchupRun } from './catchup';
 import { buildCommit } from './lib/build';
-import { analyzeBilling, createBenchDatabase, fillBacklog, snapshotQueue, type BenchDatabase } from './lib/db';
+import { analyzeBilling, createBenchDatabase, fillBacklog, restoreQueue, snapshotQueue, type BenchDatabase } from './lib/db';
 import { CLI, RESULTS_DIR } from './lib/env';
 import { startCollector } from './lib/proc';
 import { fixed, int, summary, type Summary } from './lib/stats';
@@ -85,6 +85,8 @@ async function main(): Promise<void> {
         if (catchup.exitCode !== 0 || catchup.delivered !== rows || catchup.left !== 0) {
           throw new Error(`${build}: poll --once exited ${catchup.exitCode}, delivered ${catchup.delivered} of ${rows}, left ${catchup.left}`);
         }
+        // The floor of the same backlog, restored (the run emptied the queue).
+        await restoreQueue(db.url);
         const floor = await copyFloor(db.url, rows);
         runs.push({ build, round, catchup, floor });
         process.stdout.write(

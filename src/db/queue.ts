@@ -71,7 +71,10 @@ interface ClaimedRowSql {
  * exactly the rows picked; it is a scalar subquery (does a door row with this transaction and
  * pnfsid exist?), which the planner never hashes: an EXISTS here let it, when doorinfo had no
  * statistics, hash all of doorinfo in every claim. A mover that does not wait costs no lookup.
- * OFFSET 0 keeps `door` a subquery, so that its lookup is not repeated. The door is found by its
+ * OFFSET 0 keeps `door` a subquery, so that its lookup is not repeated. A mover within its grace
+ * is read once (`m`: json_to_record of its initiator and pnfsid; the record is json since
+ * migration 012, and each `->>` would parse it again); any other row is not parsed at all
+ * (json_to_record of NULL is one row of NULLs, which never waits). The door is found by its
  * key, not by ctid: a ctid is unique only within one table, and a site may partition doorinfo.
  * No row is locked: picking runs under CLAIM_LOCK, right after expired leases were given back,
  * and records its lease in the same statement (leaseQuery), so what it sees is exact. The
@@ -83,15 +86,17 @@ export function pickQuery(doorinfo: string): string {
         SELECT q.id
           FROM dcache_probe.capture_queue q
          CROSS JOIN LATERAL (
-           SELECT q.source = 'billinginfo'
-              AND q.captured_at > now() - make_interval(secs => $2)
-              AND coalesce(q.record ->> 'initiator', '') NOT IN ('', '<undefined>')
-              AND q.record ->> 'initiator' NOT LIKE 'pool:%' AS waits
+           SELECT f.initiator, f.pnfsid
+             FROM json_to_record(CASE WHEN q.source = 'billinginfo' AND q.captured_at > now() - make_interval(secs => $2)
+                                      THEN q.record END) AS f(initiator text, pnfsid text)
+         ) m
+         CROSS JOIN LATERAL (
+           SELECT coalesce(m.initiator, '') NOT IN ('', '<undefined>') AND m.initiator NOT LIKE 'pool:%' AS waits
          ) w
          CROSS JOIN LATERAL (
            SELECT CASE WHEN w.waits THEN (
                     SELECT true FROM ${doorinfo} d
-                     WHERE d.transaction = q.record ->> 'initiator' AND d.pnfsid = q.record ->> 'pnfsid'
+                     WHERE d.transaction = m.initiator AND d.pnfsid = m.pnfsid
                      LIMIT 1)
                   END AS found
            OFFSET 0
