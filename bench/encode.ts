@@ -11,7 +11,7 @@
  * client (undici) turned into bytes (Buffer.from); now one pass per record (usageRecordForm:
  * escaped and encoded together, over a template form-encoded once per shape), then
  * planEncodedBodies writing the encoded lines straight into each body's bytes. DCACHE_PROBE_BENCH_ENCODE_BASELINE=<another build's dist/> times that build's
- * usageRecordXml + planBodies too, in the same process (e.g. /work/wt/base/dist for the code
+ * usageRecordXml + planBodies too, in the same process (e.g. a build of a758ecf, the code
  * before issue 15).
  *
  * The shipped functions are looked up at run time (other developers move them between modules),

@@ -2,7 +2,7 @@
  * What the statistics and the start-up cost the probe, this build against another, in one run
  * (the machine is shared and noisy, so only figures taken side by side compare):
  *
- *   npx tsc -p bench/tsconfig.json && node dist/bench/stats-ab.js --baseline /work/wt/base/dist/src/cli/bin.js
+ *   npx tsc -p bench/tsconfig.json && node dist/bench/stats-ab.js --baseline OTHER_BUILD/dist/src/cli/bin.js
  *        [--rows 100000] [--rounds 3] [--startup-runs 5]
  *
  * 1. Catch-up of `rows` queued transfers (bench/catchup.ts catchupRun) by each build with
