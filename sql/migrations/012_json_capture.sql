@@ -16,7 +16,8 @@
 -- gets the lock with its usual LOCK_TIMEOUT_MS and retries (src/db/migrations.ts).
 --
 -- capture_problems() changes with it: the queue's record column must now be json, and the
--- capture calls to_json and json_object_field_text (a site may revoke EXECUTE from PUBLIC).
+-- capture calls to_json and strpos (a site may revoke EXECUTE from PUBLIC). The p2p filter reads
+-- the json text instead of parsing it (see the function).
 -- Everything else is 007's, unchanged.
 
 ALTER TABLE dcache_probe.capture_queue ALTER COLUMN record TYPE json USING record::json;
@@ -84,7 +85,11 @@ BEGIN
     INSERT INTO dcache_probe.capture_queue (source, record)
     SELECT TG_TABLE_NAME, r
       FROM (SELECT to_json(n) AS r FROM new_rows n) AS captured
-     WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';               -- pool-to-pool copies are internal
+     -- Pool-to-pool copies are internal: p2p true (or the text 'true' of an old schema). Read
+     -- from the json text, not with ->> (which parses the whole row again): to_json writes a
+     -- key as "name": with no space, and inside a string value every " is escaped (\"), so
+     -- the two patterns can only be the key p2p itself.
+     WHERE strpos(r::text, '"p2p":true') = 0 AND strpos(r::text, '"p2p":"true"') = 0;
     RETURN NULL;
 END
 $$;
@@ -192,7 +197,7 @@ BEGIN
             'pg_catalog.pg_try_advisory_xact_lock_shared(bigint)', 'pg_catalog.setval(regclass,bigint)',
             'pg_catalog.pg_notification_queue_usage()', 'pg_catalog.pg_notify(text,text)',
             'pg_catalog.nextval(regclass)', 'pg_catalog.to_json(anyelement)',
-            'pg_catalog.json_object_field_text(json,text)', 'pg_catalog.texteq(text,text)',
+            'pg_catalog.strpos(text,text)', 'pg_catalog.int4eq(integer,integer)', 'pg_catalog.texteq(text,text)',
             'pg_catalog.int8gt(bigint,bigint)', 'pg_catalog.statement_timestamp()'
         ]) AS f(sig)
          WHERE NOT coalesce(has_function_privilege(owner, to_regprocedure(f.sig), 'EXECUTE'), false)
