@@ -86,9 +86,12 @@ export const CAPTURE_007_EXPERIMENTS: VariantSpec[] = [
  * typed copy keeps the billing row's own columns (no jsonb built, no keys stored: about half
  * the bytes); "no index" drops the queue's primary key (the claim's order needs one, so these
  * are lower bounds, not designs). Each writes into its own table, emptied with the others.
+ * Measured on 1 December 2026 (docs/PERFORMANCE.md): with dCache's one row per statement the
+ * rest of the capture function costs as much as the copy's format saves, so a json copy (tried
+ * as a migration) bought nothing measurable in the whole function.
  */
 export const NARROW_COPY_EXPERIMENTS: VariantSpec[] = [
-  { name: 'x: jsonb copy (007)', triggers: ['billinginfo.bench_x_jsonbqueue_capture'], probe: false, description: 'the copy of migration 007 (to_jsonb of the transition table) into a jsonb queue with an identity primary key: what 012 replaced' },
+  { name: 'x: jsonb copy', triggers: ['billinginfo.bench_x_jsonbqueue_capture'], probe: false, description: 'our copy alone (to_jsonb of the transition table), nothing else of the capture function, into a jsonb queue with an identity primary key' },
   { name: 'x: jsonb copy, no index', triggers: ['billinginfo.bench_x_jsonbheap_capture'], probe: false, description: 'our copy (to_jsonb of the transition table) into a queue without a primary key' },
   { name: 'x: json copy', triggers: ['billinginfo.bench_x_json_capture'], probe: false, description: 'our copy as json (to_json: text, no binary jsonb built) into a queue with an identity primary key' },
   { name: 'x: text copy', triggers: ['billinginfo.bench_x_text_capture'], probe: false, description: 'the row as its composite text form (n::text) into a queue with an identity primary key' },

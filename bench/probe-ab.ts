@@ -7,8 +7,8 @@
  *        [--rows 100000] [--rounds 3] [--workers 2] [--bundle-size 500]
  *
  * Each build gets its own scratch database with the modern billing fixture, installed by that
- * build's own `migrate` (so each reads the queue its own capture wrote: jsonb before migration
- * 012, json after), filled with the same `rows` transfers through its own triggers and
+ * build's own `migrate` (so each reads the queue its own capture wrote, should their schemas
+ * differ), filled with the same `rows` transfers through its own triggers and
  * snapshotted. Then, `rounds` times, alternating which goes first: the queue is restored and
  * that build's `dcache-probe poll --once` drains it to one shared collector process
  * (bench/catchup.ts catchupRun: rows/s over the process's life, its own CPU, its peak RSS, its

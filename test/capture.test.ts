@@ -60,7 +60,7 @@ for (const form of ['modern', 'legacy'] as const) {
       it('does not capture pool-to-pool copies', async () => {
         await db.query('DELETE FROM dcache_probe.capture_queue');
         await db.query(`INSERT INTO billinginfo (datestamp, transaction, p2p) VALUES (now(), 'p2p-1', true), (now(), 'user-1', false), (now(), 'old-1', NULL)`);
-        // A value that reads like the p2p key is not one (the capture tests the json text).
+        // Only the p2p column decides, not a value that reads like it.
         await db.query(`INSERT INTO billinginfo (datestamp, transaction, errormessage, p2p) VALUES (now(), 'user-2', '"p2p":true', false), (now(), '"p2p":"true"', 'x\\', NULL)`);
         const { rows } = await db.query(`SELECT record->>'transaction' AS t FROM dcache_probe.capture_queue ORDER BY id`);
         assert.deepEqual(rows.map((r) => r.t), ['user-1', 'old-1', 'user-2', '"p2p":"true"']);

@@ -71,10 +71,7 @@ interface ClaimedRowSql {
  * exactly the rows picked; it is a scalar subquery (does a door row with this transaction and
  * pnfsid exist?), which the planner never hashes: an EXISTS here let it, when doorinfo had no
  * statistics, hash all of doorinfo in every claim. A mover that does not wait costs no lookup.
- * OFFSET 0 keeps `door` a subquery, so that its lookup is not repeated. A mover within its grace
- * is read once (`m`: json_to_record of its initiator and pnfsid; the record is json since
- * migration 012, and each `->>` would parse it again); any other row is not parsed at all
- * (json_to_record of NULL is one row of NULLs, which never waits). The door is found by its
+ * OFFSET 0 keeps `door` a subquery, so that its lookup is not repeated. The door is found by its
  * key, not by ctid: a ctid is unique only within one table, and a site may partition doorinfo.
  * No row is locked: picking runs under CLAIM_LOCK, right after expired leases were given back,
  * and records its lease in the same statement (leaseQuery), so what it sees is exact. The
@@ -86,17 +83,15 @@ export function pickQuery(doorinfo: string): string {
         SELECT q.id
           FROM dcache_probe.capture_queue q
          CROSS JOIN LATERAL (
-           SELECT f.initiator, f.pnfsid
-             FROM json_to_record(CASE WHEN q.source = 'billinginfo' AND q.captured_at > now() - make_interval(secs => $2)
-                                      THEN q.record END) AS f(initiator text, pnfsid text)
-         ) m
-         CROSS JOIN LATERAL (
-           SELECT coalesce(m.initiator, '') NOT IN ('', '<undefined>') AND m.initiator NOT LIKE 'pool:%' AS waits
+           SELECT q.source = 'billinginfo'
+              AND q.captured_at > now() - make_interval(secs => $2)
+              AND coalesce(q.record ->> 'initiator', '') NOT IN ('', '<undefined>')
+              AND q.record ->> 'initiator' NOT LIKE 'pool:%' AS waits
          ) w
          CROSS JOIN LATERAL (
            SELECT CASE WHEN w.waits THEN (
                     SELECT true FROM ${doorinfo} d
-                     WHERE d.transaction = m.initiator AND d.pnfsid = m.pnfsid
+                     WHERE d.transaction = q.record ->> 'initiator' AND d.pnfsid = q.record ->> 'pnfsid'
                      LIMIT 1)
                   END AS found
            OFFSET 0
@@ -133,24 +128,19 @@ export function leaseQuery(doorinfo: string): string {
  * to the same object (only the key order differs, which nothing reads; the quarantine stores
  * it as jsonb), whatever columns this form of doorinfo has; row_to_json costs the backend about
  * a third less per row (bench/batch-cost.ts, issue 15).
- *
- * The record is json since migration 012 (text: each `->>` parses it again), so the three fields
- * this statement needs are read in one parse, json_to_record (half the backend's time of three
- * `->>` per row; a field that is absent or JSON null is NULL, as with `->>`).
  */
 export function leasedRowsQuery(doorinfo: string): string {
   return `
       SELECT q.id, q.source, q.record,
              floor(extract(epoch FROM q.captured_at) * 1000)::bigint AS captured_ms,
-             dcache_probe.epoch_ms(f.datestamp) AS datestamp_ms,
+             dcache_probe.epoch_ms(q.record ->> 'datestamp') AS datestamp_ms,
              CASE WHEN q.source = 'billinginfo'
                   THEN (SELECT row_to_json(d) FROM ${doorinfo} d
-                         WHERE d.transaction = f.initiator AND d.pnfsid = f.pnfsid
+                         WHERE d.transaction = q.record ->> 'initiator' AND d.pnfsid = q.record ->> 'pnfsid'
                          ORDER BY d.datestamp, d.cellname
                          LIMIT 1)
              END AS door
         FROM dcache_probe.capture_queue q
-       CROSS JOIN LATERAL json_to_record(q.record) AS f(initiator text, pnfsid text, datestamp text)
        WHERE q.id = ANY ((SELECT ids FROM dcache_probe.claim WHERE batch = $1)::bigint[])
        ORDER BY q.id`;
 }

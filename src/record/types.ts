@@ -4,7 +4,7 @@
  * the other for it (and the record layer needs nothing from the database layer).
  */
 
-/** A row as the queue hands it out: the billing row (json in the queue, migration 012) plus what SQL computed. */
+/** A row as the queue hands it out: the billing row as jsonb plus what SQL computed. */
 /** The billing tables a transfer is recorded in: movers (billinginfo) and tape flush/stage (storageinfo). */
 export type BillingSource = 'billinginfo' | 'storageinfo';
 
