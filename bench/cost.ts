@@ -15,7 +15,7 @@
  * and the catch-up alone (`poll --once`, dCache idle) with it on and off, alternating.
  */
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../src/tools/demo/embedded';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -422,18 +422,6 @@ export interface CostContext {
   backlogRows?: number;
 }
 
-/** A free TCP port on 127.0.0.1 (for the daemon's metrics). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** One value of the daemon's /metrics (NaN when absent). */
 async function metricValue(port: number, name: string): Promise<number> {

@@ -6,7 +6,7 @@
  * says what it was made of at its highest sample: V8's heap by space, and memory outside it.
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../src/tools/demo/embedded';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
@@ -91,16 +91,6 @@ function breakdownAtPeak(file: string): MemoryBreakdown | null {
   };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** One catch-up of the restored snapshot backlog (`rows` queued) by one variant. */
 export async function memoryRun(ctx: MemoryContext, rows: number, v: MemoryVariant, sample: boolean): Promise<MemoryRun> {
