@@ -104,24 +104,19 @@ export class ProbeMetrics {
         this.set(probe.pacing.duty);
       },
     });
-    new client.Counter({
-      name: 'dcache_probe_pacing_yielded_seconds_total',
-      help: "Seconds the catch-up paused to yield to dCache's inserts (pipeline.goodCitizen)",
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(probe.pacing.yieldedMs / 1000);
-      },
-    });
-    new client.Counter({
-      name: 'dcache_probe_pacing_limited_seconds_total',
-      help: 'Seconds the claims waited for the rows/s limit (pipeline.maxRowsPerSecond)',
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(probe.pacing.limitedMs / 1000);
-      },
-    });
+    // The pacer keeps its own totals (ms); a scrape reports them as seconds.
+    const pacingSeconds = (name: string, help: string, totalMs: () => number) =>
+      new client.Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(totalMs() / 1000);
+        },
+      });
+    pacingSeconds('dcache_probe_pacing_yielded_seconds_total', "Seconds the catch-up paused to yield to dCache's inserts (pipeline.goodCitizen)", () => probe.pacing.yieldedMs);
+    pacingSeconds('dcache_probe_pacing_limited_seconds_total', 'Seconds the claims waited for the rows/s limit (pipeline.maxRowsPerSecond)', () => probe.pacing.limitedMs);
     client.collectDefaultMetrics({ register: this.registry, prefix: 'dcache_probe_' });
   }
 
