@@ -185,6 +185,17 @@ BEGIN
 END $$;`;
 }
 
+/** Our copy alone (to_jsonb of the transition table, pool-to-pool rows left out) into public.<table>, as public.<fn>(). */
+function jsonbCopy(fn: string, table: string): string {
+  return `CREATE OR REPLACE FUNCTION public.${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.${table} (source, record)
+    SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS c
+     WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
+    RETURN NULL;
+END $$;`;
+}
+
 /** The naive reference and the experiments' functions and triggers (created disabled). */
 const benchTriggersSql = () => `
 ${capture006()}
@@ -259,13 +270,7 @@ CREATE TABLE IF NOT EXISTS public.bench_x_jsonb_heap (source text NOT NULL, capt
 CREATE TABLE IF NOT EXISTS public.bench_x_typed_queue (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), LIKE public.billinginfo);
 CREATE TABLE IF NOT EXISTS public.bench_x_typed_heap (source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), LIKE public.billinginfo);
 CREATE TABLE IF NOT EXISTS public.bench_x_jsonb_queue (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), record jsonb NOT NULL);
-CREATE OR REPLACE FUNCTION public.bench_x_jsonbqueue_capture() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO public.bench_x_jsonb_queue (source, record)
-    SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS c
-     WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
-    RETURN NULL;
-END $$;
+${jsonbCopy('bench_x_jsonbqueue_capture', 'bench_x_jsonb_queue')}
 CREATE TABLE IF NOT EXISTS public.bench_x_json_queue (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), record json NOT NULL);
 CREATE TABLE IF NOT EXISTS public.bench_x_text_queue (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, source text NOT NULL, captured_at timestamptz NOT NULL DEFAULT statement_timestamp(), record text NOT NULL);
 CREATE OR REPLACE FUNCTION public.bench_x_json_capture() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -280,13 +285,7 @@ BEGIN
     SELECT TG_TABLE_NAME, n::text FROM new_rows n WHERE n.p2p IS DISTINCT FROM true;
     RETURN NULL;
 END $$;
-CREATE OR REPLACE FUNCTION public.bench_x_jsonbheap_capture() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO public.bench_x_jsonb_heap (source, record)
-    SELECT TG_TABLE_NAME, r FROM (SELECT to_jsonb(n) AS r FROM new_rows n) AS c
-     WHERE (r ->> 'p2p') IS DISTINCT FROM 'true';
-    RETURN NULL;
-END $$;
+${jsonbCopy('bench_x_jsonbheap_capture', 'bench_x_jsonb_heap')}
 DO $$
 DECLARE cols text;
 BEGIN
